@@ -1,0 +1,178 @@
+"""The one object methods touch: a diffusion model seen through a small, uniform interface.
+
+Methods only use `condition`, `null_condition`, `predict_noise`, `add_noise`, the DDIM loop and
+the named parameter groups, so the same method code runs on pixel class-conditional models and
+on latent text-to-image models.
+"""
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+from torch import Tensor, nn
+
+
+def standard_parameter_groups(denoiser: nn.Module) -> dict[str, list[str]]:
+    """Named parameter groups of a diffusers UNet, by the module names the papers use.
+
+    cross_attention: `attn2` blocks (ESD-x); time_embedding: timestep MLP; output: final norm + conv;
+    conditioning: class embedding or cross-attention, i.e. where the condition enters the network.
+    """
+    names = [n for n, _ in denoiser.named_parameters()]
+    groups = {
+        "cross_attention": [n for n in names if ".attn2." in n],
+        "time_embedding": [n for n in names if n.startswith("time_embedding.") or n.startswith("time_proj.")],
+        "output": [n for n in names if n.startswith("conv_norm_out.") or n.startswith("conv_out.")],
+        "class_embedding": [n for n in names if n.startswith("class_embedding.")],
+    }
+    groups["conditioning"] = groups["cross_attention"] or groups["class_embedding"]
+    groups["all"] = names
+    return groups
+
+
+class DiffusionModel(ABC):
+    """Adapter base: a trainable denoiser + DDPM training schedule + DDIM sampler."""
+
+    kind: str  # "class" | "text"
+    denoiser: nn.Module
+    noise_scheduler: DDPMScheduler
+    sample_shape: tuple[int, int, int]  # (C, H, W) of the space the denoiser works in
+
+    # -- conditioning ---------------------------------------------------------------------
+    @abstractmethod
+    def condition(self, keys: Sequence) -> Tensor:
+        """Condition tensor for class labels (int) or prompts (str); first dim is the batch."""
+
+    @abstractmethod
+    def null_condition(self, n: int) -> Tensor:
+        """Unconditional condition (null class / empty prompt) for classifier-free guidance."""
+
+    # -- denoiser ------------------------------------------------------------------------
+    @abstractmethod
+    def predict_noise(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        ...
+
+    def guided_noise(self, x_t: Tensor, t: Tensor, cond: Tensor, guidance: float) -> Tensor:
+        """Classifier-free guidance in one batched forward (cond and null stacked)."""
+        if guidance == 1.0:
+            return self.predict_noise(x_t, t, cond)
+        n = x_t.shape[0]
+        null = self.null_condition(n)
+        if t.ndim == 0:
+            t = t.expand(n)
+        eps = self.predict_noise(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([null, cond]))
+        eps_u, eps_c = eps.chunk(2)
+        return eps_u + guidance * (eps_c - eps_u)
+
+    # -- pixels <-> model space ------------------------------------------------------------
+    def encode(self, images: Tensor) -> Tensor:
+        """Images in [-1, 1] -> the denoiser's space (identity for pixel models)."""
+        return images
+
+    def decode(self, x: Tensor) -> Tensor:
+        """Denoiser space -> images in [-1, 1]."""
+        return x
+
+    # -- forward process -------------------------------------------------------------------
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.noise_scheduler.config.num_train_timesteps)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        return self.noise_scheduler.add_noise(x0, noise, t)
+
+    def random_timesteps(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device="cpu").to(self.device)
+
+    def initial_noise(self, seeds: Sequence[int]) -> Tensor:
+        """Per-sample seeded noise, so an image does not depend on its batch-mates."""
+        noise = [torch.randn(self.sample_shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+        return torch.stack(noise).to(self.device)
+
+    # -- sampling --------------------------------------------------------------------------
+    def ddim_scheduler(self, steps: int) -> DDIMScheduler:
+        sched = DDIMScheduler.from_config(self.noise_scheduler.config)
+        sched.set_timesteps(steps, device=self.device)
+        return sched
+
+    @torch.no_grad()
+    def sample_latents(
+        self,
+        cond: Tensor,
+        noise: Tensor,
+        steps: int = 50,
+        guidance: float = 2.0,
+        stop_after: int | None = None,
+    ) -> Tensor:
+        """DDIM (eta=0) from `noise`; `stop_after=k` returns the partially denoised x after k steps."""
+        sched = self.ddim_scheduler(steps)
+        x = noise * sched.init_noise_sigma
+        for i, t in enumerate(sched.timesteps):
+            if stop_after is not None and i >= stop_after:
+                break
+            eps = self.guided_noise(x, t, cond, guidance)
+            x = sched.step(eps, t, x, eta=0.0).prev_sample
+        return x
+
+    @torch.no_grad()
+    def sample(
+        self,
+        keys: Sequence,
+        seeds: Sequence[int],
+        steps: int = 50,
+        guidance: float = 2.0,
+        batch_size: int = 256,
+    ) -> Tensor:
+        """Images in [0, 1] (float, CPU), one per (key, seed), generated in batches."""
+        was_training = self.denoiser.training
+        self.denoiser.eval()
+        out = []
+        for i in range(0, len(keys), batch_size):
+            k, s = list(keys[i : i + batch_size]), list(seeds[i : i + batch_size])
+            x = self.sample_latents(self.condition(k), self.initial_noise(s), steps, guidance)
+            out.append(((self.decode(x).float().clamp(-1, 1) + 1) / 2).cpu())
+        self.denoiser.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, *self.sample_shape)
+
+    # -- parameters ------------------------------------------------------------------------
+    def parameter_groups(self) -> dict[str, list[str]]:
+        return standard_parameter_groups(self.denoiser)
+
+    def named_parameters(self) -> dict[str, nn.Parameter]:
+        return dict(self.denoiser.named_parameters())
+
+    def frozen_copy(self) -> "DiffusionModel":
+        """Independent copy with a frozen denoiser (ESD's θ*, the original for metrics)."""
+        other = copy.copy(self)
+        other.denoiser = copy.deepcopy(self.denoiser).eval().requires_grad_(False)
+        return other
+
+    def trainable_copy(self) -> "DiffusionModel":
+        other = copy.copy(self)
+        other.denoiser = copy.deepcopy(self.denoiser).train().requires_grad_(True)
+        return other
+
+    def to(self, device) -> "DiffusionModel":
+        self.denoiser.to(device)
+        return self
+
+    @abstractmethod
+    def save(self, path) -> None:
+        ...
+
+    def weights_hash(self) -> str:
+        """Content hash of the denoiser weights (provenance, caches)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name, tensor in sorted(self.denoiser.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]

@@ -1,0 +1,195 @@
+"""`unlearn-bench`: run, submit, leaderboard, list, pretrain."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from bench.errors import BenchError
+
+DEFAULT_OUT = "results"
+
+
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tasks", nargs="+", help="restrict to these tasks")
+    p.add_argument("--targets", nargs="+", help="restrict to these targets (e.g. classes)")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the suite's)")
+    p.add_argument("--out", default=DEFAULT_OUT, help="results directory (records/ and LEADERBOARD.md)")
+    p.add_argument("--address", help="existing Ray cluster address (e.g. 'auto'); default: a local instance")
+    p.add_argument("--local", action="store_true", help="run jobs in this process, one by one (debugging)")
+    p.add_argument("--cpus-per-job", type=int, default=1, help="CPU cores Ray reserves per job (default 1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="unlearn-bench", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a benchmark suite (default: the embedded mini suite)")
+    run.add_argument("--suite", default="mini", help="mini | mini-full | paper | FILE.yaml")
+    run.add_argument("--methods", nargs="+", help="restrict to these methods (labels or names)")
+    run.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    _add_selection(run)
+
+    sub_p = sub.add_parser("submit", help="validate a method file, run it over a suite and rank it")
+    sub_p.add_argument("file", help="path/to/method.py[:ClassName]")
+    sub_p.add_argument("--suite", default="mini")
+    _add_selection(sub_p)
+
+    lb = sub.add_parser("leaderboard", help="aggregate records into the leaderboard")
+    lb.add_argument("--results", default=DEFAULT_OUT)
+    lb.add_argument("--format", choices=["markdown", "csv", "json"], default="markdown")
+    lb.add_argument("--out", help="file to write (default: RESULTS/LEADERBOARD.md for markdown)")
+    lb.add_argument("--tasks", nargs="+")
+    lb.add_argument("--methods", nargs="+")
+
+    ls = sub.add_parser("list", help="list methods, tasks, metrics or suites")
+    ls.add_argument("what", choices=["methods", "tasks", "metrics", "suites"])
+
+    pre = sub.add_parser("pretrain", help="train a base model / classifier by its recipe")
+    pre.add_argument("name")
+    pre.add_argument("--out", help="output directory (default: where the task loads it from)")
+    pre.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    return ap
+
+
+def cmd_list(args) -> int:
+    if args.what == "methods":
+        from bench.plugins import resolve_method
+        from methods.base import METHODS
+
+        for name in METHODS.names():
+            cls = resolve_method(name)
+            doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+            print(f"{name:12s} {doc}")
+    elif args.what == "tasks":
+        from tasks.base import TASKS
+
+        for name in TASKS.names():
+            cls = TASKS.get(name)
+            print(f"{name:20s} [{cls.kind}] {cls.description}")
+    elif args.what == "metrics":
+        from metrics.base import METRICS
+
+        for name in METRICS.names():
+            cls = METRICS.get(name)
+            doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+            print(f"{name:16s} {doc}")
+    else:
+        from bench.plan import available_suites, load_suite
+
+        for name in available_suites():
+            print(f"{name:12s} {load_suite(name).description}")
+    return 0
+
+
+def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> list[dict]:
+    from bench.plan import load_suite, plan_jobs
+    from bench.scheduler import pending_jobs, run_local, run_ray
+
+    suite = load_suite(suite_ref)
+    jobs = plan_jobs(suite, tasks=args.tasks, methods=method_refs, targets=args.targets, seeds=args.seeds)
+    todo = pending_jobs(jobs, args.out)
+    print(f"suite {suite.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run -> {args.out}", file=sys.stderr)
+    if getattr(args, "dry_run", False):
+        from bench.dryrun import describe_plan
+
+        print(describe_plan(suite, jobs, todo))
+        return []
+    if todo:
+        if args.local:
+            run_local(todo, args.out)
+        else:
+            run_ray(todo, args.out, address=args.address, cpus_per_job=args.cpus_per_job)
+    return jobs
+
+
+def write_leaderboard(results: str, fmt: str = "markdown", out: str | None = None, tasks=None, methods=None, echo: bool = True) -> str:
+    from leaderboard.aggregate import aggregate
+    from leaderboard.render import render_markdown
+
+    from bench.records import iter_records
+
+    records = list(iter_records(results))
+    tables = aggregate(records, tasks=tasks, methods=methods)
+    if fmt == "markdown":
+        text = render_markdown(tables)
+        out = out or str(Path(results) / "LEADERBOARD.md")
+    else:
+        import pandas as pd
+
+        df = pd.concat([t.rows.assign(task=t.task) for t in tables], ignore_index=True) if tables else pd.DataFrame()
+        text = df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", indent=2)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+    if echo:
+        print(text)
+    return text
+
+
+def cmd_run(args) -> int:
+    t0 = time.time()
+    jobs = run_suite(args.suite, args, method_refs=args.methods)
+    if args.dry_run:
+        return 0
+    write_leaderboard(args.out)
+    failed = _count_failed(args.out, jobs)
+    print(f"done in {time.time() - t0:.0f} s; {len(jobs) - failed} ok, {failed} failed; leaderboard: {Path(args.out) / 'LEADERBOARD.md'}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _count_failed(out: str, jobs) -> int:
+    from bench.records import read_record, record_path
+
+    return sum(1 for j in jobs if (read_record(record_path(out, j.job_id)) or {}).get("status") != "ok")
+
+
+def cmd_submit(args) -> int:
+    from bench.submit import submit
+
+    return submit(args)
+
+
+def cmd_leaderboard(args) -> int:
+    if not Path(args.results).exists():
+        raise BenchError(f"no results directory {args.results!r}; run `unlearn-bench run` first or pass --results")
+    write_leaderboard(args.results, args.format, args.out, args.tasks, args.methods)
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    import json
+
+    import torch
+
+    from bench.pretrain import PRETRAIN
+
+    fn = PRETRAIN.get(args.name)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    t0 = time.time()
+    summary = fn(out=args.out, device=device)
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"pretrain {args.name}: {time.time() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "submit": cmd_submit, "leaderboard": cmd_leaderboard, "list": cmd_list, "pretrain": cmd_pretrain}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    try:
+        return COMMANDS[args.command](args)
+    except BenchError as exc:
+        print(f"unlearn-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("unlearn-bench: interrupted; finished records are kept, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""What a method gets besides the model and data: device, seed, budget, step accounting."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from bench.errors import NonFiniteLossError
+
+
+@dataclass
+class Budget:
+    """Caps applied on top of a method's own schedule (smoke runs, quick suites)."""
+
+    max_steps: int | None = None
+
+    def steps(self, wanted: int) -> int:
+        return wanted if self.max_steps is None else min(wanted, self.max_steps)
+
+
+@dataclass
+class RunContext:
+    device: torch.device
+    seed: int
+    task_kind: str  # "class" | "concept" | "style"
+    num_classes: int | None = None
+    log: Callable[[str], None] = lambda msg: None
+    steps_done: int = 0
+    images_generated: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def step(self, loss: float | torch.Tensor, **parts: float) -> None:
+        """Count one optimiser step; stop the job on a NaN/inf loss (named, with the step)."""
+        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        if not math.isfinite(value):
+            detail = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
+            raise NonFiniteLossError(f"non-finite loss {value} at step {self.steps_done}" + (f" ({detail})" if detail else ""))
+        self.steps_done += 1

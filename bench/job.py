@@ -1,0 +1,120 @@
+"""Running one job: build the task, unlearn, evaluate, return a record (never raises)."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import random
+import time
+import traceback
+
+import numpy as np
+import torch
+
+from bench.context import Budget, RunContext
+from bench.errors import BenchError
+from bench.memory import PeakMemory, Timer
+from bench.plan import JobSpec
+from bench.provenance import git_revision, hardware, package_versions
+from bench.records import write_record
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def base_record(spec: JobSpec) -> dict:
+    return {
+        "job_id": spec.job_id,
+        "setting_hash": spec.setting_hash,
+        **spec.to_dict(),
+        "versions": package_versions(),
+        "git": git_revision(),
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def execute(spec: JobSpec, device: torch.device | None = None) -> dict:
+    """The job itself; raises on failure."""
+    from methods.base import hparams_dict, make_hparams
+    from methods.training import assert_finite_weights
+    from metrics.base import METRICS
+    from tasks.base import TASKS, config_dict
+
+    from bench.plugins import resolve_method
+
+    device = device or pick_device()
+    task_cls = TASKS.get(spec.task)
+    task = task_cls.make(spec.task_options)
+    method_cls = resolve_method(spec.method)
+    hparams = make_hparams(method_cls, {**method_cls.defaults_by_kind.get(task.kind, {}), **spec.hparams})
+    seed_everything(spec.seed)
+    ctx = RunContext(device=device, seed=spec.seed, task_kind=task.kind)
+    inst = task.build(spec.target, ctx)
+    ctx.num_classes = inst.info.get("num_classes")
+    original = inst.model.frozen_copy()
+    method = method_cls(hparams)
+    with PeakMemory() as mem, Timer() as timer:
+        stats = method.unlearn(inst.model, inst.forget, inst.remain, Budget(**spec.budget), ctx) or {}
+    assert_finite_weights(inst.model, spec.method)
+    inst.model.denoiser.eval()
+    images_for_unlearning = ctx.images_generated
+    metrics, directions = {}, {}
+    with Timer() as eval_timer:
+        for name in task.metrics:
+            metric = METRICS.get(name)()
+            directions.update(metric.columns(inst))
+            metrics.update({k: float(v) for k, v in metric.compute(inst, inst.model, original, ctx).items()})
+    return {
+        "status": "ok",
+        "task_kind": task.kind,
+        "task_config": config_dict(task.config),
+        "method_name": method_cls.name,
+        "hparams_resolved": hparams_dict(hparams),
+        "metrics": metrics,
+        "directions": directions,
+        "cost": {
+            "unlearn_seconds": round(timer.seconds, 3),
+            "eval_seconds": round(eval_timer.seconds, 3),
+            "steps": ctx.steps_done,
+            "peak_host_mem_mb": round(mem.peak_host_mb, 1),
+            "peak_gpu_mem_mb": None if mem.peak_gpu_mb is None else round(mem.peak_gpu_mb, 1),
+            "images_generated_unlearning": images_for_unlearning,
+            "images_generated_eval": ctx.images_generated - images_for_unlearning,
+        },
+        "method_stats": {k: v for k, v in stats.items() if isinstance(v, (int, float, str, bool, list)) or v is None},
+        "checkpoints": task.checkpoints(),
+        "hardware": hardware(),
+    }
+
+
+def run_job(spec: JobSpec, out_dir, threads: int | None = None) -> dict:
+    """Run a job and write its record; failures become a 'failed' record naming the cause."""
+    if threads:
+        torch.set_num_threads(threads)
+    record = base_record(spec)
+    t0 = time.perf_counter()
+    try:
+        record.update(execute(spec))
+    except Exception as exc:  # the job fails, the suite goes on
+        record.update(failure(exc))
+    record["wall_seconds"] = round(time.perf_counter() - t0, 3)
+    record["pid"] = os.getpid()
+    write_record(out_dir, record)
+    return record
+
+
+def failure(exc: BaseException, where: str = "job") -> dict:
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return {
+        "status": "failed",
+        "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, BenchError) else str(exc),
+        "error_type": type(exc).__name__,
+        "failed_in": where,
+        "traceback": "".join(tb)[-4000:],
+    }

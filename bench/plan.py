@@ -1,0 +1,190 @@
+"""Suites (YAML run specs, kept apart from code) -> a plan of (task, target, method, seed) jobs."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from bench.errors import ConfigError
+
+SUITE_DIR = Path(__file__).parent / "suites"
+PROTOCOL_VERSION = "1"  # bump when a definition in PROTOCOL.md changes meaning
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    method: str  # registry name, or FILE.py[:Name] for submitted methods
+    label: str  # leaderboard row name
+    hparams: dict = field(default_factory=dict)
+    hparams_by_task: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    task: str
+    targets: tuple[str, ...] | None = None  # None: all targets of the task
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Suite:
+    name: str
+    tasks: list[TaskEntry]
+    methods: list[MethodEntry]
+    seeds: list[int]
+    budget: dict = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    suite: str
+    task: str
+    task_options: dict
+    target: str
+    method: str
+    label: str
+    hparams: dict  # overrides on top of the method's per-kind defaults; resolved values go in the record
+    seed: int
+    budget: dict
+
+    def setting(self) -> dict[str, Any]:
+        """What must match for two records to be averaged together (everything but target and seed)."""
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "task": self.task,
+            "task_options": self.task_options,
+            "method": self.method,
+            "label": self.label,
+            "hparams": self.hparams,
+            "budget": self.budget,
+        }
+
+    @property
+    def setting_hash(self) -> str:
+        return stable_hash(self.setting())
+
+    @property
+    def job_id(self) -> str:
+        safe = lambda s: "".join(c if c.isalnum() or c in "-_." else "_" for c in str(s))  # noqa: E731
+        return f"{safe(self.task)}__{safe(self.label)}__t{safe(self.target)}__s{self.seed}__{self.setting_hash[:10]}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def available_suites() -> list[str]:
+    return sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = SUITE_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise ConfigError(f"unknown suite {name_or_path!r}; built-in suites: {', '.join(available_suites())}, or a path to a .yaml file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"malformed suite YAML {path}: {str(exc).splitlines()[0]}") from None
+    return parse_suite(raw, default_name=path.stem, source=str(path))
+
+
+def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>") -> Suite:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"suite {source} must be a mapping with 'tasks' and 'methods'")
+    unknown = set(raw) - {"name", "description", "tasks", "methods", "seeds", "budget"}
+    if unknown:
+        raise ConfigError(f"suite {source}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("tasks", "methods"):
+        if not raw.get(key):
+            raise ConfigError(f"suite {source} needs a non-empty '{key}'")
+    tasks = []
+    tasks_raw = raw["tasks"]
+    if isinstance(tasks_raw, list):
+        tasks_raw = {t: {} for t in tasks_raw}
+    if not isinstance(tasks_raw, dict):
+        raise ConfigError(f"suite {source}: 'tasks' must be a list of names or a mapping name -> {{targets, options}}")
+    for name, spec in tasks_raw.items():
+        spec = spec or {}
+        if not isinstance(spec, dict) or set(spec) - {"targets", "options"}:
+            raise ConfigError(f"suite {source}: task {name!r} takes only 'targets' and 'options'")
+        targets = spec.get("targets")
+        if targets is not None and not isinstance(targets, list):
+            raise ConfigError(f"suite {source}: task {name!r} targets must be a list")
+        tasks.append(TaskEntry(str(name), tuple(str(t) for t in targets) if targets else None, dict(spec.get("options") or {})))
+    methods = [parse_method_entry(m, source) for m in raw["methods"]]
+    labels = [m.label for m in methods]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"suite {source}: duplicate method labels {sorted({l for l in labels if labels.count(l) > 1})}; give each a 'label'")
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"suite {source}: 'seeds' must be a list of integers")
+    budget = raw.get("budget") or {}
+    if not isinstance(budget, dict) or set(budget) - {"max_steps"}:
+        raise ConfigError(f"suite {source}: 'budget' takes only 'max_steps'")
+    return Suite(str(raw.get("name", default_name)), tasks, methods, seeds, budget, str(raw.get("description", "")))
+
+
+def parse_method_entry(m: Any, source: str = "<suite>") -> MethodEntry:
+    if isinstance(m, str):
+        return MethodEntry(m, m)
+    if not isinstance(m, dict) or "method" not in m or set(m) - {"method", "label", "hparams", "hparams_by_task"}:
+        raise ConfigError(f"suite {source}: method entry {m!r} must be a name or {{method, label?, hparams?, hparams_by_task?}}")
+    return MethodEntry(str(m["method"]), str(m.get("label", m["method"])), dict(m.get("hparams") or {}), dict(m.get("hparams_by_task") or {}))
+
+
+def plan_jobs(
+    suite: Suite,
+    tasks: Iterable[str] | None = None,
+    methods: Iterable[str] | None = None,
+    targets: Iterable[str] | None = None,
+    seeds: Iterable[int] | None = None,
+) -> list[JobSpec]:
+    """Expand a suite into jobs, validating every name against the registries (before any work)."""
+    from methods.base import make_hparams
+    from tasks.base import TASKS
+
+    from bench.plugins import is_file_reference, resolve_method
+
+    tasks = list(tasks) if tasks else None
+    methods = list(methods) if methods else None
+    task_entries = [t for t in suite.tasks if tasks is None or t.task in tasks]
+    if tasks:
+        known = {t.task for t in suite.tasks}
+        extra = [t for t in tasks if t not in known]
+        for name in extra:
+            TASKS.get(name)  # unknown task -> clear error
+        task_entries += [TaskEntry(t) for t in extra]
+    method_entries = [m for m in suite.methods if methods is None or m.label in methods or m.method in methods]
+    if methods:
+        known = {m.label for m in suite.methods} | {m.method for m in suite.methods}
+        method_entries += [MethodEntry(m, m) for m in methods if m not in known]
+    jobs = []
+    for te in task_entries:
+        task_cls = TASKS.get(te.task)
+        task = task_cls.make(te.options)
+        task_targets = [str(t) for t in targets] if targets else list(te.targets or task.targets())
+        for t in task_targets:
+            task.validate_target(t)
+        for me in method_entries:
+            method_cls = resolve_method(me.method)
+            label = method_cls.name if me.label == me.method and is_file_reference(me.method) else me.label
+            if task_cls.kind not in method_cls.task_kinds:
+                continue  # e.g. Retrain on concept tasks
+            hparams = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
+            make_hparams(method_cls, {**method_cls.defaults_by_kind.get(task_cls.kind, {}), **hparams})  # validate now
+            for target in task_targets:
+                for seed in seeds or suite.seeds:
+                    jobs.append(JobSpec(suite.name, te.task, te.options, target, me.method, label, hparams, int(seed), suite.budget))
+    if not jobs:
+        raise ConfigError("the selection matches no job (check --tasks/--methods/--targets)")
+    return jobs

@@ -1,0 +1,81 @@
+"""Loading methods by registry name or from a plain file (`FILE.py[:ClassName]`)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+
+from bench.errors import PluginError
+
+
+def is_file_reference(ref: str) -> bool:
+    return ref.split(":")[0].endswith(".py")
+
+
+def load_method_file(ref: str):
+    """Import FILE.py and return its Method subclass (the named one, or the only one defined there)."""
+    from methods.base import Method
+
+    path_str, _, cls_name = ref.partition(":")
+    path = Path(path_str).expanduser().resolve()
+    if not path.exists():
+        raise PluginError(f"method file not found: {path}")
+    mod_name = "unlearn_bench_plugin_" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(mod_name, None)
+        raise PluginError(f"{path.name} failed to import: {type(exc).__name__}: {exc}") from exc
+    candidates = {
+        name: obj
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, Method) and obj is not Method and obj.__module__ == mod_name
+    }
+    if cls_name:
+        if cls_name not in vars(module):
+            raise PluginError(f"{path.name} defines no {cls_name!r}; Method classes there: {', '.join(candidates) or 'none'}")
+        cls = vars(module)[cls_name]
+        if not (inspect.isclass(cls) and issubclass(cls, Method)):
+            raise PluginError(f"{path.name}:{cls_name} is not a subclass of methods.base.Method")
+    else:
+        if not candidates:
+            raise PluginError(f"{path.name} defines no subclass of methods.base.Method (import it with `from bench import Method`)")
+        if len(candidates) > 1:
+            raise PluginError(f"{path.name} defines several methods ({', '.join(candidates)}); pick one with {path.name}:ClassName")
+        cls = next(iter(candidates.values()))
+    validate_method_class(cls, where=f"{path.name}:{cls.__name__}")
+    return cls
+
+
+def validate_method_class(cls, where: str) -> None:
+    """Interface checks with precise messages (name, HParams dataclass, unlearn signature)."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise PluginError(f"{where}: set a class attribute `name = \"my-method\"`")
+    if not dataclasses.is_dataclass(cls.HParams):
+        raise PluginError(f"{where}: HParams must be a @dataclass (got {cls.HParams!r})")
+    missing = [f.name for f in dataclasses.fields(cls.HParams) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise PluginError(f"{where}: every hyper-parameter needs a default; missing for {', '.join(missing)}")
+    if inspect.isabstract(cls):
+        raise PluginError(f"{where}: does not implement unlearn(self, model, forget, remain, budget, ctx)")
+    params = list(inspect.signature(cls.unlearn).parameters)
+    if params[:6] != ["self", "model", "forget", "remain", "budget", "ctx"]:
+        raise PluginError(
+            f"{where}: unlearn must have the signature unlearn(self, model, forget, remain, budget, ctx); got ({', '.join(params)})"
+        )
+
+
+def resolve_method(ref: str):
+    """Registry name, or FILE.py[:Name]."""
+    from methods.base import METHODS
+
+    if is_file_reference(ref):
+        return load_method_file(ref)
+    return METHODS.get(ref)

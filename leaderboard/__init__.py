@@ -1,0 +1,1 @@
+"""The leaderboard: a view of the run records (aggregation with pandas, rendering)."""

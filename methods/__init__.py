@@ -1,0 +1,1 @@
+"""Unlearning methods: one file each, registered by name (see methods.base)."""

@@ -1,0 +1,1 @@
+"""Metrics: each names its backbone and settings in its column name."""

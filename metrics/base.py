@@ -1,0 +1,54 @@
+"""The Metric interface and its registry."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Literal
+
+from bench.adapters.base import DiffusionModel
+from bench.context import RunContext
+from bench.registry import Registry
+
+Direction = Literal["↑", "↓"]
+
+BUILTIN_METRIC_MODULES = (
+    "metrics.classification",
+    "metrics.fid",
+    "metrics.alignment",
+    "metrics.nudity",
+    "metrics.retention",
+)
+
+
+METRICS: Registry[type["Metric"]] = Registry(
+    "metric", entry_point_group="unlearn_bench.metrics", builtin_modules=BUILTIN_METRIC_MODULES
+)
+
+
+def register_metric(cls: type["Metric"]) -> type["Metric"]:
+    return METRICS.register(cls.name)(cls)
+
+
+class Metric(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def columns(self, inst) -> dict[str, Direction]:
+        """Column name (starting with the short name, carrying backbone/settings) -> direction."""
+
+    @abstractmethod
+    def compute(self, inst, unlearned: DiffusionModel, original: DiffusionModel, ctx: RunContext) -> dict[str, float]:
+        ...
+
+
+def generated(inst, model: DiffusionModel, which: str, ctx: RunContext | None = None):
+    """Images in [0, 1] of `model` on the task's evaluation set `which` (cached per model)."""
+    keys, seeds = inst.info["eval_sets"][which]
+    sampler = inst.info.get("sampler", {})
+
+    def make():
+        if ctx is not None:
+            ctx.images_generated += len(keys)
+        return model.sample(keys, seeds, **sampler)
+
+    return inst.samples(model, which, make)

@@ -1,0 +1,38 @@
+"""UA and RA: a classifier judges samples conditioned on the forgotten / remaining classes."""
+from __future__ import annotations
+
+import torch
+
+from metrics.base import Metric, generated, register_metric
+
+
+@torch.no_grad()
+def predict(classifier, images01: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    out = [classifier(images01[i : i + batch_size]).argmax(1).cpu() for i in range(0, len(images01), batch_size)]
+    return torch.cat(out)
+
+
+@register_metric
+class ClassAccuracy(Metric):
+    """UA = 1 − acc on forget-class samples; RA = acc on remaining-class samples.
+
+    The task supplies `info["classifier"]` (images in [0,1] -> logits; extra logits such as CLIP's
+    "random noise" label simply count as wrong) and `info["classifier_name"]` for the column name.
+    """
+
+    name = "class-accuracy"
+
+    def columns(self, inst):
+        clf = inst.info["classifier_name"]
+        return {f"UA ({clf})": "↑", f"RA ({clf})": "↑"}
+
+    def compute(self, inst, unlearned, original, ctx):
+        clf = inst.info["classifier"]
+        ua_col, ra_col = self.columns(inst)
+        out = {}
+        for which, col, invert in (("forget", ua_col, True), ("remain", ra_col, False)):
+            keys, _ = inst.info["eval_sets"][which]
+            pred = predict(clf, generated(inst, unlearned, which, ctx))
+            acc = float((pred == torch.as_tensor([int(k) for k in keys])).float().mean())
+            out[col] = 1.0 - acc if invert else acc
+        return out

@@ -1,0 +1,103 @@
+"""The Task interface and its registry."""
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
+
+import torch
+from torch import Tensor
+
+from bench.adapters.base import DiffusionModel
+from bench.context import RunContext
+from bench.data import UnlearnData
+from bench.errors import ConfigError
+from bench.registry import Registry
+
+BUILTIN_TASK_MODULES = ("tasks.mini_digits", "tasks.mini_shapes", "tasks.stable_diffusion", "tasks.cifar10")
+
+
+TASKS: Registry[type["Task"]] = Registry("task", entry_point_group="unlearn_bench.tasks", builtin_modules=BUILTIN_TASK_MODULES)
+
+
+def register_task(cls: type["Task"]) -> type["Task"]:
+    return TASKS.register(cls.name)(cls)
+
+
+@dataclass
+class NoConfig:
+    pass
+
+
+@dataclass
+class TaskInstance:
+    """One (task, target) ready to run: a trainable base model, its data, and what metrics need."""
+
+    task: "Task"
+    target: str
+    model: DiffusionModel
+    forget: UnlearnData
+    remain: UnlearnData
+    info: dict[str, Any] = field(default_factory=dict)
+    _samples: dict = field(default_factory=dict, repr=False)
+
+    def samples(self, model: DiffusionModel, name: str, make: Callable[[], Tensor]) -> Tensor:
+        """Evaluation images of `model`, generated once per (model, set) and shared by all metrics."""
+        key = (id(model), name)
+        if key not in self._samples:
+            self._samples[key] = make()
+        return self._samples[key]
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    kind: ClassVar[str]  # "class" | "concept" | "style"
+    metrics: ClassVar[tuple[str, ...]]
+    Config: ClassVar[type] = NoConfig
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: Any = None):
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def make(cls, options: dict[str, Any] | None = None) -> "Task":
+        options = options or {}
+        known = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"task {cls.name!r} has no option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        try:
+            return cls(cls.Config(**options))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"task {cls.name!r}: bad options {options}: {exc}") from exc
+
+    @abstractmethod
+    def targets(self) -> list[str]:
+        """All targets of the full task (e.g. the 10 classes)."""
+
+    @abstractmethod
+    def build(self, target: str, ctx: RunContext) -> TaskInstance:
+        """Base model (trainable copy) + forget/remain sets for one target."""
+
+    def validate_target(self, target: str) -> str:
+        target = str(target)
+        if target not in self.targets():
+            raise ConfigError(f"task {self.name!r} has no target {target!r}; targets: {', '.join(self.targets())}")
+        return target
+
+    def plan_info(self) -> dict:
+        """For dry runs, without loading weights: eval_images / unlearn_images per job, gpu (bool)."""
+        return {}
+
+    def checkpoints(self) -> dict[str, str]:
+        """Name -> content hash of the weights the task loads (provenance)."""
+        return {}
+
+
+def config_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else {}
+
+
+def seeds_for(n: int, offset: int) -> Sequence[int]:
+    return list(range(offset, offset + n))

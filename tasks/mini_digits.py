@@ -1,0 +1,115 @@
+"""mini-digits-class: erase one digit from a small class-conditional diffusion model (CPU-sized).
+
+Analogue of cifar10-class: forget = training images of the target digit; remain = the training
+images of the other nine digits (methods that want RGD's diverse subset draw a class-balanced
+one from it); UA/RA by the shipped digit classifier; FID in that classifier's feature space.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from bench.adapters.class_conditional import ClassConditionalModel
+from bench.context import RunContext
+from bench.data import UnlearnData
+from bench.errors import MissingWeightsError
+from tasks.base import Task, TaskInstance, register_task
+from tasks.mini import CHECKPOINT_DIR
+from tasks.mini.digits import CLASS_NAMES, load_digits_splits
+from tasks.mini.recipes import checkpoint_hash, load_digit_classifier
+
+MODEL_DIR = CHECKPOINT_DIR / "mini-digits"
+
+
+@dataclass
+class MiniDigitsConfig:
+    forget_samples: int = 100  # samples of the target digit for UA
+    remain_samples_per_class: int = 50  # samples per remaining digit for RA and FID
+    sample_steps: int = 25  # DDIM steps (eta = 0)
+    guidance: float = 2.0  # classifier-free guidance scale
+    checkpoint: str | None = None  # another class-conditional checkpoint directory
+
+
+@lru_cache(maxsize=1)
+def _reference_features():
+    """Classifier features of all real digits, per class (FID reference)."""
+    from metrics.fid import batch_features
+
+    clf = load_digit_classifier()
+    train, test = load_digits_splits()
+    x = torch.cat([train.x, test.x])
+    y = torch.cat([train.y, test.y])
+    return batch_features(clf, (x + 1) / 2), y.numpy()
+
+
+def neighbour_classes(target: int) -> list[int]:
+    """Other classes ordered by distance of their mean classifier feature to the target's."""
+    feats, labels = _reference_features()
+    centroids = torch.stack([torch.as_tensor(feats[labels == c]).mean(0) for c in range(10)])
+    dist = (centroids - centroids[target]).norm(dim=1)
+    return [c for c in dist.argsort().tolist() if c != target]
+
+
+@register_task
+class MiniDigitsClass(Task):
+    name = "mini-digits-class"
+    kind = "class"
+    metrics = ("class-accuracy", "fid")
+    Config = MiniDigitsConfig
+    description = "erase one of sklearn's 8×8 digits from a 0.17M-parameter class-conditional UNet"
+
+    def targets(self) -> list[str]:
+        return CLASS_NAMES
+
+    @property
+    def model_dir(self):
+        return self.config.checkpoint or MODEL_DIR
+
+    def load_base_model(self, device="cpu") -> ClassConditionalModel:
+        try:
+            return ClassConditionalModel.load(self.model_dir, device=device)
+        except MissingWeightsError:
+            raise MissingWeightsError(
+                f"mini-digits base model missing at {self.model_dir}; recreate it with `unlearn-bench pretrain mini-digits`"
+            ) from None
+
+    def plan_info(self) -> dict:
+        return {"eval_images": self.config.forget_samples + 9 * self.config.remain_samples_per_class, "gpu": False}
+
+    def checkpoints(self) -> dict[str, str]:
+        return {"mini-digits": checkpoint_hash(self.model_dir), "digit-classifier": checkpoint_hash(CHECKPOINT_DIR / "digit-classifier")}
+
+    def build(self, target: str, ctx: RunContext) -> TaskInstance:
+        k = int(self.validate_target(target))
+        cfg = self.config
+        model = self.load_base_model(ctx.device)
+        train, _ = load_digits_splits()
+        is_target = train.y == k
+        forget = UnlearnData(x=train.x[is_target], keys=train.y[is_target].tolist(), groups=train.y[is_target])
+        remain = UnlearnData(
+            x=train.x[~is_target],
+            keys=train.y[~is_target].tolist(),
+            groups=train.y[~is_target],
+            meta={"neighbours": neighbour_classes(k), "per_class": 50},
+        )
+        feats, labels = _reference_features()
+        others = [c for c in range(10) if c != k]
+        n_r = cfg.remain_samples_per_class
+        # eval seeds are fixed per set (not per job seed) so every method is judged on the same noise
+        eval_sets = {
+            "forget": ([k] * cfg.forget_samples, list(range(cfg.forget_samples))),
+            "remain": ([c for c in others for _ in range(n_r)], list(range(10_000, 10_000 + n_r * len(others)))),
+        }
+        info = {
+            "classifier": load_digit_classifier(),
+            "classifier_name": "digit-cnn",
+            "fid_extractor": load_digit_classifier(),
+            "fid_name": "digit-cnn feats",
+            "fid_reference": feats[labels != k],
+            "eval_sets": eval_sets,
+            "sampler": {"steps": cfg.sample_steps, "guidance": cfg.guidance},
+            "num_classes": 10,
+        }
+        return TaskInstance(self, str(k), model.to(ctx.device).trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), info)
