@@ -106,21 +106,14 @@ def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> lis
 
 
 def write_leaderboard(results: str, fmt: str = "markdown", out: str | None = None, tasks=None, methods=None, echo: bool = True) -> str:
-    from leaderboard.aggregate import aggregate
-    from leaderboard.render import render_markdown
+    from leaderboard.build import build
 
     from bench.records import iter_records
 
-    records = list(iter_records(results))
-    tables = aggregate(records, tasks=tasks, methods=methods)
     if fmt == "markdown":
-        text = render_markdown(tables)
         out = out or str(Path(results) / "LEADERBOARD.md")
-    else:
-        import pandas as pd
-
-        df = pd.concat([t.rows.assign(task=t.task) for t in tables], ignore_index=True) if tables else pd.DataFrame()
-        text = df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", indent=2)
+    # markdown: plots go to plots/ next to the file it is written to
+    text = build(list(iter_records(results)), fmt, Path(out).parent if out else None, tasks, methods)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)

@@ -1,10 +1,15 @@
 """Records -> per-task tables of mean ± std over targets and seeds.
 
 Rows are keyed by (task, label, setting_hash): records from different protocol settings,
-hyper-parameters or budgets are never averaged together.
+hyper-parameters or budgets are never averaged together.  The suite name and the package
+versions are *not* part of the setting (a suite is a selection of jobs, and resume relies on the
+same job having the same id in `mini` and `mini-full`; a library upgrade is not a protocol
+change — PROTOCOL_VERSION is).  Instead every row carries the suites, versions and git hashes of
+its records, and a row that mixes several is flagged in the table (`mixed` column, footnote).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -12,6 +17,20 @@ import pandas as pd
 
 REFERENCE_ROWS = ("original", "retrain")
 COST_COLUMNS = {"time (s)": ("unlearn_seconds", "↓"), "peak mem (MB)": ("peak_mem_mb", "↓")}
+# metric short names shown first, in this order; anything else follows alphabetically
+LEADING_METRICS = ("UA", "RA", "AS", "AS-train", "AS-test", "FID")
+
+
+def short_name(column: str) -> str:
+    """'UA (digit-cnn)' -> 'UA'; 'AS-train (ViT-B-32 laion2b)' -> 'AS-train'."""
+    return re.split(r"[\s(]", column.strip(), maxsplit=1)[0]
+
+
+def column_order_key(column: str) -> tuple:
+    s = short_name(column)
+    if s in LEADING_METRICS:
+        return (0, LEADING_METRICS.index(s), column)
+    return (1, s.lower(), column)
 
 
 def records_frame(records: Iterable[dict]) -> pd.DataFrame:
@@ -19,12 +38,18 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
     for r in records:
         cost = r.get("cost") or {}
         gpu = cost.get("peak_gpu_mem_mb")
+        versions = r.get("versions") or {}
         rows.append(
             {
                 "task": r["task"],
+                "task_kind": r.get("task_kind"),
                 "label": r["label"],
                 "method": r["method"],
                 "setting_hash": r["setting_hash"],
+                "suite": r.get("suite", "?"),
+                "version": f"unlearn-bench {versions.get('unlearn-bench', '?')} / torch {versions.get('torch', '?')}",
+                "git": str(r.get("git", "unknown")),
+                "started": r.get("started"),
                 "target": str(r["target"]),
                 "seed": r["seed"],
                 "status": r["status"],
@@ -44,6 +69,12 @@ class TaskTable:
     columns: list[str]  # metric + cost columns in display order
     directions: dict[str, str]
     failed: list[dict] = field(default_factory=list)
+    kind: str | None = None  # "class" | "concept" | "style"
+    per_target: pd.DataFrame | None = None  # (row, target) -> metric means over seeds (per-class plots)
+
+    @property
+    def metric_columns(self) -> list[str]:
+        return [c for c in self.columns if c not in COST_COLUMNS]
 
 
 def directions_from(records: Iterable[dict]) -> dict[str, str]:
@@ -51,6 +82,10 @@ def directions_from(records: Iterable[dict]) -> dict[str, str]:
     for r in records:
         out.update(r.get("directions") or {})
     return out
+
+
+def _joined(values: pd.Series) -> str:
+    return ", ".join(sorted({str(v) for v in values if v is not None and v == v}))
 
 
 def aggregate(records: list[dict], tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None) -> list[TaskTable]:
@@ -65,11 +100,16 @@ def aggregate(records: list[dict], tasks: Iterable[str] | None = None, methods: 
     tables = []
     for task, tdf in sorted(df.groupby("task"), key=lambda kv: kv[0]):
         ok = tdf[tdf.status == "ok"]
-        metric_cols = sorted(c for c in ok.columns if c.startswith("metric::") and ok[c].notna().any())
+        if ok.empty:
+            failed = tdf[["label", "target", "seed", "error"]].to_dict("records")
+            tables.append(TaskTable(task, pd.DataFrame(), [], {}, failed, _kind(tdf)))
+            continue
+        metric_cols = sorted((c for c in ok.columns if c.startswith("metric::") and ok[c].notna().any()), key=lambda c: column_order_key(c[8:]))
         names = [c.removeprefix("metric::") for c in metric_cols]
         value_cols = metric_cols + [src for src, _ in COST_COLUMNS.values()]
         display = names + list(COST_COLUMNS)
         dirs = {n: directions.get(n, "↑") for n in names} | {k: d for k, (_, d) in COST_COLUMNS.items()}
+        ok = ok.assign(**{c: pd.to_numeric(ok[c], errors="coerce") for c in value_cols})
         grouped = ok.groupby(["label", "setting_hash"], sort=True)
         agg = grouped[value_cols].agg(["mean", "std"])
         agg.columns = [f"{_display(c)} {stat}" for c, stat in agg.columns]
@@ -77,7 +117,15 @@ def aggregate(records: list[dict], tasks: Iterable[str] | None = None, methods: 
         agg["targets"] = grouped["target"].nunique()
         agg["seeds"] = grouped["seed"].nunique()
         agg["method"] = grouped["method"].first()
+        for col, name in (("suite", "suites"), ("version", "versions"), ("git", "gits")):
+            agg[name] = grouped[col].agg(_joined)
+        agg["first_started"] = grouped["started"].min()
+        agg["last_started"] = grouped["started"].max()
         agg = agg.reset_index()
+        agg["mixed"] = [
+            "; ".join(f"{what}: {vals}" for what, vals in (("suites", s), ("versions", v)) if ", " in vals)
+            for s, v in zip(agg["suites"], agg["versions"])
+        ]
         # a label seen under several settings keeps them apart, named by their hash
         multi = agg.groupby("label")["setting_hash"].transform("nunique") > 1
         agg["row"] = agg["label"].where(~multi, agg["label"] + " [" + agg["setting_hash"].str[:6] + "]")
@@ -85,9 +133,31 @@ def aggregate(records: list[dict], tasks: Iterable[str] | None = None, methods: 
         order = {name: i for i, name in enumerate(REFERENCE_ROWS)}
         agg["_order"] = agg["label"].map(lambda l: order.get(l, len(order)))
         agg = agg.sort_values(["_order", "row"]).drop(columns="_order").reset_index(drop=True)
+        per_target = per_target_means(ok, agg, metric_cols)
         failed = tdf[tdf.status != "ok"][["label", "target", "seed", "error"]].to_dict("records")
-        tables.append(TaskTable(task, agg, display, dirs, failed))
+        tables.append(TaskTable(task, agg, display, dirs, failed, _kind(tdf), per_target))
     return tables
+
+
+def per_target_means(ok: pd.DataFrame, agg: pd.DataFrame, metric_cols: list[str]) -> pd.DataFrame:
+    """Mean over seeds per (row, target): what per-class bar charts show."""
+    names = dict(zip(zip(agg["label"], agg["setting_hash"]), agg["row"]))
+    pt = ok.groupby(["label", "setting_hash", "target"], sort=True)[metric_cols].mean().reset_index()
+    pt.insert(0, "row", [names[(l, h)] for l, h in zip(pt["label"], pt["setting_hash"])])
+    pt.columns = [c.removeprefix("metric::") for c in pt.columns]
+    return pt.drop(columns=["label", "setting_hash"]).sort_values(["row", "target"], key=_natural).reset_index(drop=True)
+
+
+def _natural(s: pd.Series) -> pd.Series:
+    """Sort targets '2' < '10' numerically when they are numbers."""
+    if s.name == "target":
+        return s.map(lambda v: (0, int(v), "") if str(v).isdigit() else (1, 0, str(v)))
+    return s
+
+
+def _kind(tdf: pd.DataFrame) -> str | None:
+    kinds = tdf["task_kind"].dropna()
+    return str(kinds.iloc[0]) if len(kinds) else None
 
 
 def _display(col: str) -> str:

@@ -1,9 +1,20 @@
-"""Task tables -> markdown (stable, diff-friendly order)."""
+"""Task tables -> markdown (stable, diff-friendly: same records -> same bytes; no "now" anywhere)."""
 from __future__ import annotations
 
 import math
 
+import pandas as pd
+
 from leaderboard.aggregate import TaskTable
+from leaderboard.rank import overall_ranks, rank_table
+from leaderboard.reported import Reported, reported_rows
+
+LEGEND = (
+    "Mean ± std over targets × seeds; n = jobs (targets × seeds); setting = the first characters of the "
+    "setting hash (protocol version, task options, method, hyper-parameters, budget): rows with different "
+    "settings are never averaged together. ↑ higher is better, ↓ lower is better; best non-reference value "
+    "in bold; *reference rows* (Original, Retrain) are not ranked."
+)
 
 
 def fmt(mean: float, std: float, n: int) -> str:
@@ -26,20 +37,46 @@ def best_rows(table: TaskTable, col: str) -> set[int]:
     return set(cand.index[cand.round(6) == round(target, 6)])
 
 
-def render_task(table: TaskTable) -> str:
-    header = ["method"] + [f"{c} {table.directions.get(c, '')}".strip() for c in table.columns] + ["n"]
-    lines = [f"## {table.task}", "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    bests = {c: best_rows(table, c) for c in table.columns}
-    for i, row in table.rows.iterrows():
-        name = f"*{row['row']}* (ref)" if row["reference"] else row["row"]
-        cells = [name]
-        for c in table.columns:
-            cell = fmt(row[f"{c} mean"], row[f"{c} std"], int(row["n"]))
-            cells.append(f"**{cell}**" if i in bests[c] else cell)
-        cells.append(f"{int(row['n'])} ({int(row['targets'])}×{int(row['seeds'])})")
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("Mean ± std over targets × seeds; n = jobs (targets × seeds). ↑ higher is better, ↓ lower is better; best non-reference value in bold.")
+def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str] = ()) -> str:
+    kind = f" ({table.kind})" if table.kind else ""
+    lines = [f"## {table.task}{kind}", ""]
+    if table.rows.empty:
+        lines.append("No finished jobs.")
+    else:
+        header = ["method", "rank"] + [f"{c} {table.directions.get(c, '')}".strip() for c in table.columns] + ["n", "setting"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---", "---:"] + ["---:"] * len(table.columns) + ["---:", "---"]) + "|"]
+        bests = {c: best_rows(table, c) for c in table.columns}
+        ranks = rank_table(table)
+        mixed_notes = []
+        for i, row in table.rows.iterrows():
+            name = f"*{row['row']}* (ref)" if row["reference"] else row["row"]
+            if row["mixed"]:
+                mixed_notes.append(f"{row['row']}: {row['mixed']}")
+                name += f" †{len(mixed_notes)}"
+            rank = f"{ranks[row['row']][0]}" if row["row"] in ranks else "–"
+            cells = [name, rank]
+            for c in table.columns:
+                cell = fmt(row[f"{c} mean"], row[f"{c} std"], int(row["n"]))
+                cells.append(f"**{cell}**" if i in bests[c] else cell)
+            cells.append(f"{int(row['n'])} ({int(row['targets'])}×{int(row['seeds'])})")
+            cells.append(f"`{row['setting_hash'][:6]}`")
+            lines.append("| " + " | ".join(cells) + " |")
+        citations = []
+        for label, source, values in reported_rows(table.task, table.columns, list(reported)):
+            if source not in citations:
+                citations.append(source)
+            cells = [f"_{label} (reported)_ [{citations.index(source) + 1}]", "–"]
+            cells += [f"_{values[c]:.3f}_" if c in values else "" for c in table.columns]
+            cells += ["", ""]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", LEGEND]
+        for k, source in enumerate(citations, 1):
+            lines.append(f"[{k}] Reported figure, not re-run here: {source}; shown under every column of that metric whose protocol matches.")
+        for k, note in enumerate(mixed_notes, 1):
+            lines.append(f"†{k} {note} — several under one setting hash: comparable by protocol, but check before citing.")
+    if plots:
+        lines.append("")
+        lines += [f"![{table.task}: {p.rsplit('/', 1)[-1].removesuffix('.png')}]({p})" for p in plots]
     if table.failed:
         lines.append("")
         lines.append(f"Failed jobs ({len(table.failed)}):")
@@ -48,9 +85,55 @@ def render_task(table: TaskTable) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_markdown(tables: list[TaskTable], title: str = "unlearn-bench leaderboard") -> str:
-    parts = [f"# {title}", ""]
+def render_overall(tables: list[TaskTable]) -> str:
+    df = overall_ranks(tables)
+    if df.empty:
+        return ""
+    header = list(df.columns)
+    lines = ["## Overall rank", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" if h == "method" else "---:" for h in header) + "|"]
+    for _, r in df.iterrows():
+        rate = "–" if pd.isna(r["win rate"]) else f"{r['win rate']:.2f}"
+        rank = "–" if pd.isna(r["rank"]) else str(r["rank"])
+        cells = [rank, r["method"]] + [str(r[t.task]) for t in tables] + [rate, str(r["tasks"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Per task: rank by the mean of the per-column ranks over the task's metric columns (cost columns excluded); overall: the mean win rate, the share of other ranked rows a method beats on a task, averaged over the tasks where it had competitors (`tasks`)."]
+    return "\n".join(lines) + "\n"
+
+
+def render_provenance(tables: list[TaskTable]) -> str:
+    rows = pd.concat([t.rows for t in tables if not t.rows.empty], ignore_index=True) if tables else pd.DataFrame()
+    if rows.empty:
+        return ""
+
+    def values(col: str) -> str:
+        return ", ".join(sorted({v for cell in rows[col] for v in str(cell).split(", ") if v}))
+
+    starts = pd.concat([rows["first_started"], rows["last_started"]]).dropna()
+    span = f"{starts.min()} – {starts.max()}" if len(starts) else "unknown"
+    return "\n".join(
+        [
+            "## Provenance",
+            "",
+            f"- suite(s): {values('suites')}",
+            f"- versions: {values('versions')}",
+            f"- git: {values('gits')}",
+            f"- records started: {span}",
+            "",
+        ]
+    )
+
+
+def render_markdown(
+    tables: list[TaskTable],
+    title: str = "unlearn-bench leaderboard",
+    reported: list[Reported] = (),
+    plots: dict[str, list[str]] | None = None,
+) -> str:
+    parts = [f"# {title}\n"]
     if not tables:
-        parts.append("No records found.")
-    parts.extend(render_task(t) for t in tables)
-    return "\n".join(parts)
+        parts.append("No records found.\n")
+    plots = plots or {}
+    parts.extend(render_task(t, reported, plots.get(t.task, [])) for t in tables)
+    parts.append(render_overall(tables))
+    parts.append(render_provenance(tables))
+    return "\n".join(p for p in parts if p)

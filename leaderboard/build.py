@@ -1,0 +1,56 @@
+"""The leaderboard as a file: markdown (+ plots next to it), CSV or JSON, from a list of records."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from leaderboard.aggregate import TaskTable, aggregate
+from leaderboard.rank import rank_table
+
+FORMATS = ("markdown", "csv", "json")
+KEY_COLUMNS = ["task", "row", "label", "method", "setting_hash", "reference", "rank", "n", "targets", "seeds", "suites", "versions", "gits", "first_started", "last_started", "mixed"]
+
+
+def flat_frame(tables: list[TaskTable]) -> pd.DataFrame:
+    """One row per (task, label, setting): key columns first, then "<col> mean/std" in table order."""
+    frames = []
+    for t in tables:
+        if t.rows.empty:
+            continue
+        ranks = rank_table(t)
+        rank = pd.array([ranks[r][0] if r in ranks else None for r in t.rows["row"]], dtype="Int64")
+        df = t.rows.assign(task=t.task, rank=rank)
+        value_cols = [f"{c} {s}" for c in t.columns for s in ("mean", "std")]
+        frames.append(df[KEY_COLUMNS + value_cols])
+    if not frames:
+        return pd.DataFrame(columns=KEY_COLUMNS)
+    out = pd.concat(frames, ignore_index=True)
+    num = out.select_dtypes("number").columns
+    out[num] = out[num].round(6)
+    return out
+
+
+def build(records: list[dict], fmt: str = "markdown", out_dir: Path | str | None = None, tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None) -> str:
+    """Text of the leaderboard; for markdown with out_dir, the plots are written under out_dir/plots/."""
+    from leaderboard.render import render_markdown
+    from leaderboard.reported import load_reported
+
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    records = sorted(records, key=lambda r: r["job_id"])  # input order never matters
+    tables = aggregate(records, tasks=tasks, methods=methods)
+    if fmt == "markdown":
+        plots = {}
+        if out_dir is not None:
+            from leaderboard.plots import write_plots
+
+            plots = write_plots(tables, Path(out_dir))
+        return render_markdown(tables, reported=load_reported(), plots=plots)
+    df = flat_frame(tables)
+    if fmt == "csv":
+        return df.to_csv(index=False, lineterminator="\n")
+    rows = json.loads(df.to_json(orient="records"))
+    return json.dumps(rows, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
