@@ -17,12 +17,13 @@ def is_file_reference(ref: str) -> bool:
 
 def load_method_file(ref: str):
     """Import FILE.py and return its Method subclass (the named one, or the only one defined there)."""
-    from methods.base import Method
+    from methods.base import METHODS, Method
 
     path_str, _, cls_name = ref.partition(":")
     path = Path(path_str).expanduser().resolve()
     if not path.exists():
         raise PluginError(f"method file not found: {path}")
+    METHODS.names()  # built-ins first, so a plug-in's @register_method meets them (and their names)
     mod_name = "unlearn_bench_plugin_" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
     spec = importlib.util.spec_from_file_location(mod_name, path)
     module = importlib.util.module_from_spec(spec)
@@ -55,6 +56,10 @@ def load_method_file(ref: str):
 
 def validate_method_class(cls, where: str) -> None:
     """Interface checks with precise messages (name, HParams dataclass, unlearn signature)."""
+    from methods.base import Method
+
+    if not (inspect.isclass(cls) and issubclass(cls, Method)):
+        raise PluginError(f"{where}: not a subclass of bench.Method")
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise PluginError(f"{where}: set a class attribute `name = \"my-method\"`")
@@ -70,6 +75,35 @@ def validate_method_class(cls, where: str) -> None:
         raise PluginError(
             f"{where}: unlearn must have the signature unlearn(self, model, forget, remain, budget, ctx); got ({', '.join(params)})"
         )
+
+
+def check_name_free(cls) -> None:
+    """A submitted method may not take a built-in's name (its rows would merge with the built-in's)."""
+    from methods.base import BUILTIN_METHOD_MODULES, METHODS
+
+    if cls.name in METHODS:
+        owner = METHODS.get(cls.name)
+        if owner is not cls and owner.__module__ in BUILTIN_METHOD_MODULES:
+            raise PluginError(f"method name {cls.name!r} is taken by the built-in {owner.__module__}.{owner.__qualname__}; choose another `name`")
+
+
+def load_submission(ref: str):
+    """`submit`'s argument: FILE.py[:Name], or the name of a method installed through the
+    `unlearn_bench.methods` entry-point group.  Returns the validated class."""
+    from methods.base import METHODS
+
+    if is_file_reference(ref):
+        cls = load_method_file(ref)
+        check_name_free(cls)
+        return cls
+    if ref not in METHODS:
+        raise PluginError(
+            f"{ref!r} is neither a .py file nor an installed method; installed: {', '.join(METHODS.names())} "
+            "(plug-ins register under the `unlearn_bench.methods` entry-point group)"
+        )
+    cls = METHODS.get(ref)
+    validate_method_class(cls, where=f"installed method {ref!r} ({cls.__module__}.{getattr(cls, '__qualname__', cls)})")
+    return cls
 
 
 def resolve_method(ref: str):

@@ -1,6 +1,11 @@
-"""`unlearn-bench submit FILE.py[:Name]`: validate an outsider's method, run it over a suite, rank it."""
+"""`unlearn-bench submit FILE.py[:Name]` (or an installed plug-in's name): validate, run over a suite, rank.
+
+Every check happens before the suite starts, so a broken plug-in costs seconds and never touches
+the records already in the results directory.
+"""
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -12,73 +17,105 @@ from bench.errors import NonFiniteLossError, PluginError
 
 SMOKE_TASK = "mini-digits-class"
 SMOKE_STEPS = 2
+SMOKE_OPTIONS = {"forget_samples": 4, "remain_samples_per_class": 2, "sample_steps": 2}  # the smoke run evaluates nothing
 
 
-def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0") -> None:
+def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0") -> dict:
     """Two capped steps on the smallest mini task: the method runs, leaves finite weights, respects the cap."""
     from methods.base import make_hparams
     from methods.training import assert_finite_weights
     from tasks.base import TASKS
 
-    task = TASKS.get(task_name)()
+    task_cls = TASKS.get(task_name)
+    task = task_cls.make(SMOKE_OPTIONS)
+    who = f"method {method_cls.name!r}"
+    if task.kind not in method_cls.task_kinds:
+        return {"skipped": f"{who} does not apply to {task.kind} tasks"}
     try:
         hparams = make_hparams(method_cls, method_cls.defaults_by_kind.get(task.kind, {}))
         method = method_cls(hparams)
     except Exception as exc:
-        raise PluginError(f"method {method_cls.name!r}: could not be constructed with its default hyper-parameters: {exc}") from exc
+        raise PluginError(f"{who}: could not be constructed with its default hyper-parameters: {exc}") from exc
     ctx = RunContext(device=torch.device("cpu"), seed=0, task_kind=task.kind)
     inst = task.build(target, ctx)
     ctx.num_classes = inst.info.get("num_classes")
+    where = f"smoke run ({SMOKE_STEPS} steps on {task_name})"
     try:
-        method.unlearn(inst.model, inst.forget, inst.remain, Budget(max_steps=SMOKE_STEPS), ctx)
+        stats = method.unlearn(inst.model, inst.forget, inst.remain, Budget(max_steps=SMOKE_STEPS), ctx)
     except NonFiniteLossError as exc:
-        raise PluginError(f"method {method_cls.name!r} smoke run: {exc}") from exc
+        raise PluginError(f"{who} {where}: {exc}") from exc
     except Exception as exc:
-        raise PluginError(f"method {method_cls.name!r} raised in its smoke run ({SMOKE_STEPS} steps on {task_name}): {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"{who} raised in its {where}: {type(exc).__name__}: {exc}") from exc
+    if stats is not None and not isinstance(stats, dict):
+        raise PluginError(f"{who}: unlearn must return None or a dict of statistics, not {type(stats).__name__}")
     try:
         assert_finite_weights(inst.model, method_cls.name)
     except NonFiniteLossError as exc:
-        raise PluginError(f"smoke run: {exc}") from exc
+        raise PluginError(f"{where}: {exc}") from exc
+    for k, v in (stats or {}).items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise PluginError(f"{who} {where}: returned statistic {k!r} = {v}")
     if ctx.steps_done > SMOKE_STEPS:
-        raise PluginError(f"method {method_cls.name!r} took {ctx.steps_done} steps with Budget(max_steps={SMOKE_STEPS}); use budget.steps(n)")
+        raise PluginError(
+            f"{who} took {ctx.steps_done} steps with Budget(max_steps={SMOKE_STEPS}); loop over range(budget.steps(n)) to honour the suite's cap"
+        )
+    return {"steps": ctx.steps_done}
 
 
 def submit(args) -> int:
     from bench.cli import run_suite, write_leaderboard
-    from bench.plugins import load_method_file
-    from methods.base import METHODS
+    from bench.plan import load_suite
+    from bench.plugins import is_file_reference, load_submission
 
     t0 = time.time()
     ref = args.file
-    path, _, cls_name = ref.partition(":")
-    ref = str(Path(path).resolve()) + (f":{cls_name}" if cls_name else "")
-    method_cls = load_method_file(ref)
-    if method_cls.name in METHODS.names() and METHODS.get(method_cls.name).__module__ != method_cls.__module__:
-        raise PluginError(f"method name {method_cls.name!r} is taken by a built-in method; choose another `name`")
+    if is_file_reference(ref):
+        path, _, cls_name = ref.partition(":")
+        ref = str(Path(path).expanduser().resolve()) + (f":{cls_name}" if cls_name else "")
+    method_cls = load_submission(ref)
     print(f"submit: {method_cls.name} ({ref}) passed the interface checks; smoke run…", file=sys.stderr)
-    smoke_test(method_cls)
-    print("submit: smoke run ok; running the suite", file=sys.stderr)
-    from bench.plan import load_suite
-
+    smoke = smoke_test(method_cls)
+    print(f"submit: smoke run ok ({smoke}); running suite {args.suite}", file=sys.stderr)
     suite = load_suite(args.suite)
-    # run the suite's own rows too (resume skips those already recorded) so the new row has company
-    refs = [m.label for m in suite.methods] + [ref]
+    # the suite's own rows run too (resume skips those already recorded) so the new row has company
+    refs = [m.label for m in suite.methods if m.label != method_cls.name] + [ref]
     run_suite(args.suite, args, method_refs=refs)
-    text = write_leaderboard(args.out, echo=True)
-    print(ranking_summary(args.out, method_cls.name), file=sys.stderr)
-    print(f"submit: {time.time() - t0:.0f} s from submit to ranked row", file=sys.stderr)
-    return 0 if text else 1
+    write_leaderboard(args.out, echo=False)
+    print(ranking_summary(args.out, method_cls.name))
+    print(f"submit: {time.time() - t0:.0f} s from submit to ranked row; leaderboard: {Path(args.out) / 'LEADERBOARD.md'}", file=sys.stderr)
+    return 0 if _all_ok(args.out, method_cls.name) else 1
+
+
+def _all_ok(results: str, label: str) -> bool:
+    from bench.records import iter_records
+
+    recs = [r for r in iter_records(results) if r["label"] == label]
+    return bool(recs) and all(r["status"] == "ok" for r in recs)
 
 
 def ranking_summary(results: str, label: str) -> str:
+    """The submitted method's rows, with their rank on each task and overall."""
     from leaderboard.aggregate import aggregate
-    from leaderboard.rank import rank_table
+    from leaderboard.rank import overall_ranks, rank_table
+    from leaderboard.render import fmt
 
     from bench.records import iter_records
 
+    records = list(iter_records(results))
+    tables = aggregate(records)
     lines = []
-    for table in aggregate(list(iter_records(results))):
+    for table in tables:
+        if table.rows.empty:
+            continue
         ranks = rank_table(table)
-        if label in ranks:
-            lines.append(f"{table.task}: {label} ranks {ranks[label][0]} of {ranks[label][1]} (mean rank over columns)")
+        for _, row in table.rows[table.rows["label"] == label].iterrows():
+            r, n = ranks.get(row["row"], (None, 0))
+            values = ", ".join(f"{c} = {fmt(row[f'{c} mean'], row[f'{c} std'], int(row['n']))}" for c in table.columns)
+            lines.append(f"{table.task}: {row['row']} ranks {r} of {n}: {values}")
+    overall = overall_ranks(tables)
+    for _, row in overall[overall["method"].str.split(" [", regex=False).str[0] == label].iterrows():
+        lines.append(f"overall: {row['method']} ranks {row['rank']} of {len(overall)} (mean win rate {row['win rate']:.2f} over {row['tasks']} task(s))")
+    failed = [r for r in records if r["label"] == label and r["status"] != "ok"]
+    for r in failed:
+        lines.append(f"failed: {r['task']} target {r['target']} seed {r['seed']}: {r.get('error')}")
     return "\n".join(lines) or f"{label}: no finished jobs to rank"

@@ -1,0 +1,105 @@
+"""Leaderboard from checked-in fixture records: golden markdown, stable output, settings kept apart."""
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.plan import JobSpec
+from leaderboard.aggregate import aggregate, column_order_key, short_name
+from leaderboard.build import build
+from leaderboard.reported import load_reported, reported_rows
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GOLDEN = FIXTURES / "leaderboard.md"
+
+
+def fixture_records() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((FIXTURES / "records").glob("*.json"))]
+
+
+def test_markdown_matches_golden_file(tmp_path):
+    text = build(fixture_records(), "markdown", tmp_path)
+    if not GOLDEN.exists():  # first run writes it; review and commit
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "leaderboard markdown changed; if intended, delete tests/fixtures/leaderboard.md and re-run"
+
+
+def test_same_records_give_identical_bytes_in_any_order(tmp_path):
+    recs = fixture_records()
+    first = {fmt: build(recs, fmt, tmp_path / "a") for fmt in ("markdown", "csv", "json")}
+    random.Random(0).shuffle(recs)
+    second = {fmt: build(recs, fmt, tmp_path / "b") for fmt in ("markdown", "csv", "json")}
+    assert first == second
+    plots_a = sorted((tmp_path / "a" / "plots").iterdir())
+    assert [p.name for p in plots_a] == sorted(p.name for p in (tmp_path / "b" / "plots").iterdir())
+    assert all(p.read_bytes() == (tmp_path / "b" / "plots" / p.name).read_bytes() for p in plots_a)
+
+
+def test_plots_are_written_and_linked(tmp_path):
+    text = build(fixture_records(), "markdown", tmp_path)
+    names = {p.name for p in (tmp_path / "plots").iterdir()}
+    assert {"mini-digits-class-tradeoff.png", "mini-digits-class-ua-per-class.png", "mini-digits-class-ra-per-class.png", "sd-vangogh-tradeoff.png", "sd-nudity-tradeoff.png"} <= names
+    assert not any("per-class" in n and n.startswith("sd-") for n in names)  # per-class bars: class tasks only
+    for n in names:
+        assert f"](plots/{n})" in text
+        assert (tmp_path / "plots" / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_settings_are_never_averaged_together():
+    (digits,) = [t for t in aggregate(fixture_records()) if t.task == "mini-digits-class"]
+    gd = digits.rows[digits.rows.label == "graddiff"].set_index("row")
+    assert sorted(gd.index) == ["graddiff [3333cc]", "graddiff [9999ee]"]
+    assert gd.loc["graddiff [9999ee]", "n"] == 1 and gd.loc["graddiff [9999ee]", "UA (digit-cnn) mean"] == pytest.approx(0.5)
+    assert gd.loc["graddiff [3333cc]", "UA (digit-cnn) mean"] == pytest.approx(0.8)
+    # same setting from two suites: averaged (same measurement) but flagged
+    rgd = digits.rows.set_index("row").loc["rgd"]
+    assert rgd["n"] == 3 and rgd["suites"] == "mini, mini-full" and "suites: mini, mini-full" in rgd["mixed"]
+
+
+def test_setting_hash_covers_protocol_not_suite_name():
+    base = dict(task="mini-digits-class", task_options={}, target="0", method="graddiff", label="graddiff", hparams={"lr": 1e-4}, seed=0, budget={})
+    a = JobSpec(suite="mini", **base)
+    assert JobSpec(suite="mini-full", **base).setting_hash == a.setting_hash  # suite: a selection, not a setting
+    assert JobSpec(suite="mini", **{**base, "target": "5", "seed": 1}).setting_hash == a.setting_hash
+    for change in ({"hparams": {"lr": 1e-3}}, {"budget": {"max_steps": 2}}, {"task_options": {"forget_samples": 10}}, {"label": "gd2"}):
+        assert JobSpec(suite="mini", **{**base, **change}).setting_hash != a.setting_hash, change
+
+
+def test_reported_rows_only_where_protocol_matches():
+    reported = load_reported()
+    assert {r.task for r in reported} == {"sd-nudity", "sd-vangogh"}
+    assert all("PROTOCOL.md" in r.source for r in reported)
+    cols = ["UA (CLIP zero-shot artist, ViT-B-32)", "AS-train (ViT-B-32 laion2b)", "AS-test (ViT-B-32 laion2b)"]
+    rows = reported_rows("sd-vangogh", cols, reported)
+    assert [label for label, _, _ in rows] == ["SD (original)", "ESD", "SalUn", "RGD"]
+    assert rows[3][2] == {cols[1]: 0.352, cols[2]: 0.352}
+    assert reported_rows("sd-vangogh", ["AS (mini-clip)"], reported) == []  # other backbone: no match
+    assert reported_rows("mini-shapes-concept", cols, reported) == []
+    text = build(fixture_records(), "markdown")
+    mini = text[text.index("## mini-shapes-concept"): text.index("## sd-nudity")]
+    assert "(reported)" not in mini and "_RGD (reported)_ [1]" in text
+
+
+def test_column_order_puts_ua_ra_as_first():
+    cols = ["FID (x)", "retention (y)", "AS-test (z)", "RA (c)", "UA (c)", "AS-train (z)", "nudity images (n)"]
+    assert [short_name(c) for c in sorted(cols, key=column_order_key)] == ["UA", "RA", "AS-train", "AS-test", "FID", "nudity", "retention"]
+
+
+def test_cli_formats_and_filters(tmp_path, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURES / "records", results / "records")
+    assert main(["leaderboard", "--results", str(results), "--format", "json", "--out", str(tmp_path / "lb.json"), "--tasks", "mini-digits-class", "--methods", "rgd", "original"]) == 0
+    rows = json.loads((tmp_path / "lb.json").read_text())
+    assert [(r["task"], r["row"], r["rank"]) for r in rows] == [("mini-digits-class", "original", None), ("mini-digits-class", "rgd", 1)]
+    assert main(["leaderboard", "--results", str(results), "--format", "csv", "--out", str(tmp_path / "lb.csv")]) == 0
+    header = (tmp_path / "lb.csv").read_text().splitlines()[0]
+    assert header.startswith("task,row,label,method,setting_hash,reference,rank,n,")
+    capsys.readouterr()
+    assert main(["leaderboard", "--results", str(results)]) == 0
+    md = (results / "LEADERBOARD.md").read_text()
+    assert md == capsys.readouterr().out.rstrip("\n") + "\n"
+    assert (results / "plots" / "mini-digits-class-tradeoff.png").exists()
+    assert "## Provenance" in md and "records started: 2026-11-19T08:00:00+00:00 – 2026-11-21T09:00:00+00:00" in md
