@@ -26,11 +26,18 @@ def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0") -> di
     from methods.training import assert_finite_weights
     from tasks.base import TASKS
 
-    task_cls = TASKS.get(task_name)
-    task = task_cls.make(SMOKE_OPTIONS)
     who = f"method {method_cls.name!r}"
-    if task.kind not in method_cls.task_kinds:
-        return {"skipped": f"{who} does not apply to {task.kind} tasks"}
+    task_cls = TASKS.get(task_name)
+    options = SMOKE_OPTIONS
+    if task_cls.kind not in method_cls.task_kinds:
+        # a concept/style-only method: the first mini task of a kind it applies to, default options
+        fits = [n for n in TASKS.names() if n.startswith("mini-") and TASKS.get(n).kind in method_cls.task_kinds]
+        if not fits:
+            raise PluginError(f"{who} applies to {', '.join(method_cls.task_kinds)} tasks; no mini task of that kind is installed for its smoke run")
+        task_name, task_cls, options = fits[0], TASKS.get(fits[0]), {}
+    task = task_cls.make(options)
+    if task_name != SMOKE_TASK:
+        target = task.targets()[0]
     try:
         hparams = make_hparams(method_cls, method_cls.defaults_by_kind.get(task.kind, {}))
         method = method_cls(hparams)

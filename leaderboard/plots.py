@@ -7,7 +7,7 @@ from pathlib import Path
 from leaderboard.aggregate import TaskTable, short_name
 
 PLOT_DIR = "plots"
-FORGET_METRICS = ("UA",)  # y axis: how well it forgot
+FORGET_METRICS = ("UA", "nudity")  # y axis: how well it forgot (nudity: flagged images)
 KEEP_METRICS = ("RA", "AS-test", "AS", "AS-train")  # x axis: what it kept, in order of preference
 
 

@@ -101,9 +101,10 @@ def render_overall(tables: list[TaskTable]) -> str:
 
 
 def render_provenance(tables: list[TaskTable]) -> str:
-    rows = pd.concat([t.rows for t in tables if not t.rows.empty], ignore_index=True) if tables else pd.DataFrame()
-    if rows.empty:
+    frames = [t.rows for t in tables if not t.rows.empty]
+    if not frames:
         return ""
+    rows = pd.concat(frames, ignore_index=True)
 
     def values(col: str) -> str:
         return ", ".join(sorted({v for cell in rows[col] for v in str(cell).split(", ") if v}))

@@ -103,3 +103,10 @@ def test_cli_formats_and_filters(tmp_path, capsys):
     assert md == capsys.readouterr().out.rstrip("\n") + "\n"
     assert (results / "plots" / "mini-digits-class-tradeoff.png").exists()
     assert "## Provenance" in md and "records started: 2026-11-19T08:00:00+00:00 – 2026-11-21T09:00:00+00:00" in md
+
+
+def test_only_failed_or_no_records_still_render():
+    failed = [{"job_id": "a", "task": "t", "label": "x", "method": "x", "setting_hash": "h" * 16, "target": "0", "seed": 0, "status": "failed", "error": "boom"}]
+    assert build(failed, "markdown") == "# unlearn-bench leaderboard\n\n## t\n\nNo finished jobs.\n\nFailed jobs (1):\n- x target 0 seed 0: boom\n"
+    assert build([], "markdown").endswith("No records found.\n")
+    assert build([], "json") == "[]\n" and build(failed, "csv").startswith("task,row,label,")

@@ -147,3 +147,23 @@ def test_readme_example_is_submitted_through_ray_and_ranked(tmp_path, capsys, mo
     assert "from submit to ranked row" in captured.err
     board = (out / "LEADERBOARD.md").read_text()
     assert "| swap-distill |" in board and "## Overall rank" in board
+
+
+def test_installed_plugin_is_submitted_by_name(tmp_path, monkeypatch):
+    """A method installed through the `unlearn_bench.methods` entry-point group: found, validated, smoke-run."""
+    from methods.base import METHODS
+
+    site = tmp_path / "site"
+    dist = site / "eg_plugin-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: eg-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[unlearn_bench.methods]\neg-plugin = eg_plugin:Outsider\n")
+    method_file(site, name="eg-plugin", filename="eg_plugin.py")
+    monkeypatch.syspath_prepend(str(site))
+    METHODS.names()
+    monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))
+    monkeypatch.setattr(METHODS, "_loaded", False)  # rescan entry points with the new distribution visible
+    cls = load_submission("eg-plugin")
+    assert cls.__module__ == "eg_plugin" and smoke_test(cls) == {"steps": 2}
+    with pytest.raises(PluginError, match="'nope' is neither a .py file nor an installed method"):
+        load_submission("nope")
