@@ -50,6 +50,9 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
                 "version": f"unlearn-bench {versions.get('unlearn-bench', '?')} / torch {versions.get('torch', '?')}",
                 "git": str(r.get("git", "unknown")),
                 "started": r.get("started"),
+                "resolved": _compact(r.get("hparams_resolved", r.get("hparams"))),
+                "budget": _compact(r.get("budget")),
+                "task_options": _compact(r.get("task_config", r.get("task_options"))),
                 "target": str(r["target"]),
                 "seed": r["seed"],
                 "status": r["status"],
@@ -119,12 +122,18 @@ def aggregate(records: list[dict], tasks: Iterable[str] | None = None, methods: 
         agg["method"] = grouped["method"].first()
         for col, name in (("suite", "suites"), ("version", "versions"), ("git", "gits")):
             agg[name] = grouped[col].agg(_joined)
+        for col in ("resolved", "budget", "task_options"):
+            agg[col] = grouped[col].agg(lambda v: " | ".join(sorted(set(v))))
         agg["first_started"] = grouped["started"].min()
         agg["last_started"] = grouped["started"].max()
         agg = agg.reset_index()
         agg["mixed"] = [
-            "; ".join(f"{what}: {vals}" for what, vals in (("suites", s), ("versions", v)) if ", " in vals)
-            for s, v in zip(agg["suites"], agg["versions"])
+            "; ".join(
+                [f"{what}: {vals}" for what, vals in (("suites", s), ("versions", v)) if ", " in vals]
+                + (["resolved hyper-parameters differ (a method's defaults changed between runs)"] if " | " in h else [])
+                + (["resolved task options differ (a task's defaults changed between runs)"] if " | " in o else [])
+            )
+            for s, v, h, o in zip(agg["suites"], agg["versions"], agg["resolved"], agg["task_options"])
         ]
         # a label seen under several settings keeps them apart, named by their hash
         multi = agg.groupby("label")["setting_hash"].transform("nunique") > 1
@@ -146,6 +155,17 @@ def per_target_means(ok: pd.DataFrame, agg: pd.DataFrame, metric_cols: list[str]
     pt.insert(0, "row", [names[(l, h)] for l, h in zip(pt["label"], pt["setting_hash"])])
     pt.columns = [c.removeprefix("metric::") for c in pt.columns]
     return pt.drop(columns=["label", "setting_hash"]).sort_values(["row", "target"], key=_natural).reset_index(drop=True)
+
+
+def _compact(obj) -> str:
+    """A dict as short, stable text: `lr=0.0001, steps=200` (nested values as JSON)."""
+    import json
+
+    if not obj:
+        return "–"
+    if isinstance(obj, dict):
+        return ", ".join(f"{k}={json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v}" for k, v in sorted(obj.items()))
+    return str(obj)
 
 
 def _natural(s: pd.Series) -> pd.Series:

@@ -74,6 +74,12 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
             lines.append(f"[{k}] Reported figure, not re-run here: {source}; shown under every column of that metric whose protocol matches.")
         for k, note in enumerate(mixed_notes, 1):
             lines.append(f"†{k} {note} — several under one setting hash: comparable by protocol, but check before citing.")
+        shared_options = table.rows["task_options"].nunique() == 1
+        lines += ["", "Settings" + (f" (task options: {table.rows['task_options'].iloc[0]}):" if shared_options else ":")]
+        for _, row in table.rows.drop_duplicates("setting_hash").iterrows():
+            source = "" if row["method"] == row["label"] else f" ({row['method']})"
+            options = "" if shared_options else f"; task options {row['task_options']}"
+            lines.append(f"- `{row['setting_hash'][:6]}` {row['row']}{source}: hyper-parameters {row['resolved']}; budget {row['budget']}{options}")
     if plots:
         lines.append("")
         lines += [f"![{table.task}: {p.rsplit('/', 1)[-1].removesuffix('.png')}]({p})" for p in plots]
