@@ -13,7 +13,8 @@ LEGEND = (
     "Mean ± std over targets × seeds; n = jobs (targets × seeds); setting = the first characters of the "
     "setting hash (protocol version, task options, method, hyper-parameters, budget): rows with different "
     "settings are never averaged together. ↑ higher is better, ↓ lower is better; best non-reference value "
-    "in bold; *reference rows* (Original, Retrain) are not ranked."
+    "in bold; *reference rows* (Original, Retrain) are not ranked. time = unlearning wall time (evaluation "
+    "excluded); peak mem = accelerator memory when the job had one, else host RSS."
 )
 
 
