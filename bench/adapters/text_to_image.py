@@ -1,0 +1,177 @@
+"""Text-to-image adapter: diffusers UNet2DConditionModel + frozen text encoder + optional VAE.
+
+Stable Diffusion 1.x (latent, VAE) and the mini text world (pixel, no VAE) go through the same
+class, the same save layout (the diffusers SD layout plus `unlearn_bench.json`) and the same
+`from_pretrained` loading path, so tests on tiny models exercise what real checkpoints use.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from torch import Tensor
+
+from bench.adapters.base import DiffusionModel
+from bench.adapters.text_encoders import HFCLIPTextEncoder, TextEncoder
+from bench.errors import MissingWeightsError
+
+SD14 = "CompVis/stable-diffusion-v1-4"
+
+
+def fetch_command(repo_id: str) -> str:
+    return f"huggingface-cli download {repo_id}"
+
+
+class TextToImageModel(DiffusionModel):
+    kind = "text"
+
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        text_encoder: TextEncoder,
+        scheduler: DDPMScheduler,
+        vae: AutoencoderKL | None = None,
+        source: str = "",
+    ):
+        if not isinstance(text_encoder, TextEncoder):
+            raise TypeError(f"text encoder {type(text_encoder).__name__} does not implement the TextEncoder protocol")
+        self.denoiser = unet
+        self.text_encoder = text_encoder
+        self.noise_scheduler = scheduler
+        self.vae = vae.eval().requires_grad_(False) if vae is not None else None
+        self.source = source
+        cfg = unet.config
+        size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
+        self.sample_shape = (cfg.in_channels, size, size)
+        self._cache: dict[str, Tensor] = {}
+
+    # -- conditioning: frozen encoder, so embeddings are cached per prompt string --------------
+    def condition(self, keys: Sequence) -> Tensor:
+        prompts = [str(k) if k is not None else "" for k in keys]
+        missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
+        for i in range(0, len(missing), 64):
+            chunk = missing[i : i + 64]
+            emb = self.text_encoder.encode(chunk).detach()
+            for p, e in zip(chunk, emb):
+                self._cache[p] = e
+        if not prompts:
+            raise ValueError("condition() needs at least one prompt")
+        return torch.stack([self._cache[p] for p in prompts]).to(self.device)
+
+    def null_condition(self, n: int) -> Tensor:
+        return self.condition([""]).expand(n, -1, -1)
+
+    def predict_noise(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        cond = cond.to(dtype=x_t.dtype)
+        return self.denoiser(x_t, t, encoder_hidden_states=cond).sample
+
+    # -- latent space ----------------------------------------------------------------------
+    @property
+    def scaling_factor(self) -> float:
+        return float(getattr(self.vae.config, "scaling_factor", 0.18215)) if self.vae is not None else 1.0
+
+    @property
+    def image_size(self) -> int:
+        if self.vae is None:
+            return self.sample_shape[1]
+        return self.sample_shape[1] * 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def encode(self, images: Tensor) -> Tensor:
+        if self.vae is None:
+            return images
+        images = images.to(self.device, dtype=next(self.vae.parameters()).dtype)
+        with torch.no_grad():
+            return self.vae.encode(images).latent_dist.mean * self.scaling_factor
+
+    def decode(self, x: Tensor) -> Tensor:
+        if self.vae is None:
+            return x
+        with torch.no_grad():
+            return self.vae.decode(x.to(dtype=next(self.vae.parameters()).dtype) / self.scaling_factor).sample
+
+    def to(self, device) -> "TextToImageModel":
+        self.denoiser.to(device)
+        self.text_encoder.to(device)
+        if self.vae is not None:
+            self.vae.to(device)
+        self._cache = {k: v.to(device) for k, v in self._cache.items()}
+        return self
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.denoiser.save_pretrained(path / "unet")
+        self.noise_scheduler.save_pretrained(path / "scheduler")
+        if self.vae is not None:
+            self.vae.save_pretrained(path / "vae")
+        enc = self.text_encoder
+        if not hasattr(enc, "save_to") or not hasattr(type(enc), "load_from"):
+            raise TypeError(f"text encoder {type(enc).__name__} has no save_to/load_from: cannot save the adapter")
+        enc.save_to(path)
+        meta = {
+            "kind": self.kind,
+            "text_encoder": f"{type(enc).__module__}:{type(enc).__qualname__}",
+            "text_encoder_name": enc.name,
+            "vae": self.vae is not None,
+            "source": self.source,
+        }
+        (path / "unlearn_bench.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path, device="cpu") -> "TextToImageModel":
+        path = Path(path)
+        index = path / "unlearn_bench.json"
+        if not index.exists():
+            return cls.from_pretrained_sd(str(path), device=device)
+        meta = json.loads(index.read_text())
+        mod, _, qual = meta.get("text_encoder", "bench.adapters.text_encoders:HFCLIPTextEncoder").partition(":")
+        enc_cls = getattr(importlib.import_module(mod), qual)
+        try:
+            unet = UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True)
+            sched = DDPMScheduler.from_pretrained(path / "scheduler", local_files_only=True)
+            vae = AutoencoderKL.from_pretrained(path / "vae", local_files_only=True) if meta.get("vae") else None
+            enc = enc_cls.load_from(path, device=device, name=meta.get("text_encoder_name"))
+        except (OSError, EnvironmentError) as e:
+            raise MissingWeightsError(f"text-to-image checkpoint at {path} is incomplete: {e}") from e
+        model = cls(unet.to(device), enc, sched, vae.to(device) if vae is not None else None, meta.get("source", ""))
+        return model
+
+    @classmethod
+    def from_pretrained_sd(cls, repo_or_path: str = SD14, device="cpu", dtype=None) -> "TextToImageModel":
+        """A Stable Diffusion 1.x layout (unet/, text_encoder/, tokenizer/, vae/, scheduler/), offline."""
+        local = Path(repo_or_path).expanduser()
+        root = str(local) if local.exists() else repo_or_path
+        kw = {"local_files_only": True}
+        try:
+            unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", **kw)
+            vae = AutoencoderKL.from_pretrained(root, subfolder="vae", **kw)
+            sched = DDPMScheduler.from_pretrained(root, subfolder="scheduler", **kw)
+            enc = HFCLIPTextEncoder.load_from(root, device=device, name=f"CLIPTextModel({repo_or_path})")
+        except (OSError, EnvironmentError, ValueError) as e:
+            where = f"local path {local}" if local.exists() else f"the Hugging Face cache (repo {repo_or_path!r})"
+            fetch = fetch_command(repo_or_path if not local.exists() else SD14)
+            raise MissingWeightsError(
+                f"Stable Diffusion weights not found in {where}; fetch them on a connected machine with "
+                f"`{fetch}` (offline here: {type(e).__name__})"
+            ) from e
+        if dtype is not None:
+            unet, vae = unet.to(dtype=dtype), vae.to(dtype=dtype)
+            enc.model.to(dtype=dtype)
+        return cls(unet.to(device), enc, sched, vae.to(device), source=repo_or_path)
+
+    def frozen_copy(self) -> "TextToImageModel":
+        other = super().frozen_copy()
+        other._cache = dict(self._cache)
+        return other
+
+    def trainable_copy(self) -> "TextToImageModel":
+        other = super().trainable_copy()
+        other._cache = dict(self._cache)
+        return other
