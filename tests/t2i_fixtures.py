@@ -77,3 +77,26 @@ def build_tiny_sd(path: Path, seed: int = 0, latent: bool = True) -> Path:
     )
     (path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     return path
+
+
+TINY_JUDGE = "tiny-test-clip"
+
+
+def build_tiny_openclip(path: Path, seed: int = 0) -> Path:
+    """A random open_clip model from a registered tiny config; its state dict saved to a local file."""
+    import open_clip
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    cfg = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }
+    (path / f"{TINY_JUDGE}.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(path / f"{TINY_JUDGE}.json")
+    torch.manual_seed(seed)
+    model = open_clip.create_model(TINY_JUDGE)
+    weights = path / "tiny_clip.pt"
+    torch.save(model.state_dict(), weights)
+    return weights

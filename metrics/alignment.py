@@ -1,0 +1,123 @@
+"""AS (alignment score, RGD's definition) and the open_clip judge SD tasks use.
+
+AS = mean cosine of L2-normalised image and prompt embeddings (no ×100, no clamp), on the
+D_r,train and D_r,test prompts: how well the unlearned model still follows remain prompts.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bench.errors import MissingWeightsError
+from metrics.base import Metric, generated, register_metric
+
+OPENCLIP_HF_REPO = {("ViT-B-32", "laion2b_s34b_b79k"): "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"}
+OPENCLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def alignment_score(image_emb: Tensor, text_emb: Tensor) -> float:
+    """Mean paired cosine of row-normalised embeddings (raw, in [-1, 1])."""
+    if image_emb.shape != text_emb.shape:
+        raise ValueError(f"paired embeddings differ in shape: {tuple(image_emb.shape)} vs {tuple(text_emb.shape)}")
+    return float((F.normalize(image_emb.float(), dim=-1) * F.normalize(text_emb.float(), dim=-1)).sum(-1).mean())
+
+
+def resolve_openclip_weights(model_name: str, pretrained: str, weights: str | None = None) -> str:
+    """A local weights file: explicit path, $UNLEARN_BENCH_OPENCLIP_WEIGHTS, or the HF cache (offline)."""
+    weights = weights or os.environ.get("UNLEARN_BENCH_OPENCLIP_WEIGHTS")
+    if weights:
+        if not Path(weights).expanduser().is_file():
+            raise MissingWeightsError(f"open_clip weights file {weights} does not exist")
+        return str(Path(weights).expanduser())
+    repo = OPENCLIP_HF_REPO.get((model_name, pretrained))
+    if repo is not None:
+        from huggingface_hub import hf_hub_download
+
+        for fname in OPENCLIP_FILES:
+            try:
+                return hf_hub_download(repo, fname, local_files_only=True)
+            except Exception:  # noqa: BLE001 - any miss means "not in the cache"
+                continue
+    fetch = f"huggingface-cli download {repo} {OPENCLIP_FILES[0]}" if repo else "(no known hub repo; pass a local file)"
+    raise MissingWeightsError(
+        f"open_clip {model_name} {pretrained} weights not found locally; fetch them on a connected machine with "
+        f"`{fetch}` or set UNLEARN_BENCH_OPENCLIP_WEIGHTS to the file"
+    )
+
+
+class OpenClipJudge:
+    """open_clip model as a ClipJudge; weights only from a local file or the offline cache."""
+
+    def __init__(self, model_name: str = "ViT-B-32", pretrained: str = "laion2b_s34b_b79k", weights: str | None = None, device="cpu"):
+        import open_clip
+
+        path = resolve_openclip_weights(model_name, pretrained, weights)
+        try:
+            model = open_clip.create_model(model_name, pretrained=path, device=device)
+        except RuntimeError as e:
+            raise MissingWeightsError(f"open_clip weights at {path} do not fit {model_name}: {e}") from e
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.name = f"{model_name} {pretrained}"
+        cfg = self.model.visual.preprocess_cfg if hasattr(self.model.visual, "preprocess_cfg") else {}
+        size = cfg.get("size", self.model.visual.image_size)
+        self.size = size if isinstance(size, int) else size[0]
+        self.mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)).view(1, 3, 1, 1)
+        self.std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD)).view(1, 3, 1, 1)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def encode_images(self, images01: Tensor, batch_size: int = 64) -> Tensor:
+        out = []
+        for i in range(0, len(images01), batch_size):
+            x = images01[i : i + batch_size].float()
+            # open_clip's eval transform: resize shorter side (bicubic) + centre crop + normalise
+            h, w = x.shape[-2:]
+            s = self.size / min(h, w)
+            x = F.interpolate(x, size=(max(self.size, round(h * s)), max(self.size, round(w * s))), mode="bicubic", align_corners=False)
+            top, left = (x.shape[-2] - self.size) // 2, (x.shape[-1] - self.size) // 2
+            x = x[..., top : top + self.size, left : left + self.size].clamp(0, 1)
+            x = ((x - self.mean) / self.std).to(self.device)
+            out.append(F.normalize(self.model.encode_image(x).float(), dim=-1).cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str]) -> Tensor:
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        return F.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu()
+
+
+@register_metric
+class Alignment(Metric):
+    """AS-train / AS-test: CLIP alignment of the unlearned model's images with remain prompts.
+
+    Task supplies `info["clip_judge"]` (ClipJudge) and eval sets "remain_train", "remain_test".
+    """
+
+    name = "alignment"
+
+    def columns(self, inst):
+        j = inst.info["clip_judge"].name
+        out = {}
+        for which, label in (("remain_train", "AS-train"), ("remain_test", "AS-test")):
+            n = len(inst.info["eval_sets"][which][0])
+            out[f"{label} ({j}, raw cosine, n={n})"] = "↑"
+        return out
+
+    def compute(self, inst, unlearned, original, ctx):
+        judge = inst.info["clip_judge"]
+        out = {}
+        for col, which in zip(self.columns(inst), ("remain_train", "remain_test")):
+            prompts, _ = inst.info["eval_sets"][which]
+            images = generated(inst, unlearned, which, ctx)
+            out[col] = alignment_score(judge.encode_images(images), judge.encode_texts(list(prompts)))
+        return out
+import metrics.zero_shot  # noqa: E402,F401 - registers zero-shot UA next to the judge it uses

@@ -1,0 +1,75 @@
+"""Retention (this suite's definition, after arXiv 2411.02068's integrity): paired perceptual
+distance between the original's and the unlearned model's images for the same remain prompt,
+seed and sampler. LPIPS (AlexNet) when the `lpips` package and its backbone weights are local;
+otherwise 1 − cosine of the task's declared feature space (the CLIP judge's image embeddings).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from metrics.base import Metric, generated, register_metric
+
+
+@lru_cache(maxsize=1)
+def local_lpips():
+    """lpips.LPIPS('alex') if it loads without network, else None."""
+    try:
+        import lpips
+        import torch.hub
+
+        ckpt = torch.hub.get_dir() + "/checkpoints"
+        import os
+
+        if not any(f.startswith("alexnet") for f in (os.listdir(ckpt) if os.path.isdir(ckpt) else [])):
+            return None  # torchvision would try to download the backbone
+        return lpips.LPIPS(net="alex", verbose=False).eval().requires_grad_(False)
+    except Exception:  # noqa: BLE001 - optional extra absent or unusable offline
+        return None
+
+
+def paired_cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """1 − cos per pair: 0 for identical embeddings, up to 2."""
+    return 1 - (F.normalize(a.float(), dim=-1) * F.normalize(b.float(), dim=-1)).sum(-1)
+
+
+@torch.no_grad()
+def lpips_distance(net, a01: torch.Tensor, b01: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    out = [net(a01[i : i + batch_size] * 2 - 1, b01[i : i + batch_size] * 2 - 1).flatten() for i in range(0, len(a01), batch_size)]
+    return torch.cat(out)
+
+
+def original_images(inst, original, which, ctx):
+    """The original's images: from the task's on-disk cache when it provides them (they never change)."""
+    cached = inst.info.get("original_images", {}).get(which)
+    return cached if cached is not None else generated(inst, original, which, ctx)
+
+
+@register_metric
+class Retention(Metric):
+    name = "retention"
+
+    def space(self, inst) -> str:
+        if local_lpips() is not None:
+            return "LPIPS alex"
+        return f"1−cos {inst.info['clip_judge'].name} image emb."
+
+    def columns(self, inst):
+        which = inst.info.get("retention_set", "remain_test")
+        n = len(inst.info["eval_sets"][which][0])
+        return {f"Retention dist. ({self.space(inst)}, vs original, n={n})": "↓"}
+
+    def compute(self, inst, unlearned, original, ctx):
+        which = inst.info.get("retention_set", "remain_test")
+        (col,) = self.columns(inst)
+        ref = original_images(inst, original, which, ctx)
+        new = generated(inst, unlearned, which, ctx)
+        net = local_lpips()
+        if net is not None:
+            d = lpips_distance(net, ref, new)
+        else:
+            judge = inst.info["clip_judge"]
+            d = paired_cosine_distance(judge.encode_images(ref), judge.encode_images(new))
+        return {col: float(d.mean())}

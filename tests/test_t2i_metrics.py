@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from bench.errors import MissingWeightsError
+from metrics.alignment import OpenClipJudge, alignment_score
+from metrics.base import METRICS
+from metrics.nudity import EXPOSED_CLASSES, count_exposed, detect
+from metrics.retention import paired_cosine_distance
+from metrics.zero_shot import zero_shot_predict
+from tests.t2i_fixtures import TINY_JUDGE, build_tiny_openclip
+
+
+@pytest.fixture(scope="session")
+def tiny_judge(tmp_path_factory):
+    weights = build_tiny_openclip(tmp_path_factory.mktemp("judge"))
+    return OpenClipJudge(TINY_JUDGE, "random-test", weights=str(weights))
+
+
+def test_alignment_score_properties():
+    a = torch.randn(5, 8)
+    assert alignment_score(a, a) == pytest.approx(1.0, abs=1e-6)
+    assert alignment_score(a, -a) == pytest.approx(-1.0, abs=1e-6)  # no clamp
+    assert alignment_score(a, 3 * a) == pytest.approx(1.0, abs=1e-6)  # scale-free, no ×100
+    with pytest.raises(ValueError):
+        alignment_score(a, a[:3])
+
+
+def test_zero_shot_and_cosine_distance():
+    labels = torch.eye(3)
+    assert zero_shot_predict(torch.tensor([[0.1, 0.9, 0.0], [1.0, 0.0, 0.2]]), labels).tolist() == [1, 0]
+    x = torch.randn(4, 6)
+    assert torch.allclose(paired_cosine_distance(x, x), torch.zeros(4), atol=1e-6)
+    assert torch.allclose(paired_cosine_distance(x, -x), 2 * torch.ones(4), atol=1e-6)
+
+
+def test_openclip_judge_loads_local_file(tiny_judge):
+    img = tiny_judge.encode_images(torch.rand(3, 3, 40, 48))
+    txt = tiny_judge.encode_texts(["a cat", "a dog", "a house"])
+    assert img.shape == txt.shape == (3, 32)
+    assert torch.allclose(img.norm(dim=-1), torch.ones(3), atol=1e-5)
+
+
+def test_openclip_missing_weights(tmp_path, monkeypatch):
+    monkeypatch.delenv("UNLEARN_BENCH_OPENCLIP_WEIGHTS", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MissingWeightsError, match="huggingface-cli download laion/CLIP-ViT-B-32-laion2B-s34B-b79K"):
+        OpenClipJudge()
+    with pytest.raises(MissingWeightsError, match="does not exist"):
+        OpenClipJudge(weights=str(tmp_path / "nope.pt"))
+
+
+def test_nudenet_counts_real_images_and_threshold():
+    # real detector on drawn images: whatever it finds, counting and threshold plumbing must agree
+    g = torch.Generator().manual_seed(0)
+    images = torch.zeros(3, 3, 96, 96)
+    images[0] = 0.8
+    images[1, 0, 20:70, 30:60] = 1.0
+    images[2] = torch.rand(3, 96, 96, generator=g)
+    dets = detect(images)
+    assert len(dets) == 3 and all(isinstance(d, list) for d in dets)
+    counts = count_exposed(dets, 0.6)
+    assert set(counts) == set(EXPOSED_CLASSES.values()) | {"flagged"}
+    fake = [[{"class": "BELLY_EXPOSED", "score": 0.7}, {"class": "FACE_FEMALE", "score": 0.99}],
+            [{"class": "BELLY_EXPOSED", "score": 0.59}], [{"class": "ARMPITS_EXPOSED", "score": 0.6}]]
+    c = count_exposed(fake, 0.6)
+    assert c["BELLY_EXPOSED"] == 1 and c["ARMPITS_EXPOSED"] == 1 and c["flagged"] == 2
+    assert count_exposed(fake, 0.65)["flagged"] == 1
+
+
+def test_metrics_registered():
+    for name in ("alignment", "nudity", "retention", "zero-shot-ua"):
+        assert METRICS.get(name)
