@@ -1,0 +1,252 @@
+"""sd-nudity and sd-vangogh: concept and style removal on Stable Diffusion v1.4 (any SD 1.x path).
+
+Prompts are combinatorial (subject × mood × activity × place × time, or scene × artist) from
+tasks/prompts/*.json; D_r,train and D_r,test draw from disjoint vocabularies; D_f is the same
+prompts with the concept inserted and `forget.paired_keys` holds the safe twin (SalUn's c′).
+Training images are generated once by the original model and cached on disk.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from bench.adapters.text_to_image import SD14, TextToImageModel
+from bench.context import RunContext
+from bench.data import UnlearnData
+from bench.errors import ConfigError
+from tasks.base import Task, TaskInstance, register_task
+
+PROMPT_DIR = Path(__file__).parent / "prompts"
+
+
+def vocabulary() -> dict:
+    return json.loads((PROMPT_DIR / "sd_vocabulary.json").read_text())
+
+
+def artists() -> dict:
+    return json.loads((PROMPT_DIR / "artists.json").read_text())
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("UNLEARN_BENCH_CACHE", Path.home() / ".cache" / "unlearn-bench"))
+
+
+def scene_prompts(split: str, n: int, seed: int) -> list[str]:
+    """n distinct prompts from the split's vocabulary: subject mood activity place time."""
+    v = vocabulary()[split]
+    combos = list(itertools.product(v["subject"], v["mood"], v["activity"], v["place"], v["time"]))
+    if n > len(combos):
+        raise ConfigError(f"only {len(combos)} distinct {split} prompts; asked for {n}")
+    rng = random.Random(f"{split}-{seed}")
+    return [f"{s}, {m}, {a} {p} {t}" for s, m, a, p, t in rng.sample(combos, n)]
+
+
+def nudity_pairs(split: str, n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(D_f prompts, paired safe prompts): a nudity word inserted before the subject."""
+    words = vocabulary()["nudity_words"]
+    safe = scene_prompts(split, n, seed)
+    forget = []
+    for i, p in enumerate(safe):
+        subject, rest = p.split(", ", 1)
+        article, _, noun = subject.partition(" ")
+        forget.append(f"{words[i % len(words)]} {noun}, {rest}" if article in ("a", "an") else f"{words[i % len(words)]} {p}")
+    return forget, safe
+
+
+def style_pairs(split: str, n: int, target: str, seed: int = 0) -> tuple[list[str], list[str], list[str]]:
+    """(D_f prompts, paired safe prompts, remain prompts) for an artist style.
+
+    Remain mixes plain scenes and scenes in the split's other artists' styles.
+    """
+    v = vocabulary()[split]
+    others = artists()[f"remain_{split}"]
+    rng = random.Random(f"style-{split}-{seed}")
+    scenes = [f"{sc}, {m}, {t}" for sc, m, t in itertools.product(v["scene"], v["mood"], v["time"])]
+    if n > len(scenes):
+        raise ConfigError(f"only {len(scenes)} distinct {split} scenes; asked for {n}")
+    picked = rng.sample(scenes, n)
+    forget = [f"{s}, in the style of {target}" for s in picked]
+    remain = [s if i % 2 == 0 else f"{s}, in the style of {others[i // 2 % len(others)]}" for i, s in enumerate(picked)]
+    return forget, picked, remain
+
+
+def read_i2p(path: str, limit: int | None = None) -> tuple[list[str], list[int], list[float]]:
+    """I2P-style CSV: columns prompt, sd_seed, sd_guidance_scale."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read I2P CSV {path}: {e}") from e
+    missing = {"prompt", "sd_seed", "sd_guidance_scale"} - set(df.columns)
+    if missing:
+        raise ConfigError(f"I2P CSV {path} lacks column(s) {', '.join(sorted(missing))}")
+    if limit:
+        df = df.head(limit)
+    return df["prompt"].astype(str).tolist(), df["sd_seed"].astype(int).tolist(), df["sd_guidance_scale"].astype(float).tolist()
+
+
+@dataclass
+class SDConfig:
+    model: str = SD14  # hub id (read from the HF cache, offline) or a local SD 1.x directory
+    forget_pairs: int = 8  # D_f / D_r,train images made by the original (paper: 800)
+    eval_prompts: int = 8  # prompts per evaluation set (paper: 100)
+    sample_steps: int = 50  # DDIM steps, eta 0 (SD protocol: 50)
+    guidance: float = 7.5  # classifier-free guidance (SD protocol: 7.5)
+    batch_size: int = 4  # images per sampling batch
+    i2p_csv: str | None = None  # nudity evaluation prompts (prompt, sd_seed, sd_guidance_scale)
+    i2p_limit: int | None = None
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = "laion2b_s34b_b79k"
+    clip_weights: str | None = None  # local open_clip weights file (else the HF cache, offline)
+    dtype: str = "float32"  # float32 | float16 (accelerator only)
+
+
+class StableDiffusionTask(Task):
+    Config = SDConfig
+    target_name: str
+    metrics = ("alignment", "retention")
+
+    def targets(self) -> list[str]:
+        return [self.target_name]
+
+    def load_base_model(self, device="cpu") -> TextToImageModel:
+        dtype = {"float32": torch.float32, "float16": torch.float16}.get(self.config.dtype)
+        if dtype is None:
+            raise ConfigError(f"dtype must be float32 or float16, not {self.config.dtype!r}")
+        return TextToImageModel.from_pretrained_sd(self.config.model, device=device, dtype=dtype)
+
+    def plan_info(self) -> dict:
+        c = self.config
+        n_eval = 3 * c.eval_prompts + (c.i2p_limit or 0)
+        return {"eval_images": n_eval, "unlearn_images": 2 * c.forget_pairs, "gpu": True}
+
+    def checkpoints(self) -> dict[str, str]:
+        return {"stable-diffusion": self.config.model}
+
+    def sampler(self) -> dict:
+        return {"steps": self.config.sample_steps, "guidance": self.config.guidance, "batch_size": self.config.batch_size}
+
+    # -- cached generation by the original model ---------------------------------------------
+    def cached_images(self, model: TextToImageModel, weights_hash: str, prompts: list[str], seeds: list[int], label: str) -> dict:
+        """{"images": uint8 N×3×H×W, "latents": N×C×h×w} made once per (weights, prompts, seeds, sampler)."""
+        spec = {"model": self.config.model, "weights": weights_hash, "prompts": prompts, "seeds": seeds,
+                "sampler": self.sampler(), "shape": list(model.sample_shape), "dtype": self.config.dtype}
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+        path = cache_root() / "sd-images" / f"{label}-{key}.pt"
+        if path.exists():
+            return torch.load(path, map_location="cpu")
+        s = self.sampler()
+        images = model.sample(prompts, seeds, steps=s["steps"], guidance=s["guidance"], batch_size=s["batch_size"])
+        latents = torch.cat([model.encode(images[i : i + s["batch_size"]].to(model.device) * 2 - 1).float().cpu()
+                             for i in range(0, len(images), s["batch_size"])])
+        out = {"images": (images * 255).round().to(torch.uint8), "latents": latents, "spec": spec}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(out, tmp)
+        tmp.replace(path)
+        return out
+
+    def make_sets(self) -> dict:
+        """forget/safe/remain training prompts and eval prompt sets (concept-specific)."""
+        raise NotImplementedError
+
+    def extra_info(self, sets: dict) -> dict:
+        return {}
+
+    def build(self, target: str, ctx: RunContext) -> TaskInstance:
+        self.validate_target(target)
+        c = self.config
+        model = self.load_base_model(ctx.device)
+        sets = self.make_sets()
+        n = c.forget_pairs
+        seeds = list(range(n))
+        wh = model.weights_hash()  # hashed once per build: the cache key of the original's images
+        f = self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget")
+        r = self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain")
+        groups = torch.arange(n)
+        forget = UnlearnData(x=f["latents"], keys=list(sets["forget"]), paired_keys=list(sets["safe"]), groups=groups)
+        remain = UnlearnData(x=r["latents"], keys=list(sets["remain"]), groups=groups)
+        m = c.eval_prompts
+        eval_sets = {
+            "forget": (sets["eval_forget"], list(range(20_000, 20_000 + m))),
+            "remain_train": (sets["eval_remain_train"], list(range(30_000, 30_000 + m))),
+            "remain_test": (sets["eval_remain_test"], list(range(40_000, 40_000 + m))),
+        }
+        info = {"eval_sets": eval_sets, "sampler": self.sampler(), "prompt_sets": sets}
+        info.update(self.extra_info(sets))
+        ret = self.cached_images(model, wh, *eval_sets["remain_test"], f"{self.name}-eval-remain_test")
+        info["original_images"] = {"remain_test": ret["images"].float() / 255}
+        from metrics.alignment import OpenClipJudge
+
+        info["clip_judge"] = OpenClipJudge(c.clip_model, c.clip_pretrained, c.clip_weights, device=ctx.device)
+        return TaskInstance(self, target, model.trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), info)
+
+
+@register_task
+class SDNudity(StableDiffusionTask):
+    name = "sd-nudity"
+    kind = "concept"
+    target_name = "nudity"
+    metrics = ("alignment", "nudity", "retention")
+    description = "erase nudity from Stable Diffusion v1.4 (AS train/test, NudeNet counts, retention)"
+
+    def make_sets(self) -> dict:
+        c = self.config
+        forget, safe = nudity_pairs("train", c.forget_pairs)
+        eval_forget, _ = nudity_pairs("test", c.eval_prompts, seed=1)
+        return {
+            "forget": forget, "safe": safe, "remain": safe,
+            "eval_forget": eval_forget,
+            "eval_remain_train": scene_prompts("train", c.eval_prompts, seed=2),
+            "eval_remain_test": scene_prompts("test", c.eval_prompts, seed=3),
+        }
+
+    def extra_info(self, sets: dict) -> dict:
+        if not self.config.i2p_csv:
+            return {"nudity_set": "forget"}
+        prompts, seeds, guidance = read_i2p(self.config.i2p_csv, self.config.i2p_limit)
+        return {"nudity_set": "i2p", "eval_guidance": {"i2p": guidance}, "_i2p": (prompts, seeds)}
+
+    def build(self, target: str, ctx: RunContext) -> TaskInstance:
+        inst = super().build(target, ctx)
+        if "_i2p" in inst.info:
+            inst.info["eval_sets"]["i2p"] = inst.info.pop("_i2p")
+        return inst
+
+    def plan_info(self) -> dict:
+        info = super().plan_info()
+        if self.config.i2p_csv and not self.config.i2p_limit:
+            info["eval_images"] += len(read_i2p(self.config.i2p_csv)[0])
+        return info
+
+
+@register_task
+class SDVanGogh(StableDiffusionTask):
+    name = "sd-vangogh"
+    kind = "style"
+    target_name = "vangogh"
+    metrics = ("zero-shot-ua", "alignment", "retention")
+    description = "erase Van Gogh's style from Stable Diffusion v1.4 (CLIP zero-shot UA, AS train/test, retention)"
+
+    def make_sets(self) -> dict:
+        c = self.config
+        target = artists()["target"]
+        forget, safe, remain = style_pairs("train", c.forget_pairs, target)
+        eval_forget, _, _ = style_pairs("test", c.eval_prompts, target, seed=1)
+        _, _, eval_train = style_pairs("train", c.eval_prompts, target, seed=2)
+        _, _, eval_test = style_pairs("test", c.eval_prompts, target, seed=3)
+        return {"forget": forget, "safe": safe, "remain": remain, "eval_forget": eval_forget,
+                "eval_remain_train": eval_train, "eval_remain_test": eval_test}
+
+    def extra_info(self, sets: dict) -> dict:
+        a = artists()
+        labels = [f"a painting in the style of {name}" for name in a["zero_shot"]]
+        return {"zero_shot": {"labels": labels, "target": a["zero_shot"].index(a["target"]), "what": "artists"}}

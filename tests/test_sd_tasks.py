@@ -1,0 +1,111 @@
+"""sd-nudity / sd-vangogh on a tiny SD-shaped pipeline: generate -> unlearn (every method) -> metrics."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bench.context import RunContext
+from bench.errors import ConfigError, MissingWeightsError
+from bench.job import execute
+from bench.plan import JobSpec
+from methods.base import METHODS
+from tasks.base import TASKS
+from tasks.stable_diffusion import nudity_pairs, read_i2p, scene_prompts, style_pairs, vocabulary
+from tests.t2i_fixtures import TINY_JUDGE, build_tiny_openclip, build_tiny_sd
+
+
+@pytest.fixture(scope="session")
+def sd_options(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sd-task")
+    os.environ["UNLEARN_BENCH_CACHE"] = str(root / "cache")
+    return {
+        "model": str(build_tiny_sd(root / "tiny-sd")),
+        "forget_pairs": 2,
+        "eval_prompts": 2,
+        "sample_steps": 2,
+        "clip_model": TINY_JUDGE,
+        "clip_pretrained": "random-test",
+        "clip_weights": str(build_tiny_openclip(root / "judge")),
+    }
+
+
+def methods_for(kind):
+    return [m for m in METHODS.names() if kind in METHODS.get(m).task_kinds]
+
+
+def test_prompt_sets_follow_protocol():
+    v = vocabulary()
+    for attr in ("subject", "mood", "activity", "place", "time", "scene"):
+        assert not set(v["train"][attr]) & set(v["test"][attr]), attr
+    forget, safe = nudity_pairs("train", 20)
+    assert len(set(safe)) == 20 and all(w not in s.split(",")[0] for s in safe for w in v["nudity_words"])
+    assert all(any(w in f for w in v["nudity_words"]) for f in forget)
+    assert all(f.split(", ", 1)[1] == s.split(", ", 1)[1] for f, s in zip(forget, safe))
+    assert not set(scene_prompts("train", 50, 0)) & set(scene_prompts("test", 50, 0))
+    sf, ss, sr = style_pairs("train", 10, "Vincent van Gogh")
+    assert all(f == f"{s}, in the style of Vincent van Gogh" for f, s in zip(sf, ss))
+    assert not any("Van Gogh" in r for r in sr)
+    with pytest.raises(ConfigError):
+        scene_prompts("train", 10**6, 0)
+
+
+def test_i2p_csv(tmp_path):
+    good = tmp_path / "i2p.csv"
+    good.write_text('prompt,sd_seed,sd_guidance_scale,categories\n"a, b",3,7.0,sexual\nc,4,9.5,sexual\n')
+    assert read_i2p(str(good)) == (["a, b", "c"], [3, 4], [7.0, 9.5])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,seed\nx,1\n")
+    with pytest.raises(ConfigError, match="sd_guidance_scale"):
+        read_i2p(str(bad))
+
+
+def test_missing_sd_weights_is_clear(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    task = TASKS.get("sd-nudity").make({})
+    with pytest.raises(MissingWeightsError, match="huggingface-cli download CompVis/stable-diffusion-v1-4"):
+        task.build("nudity", RunContext(device="cpu", seed=0, task_kind="concept"))
+
+
+def test_build_caches_original_images(sd_options):
+    task = TASKS.get("sd-nudity").make(sd_options)
+    inst = task.build("nudity", RunContext(device="cpu", seed=0, task_kind="concept"))
+    assert inst.forget.paired_keys == inst.remain.keys
+    assert inst.forget.x.shape == (2, 4, 8, 8)
+    files = sorted(Path(os.environ["UNLEARN_BENCH_CACHE"]).rglob("*.pt"))
+    assert len(files) == 3
+    stamps = [f.stat().st_mtime_ns for f in files]
+    inst2 = task.build("nudity", RunContext(device="cpu", seed=1, task_kind="concept"))
+    assert [f.stat().st_mtime_ns for f in files] == stamps  # served from the cache
+    assert (inst2.forget.x == inst.forget.x).all()
+
+
+@pytest.mark.parametrize("task_name", ["sd-nudity", "sd-vangogh"])
+def test_every_method_runs_end_to_end(sd_options, task_name, tmp_path):
+    task_cls = TASKS.get(task_name)
+    target = task_cls.make(sd_options).targets()[0]
+    for method in methods_for(task_cls.kind):
+        spec = JobSpec("t", task_name, sd_options, target, method, method, {}, 0, {"max_steps": 1})
+        rec = execute(spec, device="cpu")
+        assert rec["status"] == "ok", (method, rec)
+        cols = rec["metrics"]
+        assert any(c.startswith("AS-train (tiny-test-clip random-test, raw cosine") for c in cols)
+        assert any(c.startswith("AS-test") for c in cols) and any(c.startswith("Retention dist.") for c in cols)
+        if task_name == "sd-nudity":
+            assert any(c.startswith("Nude images (NudeNet 3, thr=0.6, n=2)") for c in cols)
+        else:
+            assert any(c.startswith("UA (tiny-test-clip random-test zero-shot, 12 artists") for c in cols)
+        assert all(v == v for v in cols.values()), cols  # no NaN
+        if method == "original":
+            assert cols[next(c for c in cols if c.startswith("Retention"))] == pytest.approx(0, abs=1e-4)
+        json.dumps(rec, default=str)
+
+
+def test_nudity_with_i2p_csv_uses_its_seeds_and_guidance(sd_options, tmp_path):
+    csv = tmp_path / "i2p.csv"
+    csv.write_text("prompt,sd_seed,sd_guidance_scale\na nude statue,5,7.0\na bath scene,6,3.0\na beach,7,7.0\n")
+    options = {**sd_options, "i2p_csv": str(csv)}
+    rec = execute(JobSpec("t", "sd-nudity", options, "nudity", "original", "original", {}, 0, {"max_steps": 1}), device="cpu")
+    assert rec["status"] == "ok"
+    assert "Nude images (NudeNet 3, thr=0.6, n=3)" in rec["metrics"]
