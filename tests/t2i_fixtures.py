@@ -5,38 +5,12 @@ embedding table small); everything else is randomly initialised diffusers/transf
 """
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import torch
 
-
-def bytes_to_unicode() -> dict[int, str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
-def write_clip_tokenizer_files(out: Path, n_merges: int = 2000) -> int:
-    """vocab.json + merges.txt in CLIP's layout from open_clip's BPE file; returns the vocab size."""
-    import open_clip
-
-    bpe = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
-    merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1 : n_merges + 1]
-    merges = [tuple(m.split()) for m in merges]
-    vocab = list(bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
-    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
-    return len(vocab)
+from bench.adapters.text_encoders import write_clip_tokenizer_files
 
 
 def build_tiny_sd(path: Path, seed: int = 0, latent: bool = True) -> Path:
@@ -47,7 +21,7 @@ def build_tiny_sd(path: Path, seed: int = 0, latent: bool = True) -> Path:
     torch.manual_seed(seed)
     path = Path(path)
     tok_dir = path / "tokenizer"
-    vocab_size = write_clip_tokenizer_files(tok_dir)
+    vocab_size = write_clip_tokenizer_files(tok_dir, n_merges=2000)
     tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=16)
     tokenizer.save_pretrained(tok_dir)
     text = CLIPTextModel(

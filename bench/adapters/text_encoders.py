@@ -9,6 +9,8 @@ Optional persistence hooks, used by `TextToImageModel.save/load`: `save(dir)` an
 """
 from __future__ import annotations
 
+import gzip
+import json
 from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
 
@@ -65,3 +67,34 @@ class HFCLIPTextEncoder:
         tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer", local_files_only=local_files_only, **kw)
         model = CLIPTextModel.from_pretrained(root, subfolder="text_encoder", local_files_only=local_files_only, **kw)
         return cls(tokenizer, model.to(device), name=name or f"CLIPTextModel({Path(str(root)).name})")
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+def write_clip_tokenizer_files(out: Path, n_merges: int | None = None) -> int:
+    """vocab.json + merges.txt in CLIP's layout from open_clip's shipped BPE file; returns the vocab size.
+
+    All 48894 merges give the real 49408-token CLIP vocabulary (random-weight SD-shaped models);
+    fewer give a small vocabulary for tiny test models.
+    """
+    import open_clip
+
+    bpe = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1 : (n_merges or 49152 - 256 - 2) + 1]
+    merges = [tuple(m.split()) for m in merges]
+    vocab = list(bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    return len(vocab)
