@@ -12,7 +12,8 @@ import itertools
 import json
 import os
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -93,6 +94,32 @@ def read_i2p(path: str, limit: int | None = None) -> tuple[list[str], list[int],
     return df["prompt"].astype(str).tolist(), df["sd_seed"].astype(int).tolist(), df["sd_guidance_scale"].astype(float).tolist()
 
 
+def sd_checkpoint_id(model: str) -> str:
+    """Provenance without loading: the HF snapshot commit, or a content hash of a local UNet's weights."""
+    local = Path(model).expanduser()
+    if local.is_dir():
+        files = sorted((local / "unet").glob("diffusion_pytorch_model*.*"))
+        if not files:
+            return f"{model} (no unet weights)"
+        return "sha256:" + _file_hash(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    try:
+        from huggingface_hub import snapshot_download
+
+        return f"{model}@" + Path(snapshot_download(model, local_files_only=True)).name
+    except Exception:  # noqa: BLE001 - not in the cache: the job itself will say so
+        return f"{model} (not in the local cache)"
+
+
+@lru_cache(maxsize=8)
+def _file_hash(files: tuple) -> str:
+    h = hashlib.sha256()
+    for name, _, _ in files:
+        with open(name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class SDConfig:
     model: str = SD14  # hub id (read from the HF cache, offline) or a local SD 1.x directory
@@ -129,7 +156,7 @@ class StableDiffusionTask(Task):
         return {"eval_images": n_eval, "unlearn_images": 2 * c.forget_pairs, "gpu": True}
 
     def checkpoints(self) -> dict[str, str]:
-        return {"stable-diffusion": self.config.model}
+        return {"stable-diffusion": sd_checkpoint_id(self.config.model)}
 
     def sampler(self) -> dict:
         return {"steps": self.config.sample_steps, "guidance": self.config.guidance, "batch_size": self.config.batch_size}

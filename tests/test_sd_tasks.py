@@ -70,6 +70,7 @@ def test_missing_sd_weights_is_clear(tmp_path, monkeypatch):
 
 def test_build_caches_original_images(sd_options):
     task = TASKS.get("sd-nudity").make(sd_options)
+    assert task.checkpoints()["stable-diffusion"].startswith("sha256:")
     inst = task.build("nudity", RunContext(device="cpu", seed=0, task_kind="concept"))
     assert inst.forget.paired_keys == inst.remain.keys
     assert inst.forget.x.shape == (2, 4, 8, 8)

@@ -68,8 +68,8 @@ class TextToImageModel(DiffusionModel):
     def predict_noise(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
-        cond = cond.to(dtype=x_t.dtype)
-        return self.denoiser(x_t, t, encoder_hidden_states=cond).sample
+        dtype = self.denoiser.dtype  # float16 SD weights take float32 noise and return float32
+        return self.denoiser(x_t.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample.to(x_t.dtype)
 
     # -- latent space ----------------------------------------------------------------------
     @property
