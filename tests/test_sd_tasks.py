@@ -18,8 +18,9 @@ from tests.t2i_fixtures import TINY_JUDGE, build_tiny_openclip, build_tiny_sd
 @pytest.fixture(scope="session")
 def sd_options(tmp_path_factory):
     root = tmp_path_factory.mktemp("sd-task")
+    previous = os.environ.get("UNLEARN_BENCH_CACHE")
     os.environ["UNLEARN_BENCH_CACHE"] = str(root / "cache")
-    return {
+    yield {
         "model": str(build_tiny_sd(root / "tiny-sd")),
         "forget_pairs": 2,
         "eval_prompts": 2,
@@ -28,6 +29,10 @@ def sd_options(tmp_path_factory):
         "clip_pretrained": "random-test",
         "clip_weights": str(build_tiny_openclip(root / "judge")),
     }
+    if previous is None:
+        os.environ.pop("UNLEARN_BENCH_CACHE", None)
+    else:
+        os.environ["UNLEARN_BENCH_CACHE"] = previous
 
 
 def methods_for(kind):
