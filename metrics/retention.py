@@ -49,12 +49,30 @@ def original_images(inst, original, which, ctx):
 
 @register_metric
 class Retention(Metric):
+    """Paired distance original vs unlearned on `info.get("retention_set", "remain_test")`.
+
+    Space: `info["retention_features"] = (name, images01 -> N×D)` when the task declares one,
+    else LPIPS (local weights), else 1 − cos of the CLIP judge's image embeddings.
+    """
+
     name = "retention"
 
     def space(self, inst) -> str:
+        if "retention_features" in inst.info:  # a task's own declared space wins (mini tasks)
+            return f"1−cos {inst.info['retention_features'][0]}"
         if local_lpips() is not None:
             return "LPIPS alex"
         return f"1−cos {inst.info['clip_judge'].name} image emb."
+
+    def distances(self, inst, ref, new):
+        if "retention_features" in inst.info:
+            features = inst.info["retention_features"][1]
+            return paired_cosine_distance(features(ref), features(new))
+        net = local_lpips()
+        if net is not None:
+            return lpips_distance(net, ref, new)
+        judge = inst.info["clip_judge"]
+        return paired_cosine_distance(judge.encode_images(ref), judge.encode_images(new))
 
     def columns(self, inst):
         which = inst.info.get("retention_set", "remain_test")
@@ -66,10 +84,4 @@ class Retention(Metric):
         (col,) = self.columns(inst)
         ref = original_images(inst, original, which, ctx)
         new = generated(inst, unlearned, which, ctx)
-        net = local_lpips()
-        if net is not None:
-            d = lpips_distance(net, ref, new)
-        else:
-            judge = inst.info["clip_judge"]
-            d = paired_cosine_distance(judge.encode_images(ref), judge.encode_images(new))
-        return {col: float(d.mean())}
+        return {col: float(self.distances(inst, ref, new).mean())}

@@ -71,3 +71,23 @@ def test_nudenet_counts_real_images_and_threshold():
 def test_metrics_registered():
     for name in ("alignment", "nudity", "retention", "zero-shot-ua"):
         assert METRICS.get(name)
+
+
+def test_retention_in_a_declared_feature_space():
+    from metrics.retention import Retention
+
+    class Inst:
+        info = {"retention_features": ("pixels", lambda x: x.flatten(1)), "eval_sets": {"remain_test": (["a", "b"], [0, 1])},
+                "original_images": {"remain_test": torch.ones(2, 3, 4, 4)}}
+
+        def samples(self, model, which, make):
+            return make()
+
+    class Model:
+        def sample(self, keys, seeds, **kw):
+            return torch.ones(len(keys), 3, 4, 4) * torch.tensor([1.0, -1.0]).view(2, 1, 1, 1)
+
+    m = Retention()
+    (col,) = m.columns(Inst())
+    assert col == "Retention dist. (1−cos pixels, vs original, n=2)"
+    assert m.compute(Inst(), Model(), None, None)[col] == pytest.approx(1.0)  # mean of 0 and 2
