@@ -1,0 +1,116 @@
+"""mini-shapes-concept / mini-shapes-style: prompt splits, committed checkpoints, every method end to end."""
+import json
+import os
+
+import pytest
+import torch
+
+from bench.adapters.text_encoders import TextEncoder
+from bench.adapters.text_to_image import TextToImageModel
+from bench.context import RunContext
+from bench.job import execute
+from bench.plan import JobSpec
+from methods.base import METHODS
+from metrics.clip_judge import ClipJudge
+from tasks.base import TASKS
+from tasks.mini import shapes
+from tasks.mini.shapes_clip import CompactTokenizer, multi_positive_loss, world_token_ids
+from tasks.mini.shapes_recipes import ENCODER_DIR, JUDGE_DIR, MODEL_DIR, load_shapes_encoder, load_shapes_judge
+from tasks.mini_shapes import VOCAB, concept_sets, style_sets
+
+FAST = {"forget_pairs": 2, "eval_prompts": 2, "sample_steps": 2, "batch_size": 8}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory):
+    previous = os.environ.get("UNLEARN_BENCH_CACHE")
+    os.environ["UNLEARN_BENCH_CACHE"] = str(tmp_path_factory.mktemp("mini-shapes-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("UNLEARN_BENCH_CACHE", None)
+    else:
+        os.environ["UNLEARN_BENCH_CACHE"] = previous
+
+
+def _words(prompts):
+    return {w for p in prompts for w in p.split()}
+
+
+@pytest.mark.parametrize("make,target", [(concept_sets, "cross"), (style_sets, "swirl")])
+def test_prompt_splits_are_disjoint_and_paired(make, target):
+    s = make(target, 20, 20)
+    train_vocab = set(VOCAB["train"]["colours"]) | set(VOCAB["train"]["backgrounds"])
+    test_vocab = set(VOCAB["test"]["colours"]) | set(VOCAB["test"]["backgrounds"])
+    assert not train_vocab & test_vocab
+    for key in ("forget", "safe", "remain", "eval_remain_train"):
+        assert _words(s[key]) & train_vocab and not _words(s[key]) & test_vocab, key
+    for key in ("eval_forget", "eval_remain_test"):
+        assert _words(s[key]) & test_vocab and not _words(s[key]) & train_vocab, key
+    assert not set(s["eval_remain_train"]) & set(s["eval_remain_test"])
+    assert all(target in p.split() for p in s["forget"] + s["eval_forget"])
+    for key in ("safe", "remain", "eval_remain_train", "eval_remain_test"):
+        assert not any(target in p.split() for p in s[key]), key
+    assert len(s["forget"]) == len(s["safe"]) == len(s["remain"]) == 20
+    # the paired safe prompt is the forget prompt without the concept
+    for f, p in zip(s["forget"], s["safe"]):
+        assert set(f.split()) - set(p.split()) <= {target, "in", "style"}
+
+
+def test_compact_tokenizer_keeps_argmax_pooling():
+    ids = world_token_ids()
+    tok = CompactTokenizer(ids)
+    t = tok(["a red circle on a black background in swirl style", "an unknown zebra"])
+    assert t.max() < len(ids) and (t[:, 0] == ids.index(49406)).all()
+    assert t[0].argmax() == t[0].tolist().index(len(ids) - 1)  # end of text is the largest compact id
+    assert CompactTokenizer.UNK in t[1].tolist()
+
+
+def test_multi_positive_loss_prefers_consistent_pairs():
+    img = torch.eye(3)
+    good = multi_positive_loss(img, img, torch.eye(3, dtype=torch.bool), torch.tensor(10.0))
+    bad = multi_positive_loss(img, img.flip(0), torch.eye(3, dtype=torch.bool), torch.tensor(10.0))
+    assert good < bad
+
+
+@pytest.mark.skipif(not (MODEL_DIR / "unlearn_bench.json").exists(), reason="committed mini-shapes checkpoint absent")
+def test_committed_checkpoints_load_and_satisfy_protocols():
+    for d in (MODEL_DIR, ENCODER_DIR, JUDGE_DIR):
+        recipe = json.loads((d / "recipe.json").read_text())
+        from tasks.mini.recipes import checkpoint_hash
+
+        assert recipe["sha256"] == checkpoint_hash(d), d
+    model = TextToImageModel.load(MODEL_DIR)
+    assert isinstance(model.text_encoder, TextEncoder)
+    assert model.sample_shape == (3, 16, 16)
+    assert any("attn2" in n for n in model.parameter_groups()["cross_attention"])
+    enc = load_shapes_encoder()
+    h = enc.encode(["a red circle on a black background", ""])
+    assert h.shape == (2, 16, 64)
+    judge = load_shapes_judge()
+    assert isinstance(judge, ClipJudge)
+    img = torch.from_numpy(shapes.draw_batch([shapes.ShapeSpec("circle", "red", "black")], [0]))
+    ie, te = judge.encode_images(img), judge.encode_texts(["a red circle on a black background", "a blue cross"])
+    assert torch.allclose(ie.norm(dim=-1), torch.ones(1)) and torch.allclose(te.norm(dim=-1), torch.ones(2))
+    assert (ie @ te.T)[0, 0] > (ie @ te.T)[0, 1]
+
+
+@pytest.mark.skipif(not (MODEL_DIR / "unlearn_bench.json").exists(), reason="committed mini-shapes checkpoint absent")
+@pytest.mark.parametrize("task_name", ["mini-shapes-concept", "mini-shapes-style"])
+def test_every_method_runs_end_to_end(task_name):
+    task_cls = TASKS.get(task_name)
+    task = task_cls.make(FAST)
+    inst = task.build(task.targets()[0], RunContext(device="cpu", seed=0, task_kind=task_cls.kind))
+    assert inst.forget.paired_keys is not None and inst.forget.x.shape == (2, 3, 16, 16)
+    assert -1 <= float(inst.forget.x.min()) and float(inst.forget.x.max()) <= 1
+    methods = [m for m in METHODS.names() if task_cls.kind in METHODS.get(m).task_kinds]
+    assert {"original", "finetune", "graddiff"} <= set(methods)
+    for method in methods:
+        rec = execute(JobSpec("t", task_name, FAST, task.targets()[0], method, method, {}, 0, {"max_steps": 2}), device="cpu")
+        assert rec["status"] == "ok", (method, rec.get("error"))
+        cols = rec["metrics"]
+        assert any(c.startswith("AS-train (mini-shapes-clip-judge, raw cosine, n=2)") for c in cols), cols
+        assert any(c.startswith("UA (mini-shapes-clip-judge zero-shot") for c in cols), cols
+        ret = next(c for c in cols if c.startswith("Retention dist. (1−cos mini-shapes-clip-judge image emb."))
+        assert all(v == v for v in cols.values()), cols
+        if method == "original":
+            assert cols[ret] == pytest.approx(0, abs=1e-4)
