@@ -32,6 +32,13 @@ class ClassDiffusionRecipe:
         return asdict(self)
 
 
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """Exponential moving average of the weights (the pretrain recipes keep the EMA, not the last step)."""
+    for pe, p in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(p, 1 - decay)
+
+
 def train_class_conditional(
     recipe: ClassDiffusionRecipe,
     x: Tensor,
@@ -63,9 +70,7 @@ def train_class_conditional(
         loss.backward()
         opt.step()
         sched.step()
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), model.denoiser.parameters()):
-                pe.lerp_(p, 1 - recipe.ema_decay)
+        ema_update(ema, model.denoiser, recipe.ema_decay)
         if progress is not None:
             progress(step, float(loss))
     model.denoiser = ema.requires_grad_(True).train()

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from tasks.class_training import ema_update
+
 from bench.adapters.text_to_image import TextToImageModel
 from bench.errors import MissingWeightsError
 from bench.pretrain import register_pretrain
@@ -127,9 +129,7 @@ def train_shapes_model(recipe: ShapesDiffusionRecipe, encoder: OpenClipTextEncod
         loss.backward()
         opt.step()
         sched.step()
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), model.denoiser.parameters()):
-                pe.lerp_(p, 1 - recipe.ema_decay)
+        ema_update(ema, model.denoiser, recipe.ema_decay)
         if progress is not None:
             progress(step, float(loss.detach()))
     model.denoiser = ema.requires_grad_(True).train()
