@@ -22,6 +22,7 @@ BUILTIN_METHOD_MODULES = (
     "methods.finetune",
     "methods.graddiff",
     "methods.rgd",
+    "methods.rg",
     "methods.salun",
     "methods.esd",
     "methods.retrain",
