@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import os
 import random
 import time
@@ -12,6 +13,7 @@ import torch
 
 from bench.context import Budget, RunContext
 from bench.errors import BenchError
+from bench.fast import FastPaths, apply_fast_paths
 from bench.memory import PeakMemory, Timer
 from bench.plan import JobSpec
 from bench.provenance import git_revision, hardware, package_versions
@@ -39,8 +41,8 @@ def base_record(spec: JobSpec) -> dict:
     }
 
 
-def execute(spec: JobSpec, device: torch.device | None = None) -> dict:
-    """The job itself; raises on failure."""
+def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None) -> dict:
+    """The job itself; raises on failure. `fast_paths`: FastPaths, dict or "k=v,..." overrides."""
     from methods.base import hparams_dict, make_hparams
     from methods.training import assert_finite_weights
     from metrics.base import METRICS
@@ -57,6 +59,7 @@ def execute(spec: JobSpec, device: torch.device | None = None) -> dict:
     ctx = RunContext(device=device, seed=spec.seed, task_kind=task.kind)
     inst = task.build(spec.target, ctx)
     ctx.num_classes = inst.info.get("num_classes")
+    fast = apply_fast_paths(inst.model, FastPaths.resolve(device, fast_paths)).fast_paths  # the one place
     original = inst.model.frozen_copy()
     method = method_cls(hparams)
     with PeakMemory() as mem, Timer() as timer:
@@ -90,21 +93,28 @@ def execute(spec: JobSpec, device: torch.device | None = None) -> dict:
         "method_stats": {k: v for k, v in stats.items() if isinstance(v, (int, float, str, bool, list)) or v is None},
         "checkpoints": task.checkpoints(),
         "hardware": hardware(),
+        "fast_paths": fast.to_dict(),
     }
 
 
-def run_job(spec: JobSpec, out_dir, threads: int | None = None) -> dict:
-    """Run a job and write its record; failures become a 'failed' record naming the cause."""
+def run_job(spec: JobSpec, out_dir, threads: int | None = None, fast_paths=None) -> dict:
+    """Run a job and write its record; failures become a 'failed' record naming the cause.
+
+    `threads`: torch intra-op threads (the CPUs the scheduler reserved for this job)."""
+    from bench.adapters import model_cache
+
     if threads:
         torch.set_num_threads(threads)
     record = base_record(spec)
     t0 = time.perf_counter()
     try:
-        record.update(execute(spec))
+        record.update(execute(spec, fast_paths=fast_paths))
     except Exception as exc:  # the job fails, the suite goes on
         record.update(failure(exc))
     record["wall_seconds"] = round(time.perf_counter() - t0, 3)
     record["pid"] = os.getpid()
+    record["model_cache"] = model_cache.stats()  # hits > 0: this worker reused a loaded base model
+    gc.collect()  # free this job's models before the worker takes the next job
     write_record(out_dir, record)
     return record
 

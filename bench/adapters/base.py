@@ -14,6 +14,8 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import Tensor, nn
 
+from bench.fast import FastPaths, autocast_context
+
 
 def standard_parameter_groups(denoiser: nn.Module) -> dict[str, list[str]]:
     """Named parameter groups of a diffusers UNet, by the module names the papers use.
@@ -40,6 +42,8 @@ class DiffusionModel(ABC):
     denoiser: nn.Module
     noise_scheduler: DDPMScheduler
     sample_shape: tuple[int, int, int]  # (C, H, W) of the space the denoiser works in
+    fast_paths: FastPaths | None = None  # run options (bench/fast.py); None: plain fp32 eager forward
+    _compiled: tuple | None = None  # (denoiser, torch.compile(denoiser)) when fast_paths.compile
 
     # -- conditioning ---------------------------------------------------------------------
     @abstractmethod
@@ -54,6 +58,21 @@ class DiffusionModel(ABC):
     @abstractmethod
     def predict_noise(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         ...
+
+    def _denoise(self, *args, **kwargs):
+        """The denoiser's forward as the run options want it: autocast and/or compiled.
+
+        Adapters call this instead of `self.denoiser(...)`, so methods get the fast paths without
+        knowing about them. The compiled wrapper is keyed on the denoiser object: copies (which
+        deep-copy the denoiser) compile their own instead of silently calling the original's."""
+        fast = self.fast_paths
+        fn = self.denoiser
+        if fast is not None and fast.compile:
+            if self._compiled is None or self._compiled[0] is not self.denoiser:
+                self._compiled = (self.denoiser, torch.compile(self.denoiser))
+            fn = self._compiled[1]
+        with autocast_context(fast, self.device, getattr(self.denoiser, "dtype", torch.float32)):
+            return fn(*args, **kwargs)
 
     def guided_noise(self, x_t: Tensor, t: Tensor, cond: Tensor, guidance: float) -> Tensor:
         """Classifier-free guidance in one batched forward (cond and null stacked)."""
@@ -148,15 +167,28 @@ class DiffusionModel(ABC):
     def named_parameters(self) -> dict[str, nn.Parameter]:
         return dict(self.denoiser.named_parameters())
 
-    def frozen_copy(self) -> "DiffusionModel":
-        """Independent copy with a frozen denoiser (ESD's θ*, the original for metrics)."""
+    def _copy_with_denoiser(self, denoiser: nn.Module) -> "DiffusionModel":
+        """Shallow copy sharing the frozen parts (text encoder, VAE, scheduler) with its own denoiser."""
         other = copy.copy(self)
-        other.denoiser = copy.deepcopy(self.denoiser).eval().requires_grad_(False)
+        other.denoiser = denoiser
+        other._compiled = None
+        other._hash_memo = None
         return other
 
+    def frozen_copy(self) -> "DiffusionModel":
+        """Independent copy with a frozen denoiser (ESD's θ*, the original for metrics)."""
+        return self._copy_with_denoiser(copy.deepcopy(self.denoiser).eval().requires_grad_(False))
+
     def trainable_copy(self) -> "DiffusionModel":
-        other = copy.copy(self)
-        other.denoiser = copy.deepcopy(self.denoiser).train().requires_grad_(True)
+        return self._copy_with_denoiser(copy.deepcopy(self.denoiser).train().requires_grad_(True))
+
+    def fresh_copy(self, known_hash: str | None = None) -> "DiffusionModel":
+        """Independent copy as it is (train/eval mode, requires_grad kept): what a cached loader hands out.
+
+        `known_hash`: the weights hash of `self`, trusted by the copy while its tensors are untouched."""
+        other = self._copy_with_denoiser(copy.deepcopy(self.denoiser))
+        if known_hash is not None:
+            other._hash_memo = (other._weights_key(), known_hash)
         return other
 
     def to(self, device) -> "DiffusionModel":
@@ -167,12 +199,23 @@ class DiffusionModel(ABC):
     def save(self, path) -> None:
         ...
 
+    _hash_memo: tuple | None = None  # (weights key, hash) set by fresh_copy: SD's 3.4 GB hashed once per process
+
+    def _weights_key(self) -> tuple:
+        """Identity + storage + in-place version of every tensor (optimiser steps, copy_, reassignment)."""
+        return tuple((id(t), t.data_ptr(), t._version) for t in self.denoiser.state_dict(keep_vars=True).values())
+
     def weights_hash(self) -> str:
         """Content hash of the denoiser weights (provenance, caches)."""
         import hashlib
 
+        key = self._weights_key()
+        if self._hash_memo is not None and self._hash_memo[0] == key:
+            return self._hash_memo[1]
         h = hashlib.sha256()
         for name, tensor in sorted(self.denoiser.state_dict().items()):
             h.update(name.encode())
-            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            t = tensor.detach().cpu().contiguous()
+            # numpy has no bfloat16: hash the raw bytes through a same-width integer view
+            h.update((t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes())
         return h.hexdigest()[:16]

@@ -51,7 +51,7 @@ class ClassConditionalModel(DiffusionModel):
     def predict_noise(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
-        return self.denoiser(x_t, t, class_labels=cond).sample
+        return self._denoise(x_t, t, class_labels=cond).sample.to(x_t.dtype)
 
     # -- persistence: the same save_pretrained / from_pretrained path for every checkpoint ----
     def save(self, path) -> None:
@@ -64,6 +64,13 @@ class ClassConditionalModel(DiffusionModel):
 
     @classmethod
     def load(cls, path, device="cpu") -> "ClassConditionalModel":
+        """Load a saved checkpoint; read from disk once per process (bench/adapters/model_cache.py)."""
+        from bench.adapters.model_cache import cached_load
+
+        return cached_load("class", path, device, (), lambda: cls._load_uncached(path, device))
+
+    @classmethod
+    def _load_uncached(cls, path, device="cpu") -> "ClassConditionalModel":
         path = Path(path)
         index = path / "unlearn_bench.json"
         if not index.exists() or not (path / "unet").exists():

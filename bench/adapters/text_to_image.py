@@ -26,6 +26,19 @@ def fetch_command(repo_id: str) -> str:
     return f"huggingface-cli download {repo_id}"
 
 
+def _local_snapshot(repo_or_path: str) -> str | None:
+    """The directory a hub id or path loads from, or None when it is not on disk (no network)."""
+    local = Path(repo_or_path).expanduser()
+    if local.is_dir():
+        return str(local)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo_or_path, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached: the uncached loader raises MissingWeightsError
+        return None
+
+
 class TextToImageModel(DiffusionModel):
     kind = "text"
 
@@ -69,7 +82,7 @@ class TextToImageModel(DiffusionModel):
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
         dtype = self.denoiser.dtype  # float16 SD weights take float32 noise and return float32
-        return self.denoiser(x_t.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample.to(x_t.dtype)
+        return self._denoise(x_t.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample.to(x_t.dtype)
 
     # -- latent space ----------------------------------------------------------------------
     @property
@@ -126,6 +139,15 @@ class TextToImageModel(DiffusionModel):
 
     @classmethod
     def load(cls, path, device="cpu") -> "TextToImageModel":
+        """Load a saved adapter directory (or an SD layout); read from disk once per process."""
+        from bench.adapters.model_cache import cached_load
+
+        if not (Path(path) / "unlearn_bench.json").exists():
+            return cls.from_pretrained_sd(str(path), device=device)
+        return cached_load("text", path, device, (), lambda: cls._load_uncached(path, device))
+
+    @classmethod
+    def _load_uncached(cls, path, device="cpu") -> "TextToImageModel":
         path = Path(path)
         index = path / "unlearn_bench.json"
         if not index.exists():
@@ -145,7 +167,19 @@ class TextToImageModel(DiffusionModel):
 
     @classmethod
     def from_pretrained_sd(cls, repo_or_path: str = SD14, device="cpu", dtype=None) -> "TextToImageModel":
-        """A Stable Diffusion 1.x layout (unet/, text_encoder/, tokenizer/, vae/, scheduler/), offline."""
+        """A Stable Diffusion 1.x layout (unet/, text_encoder/, tokenizer/, vae/, scheduler/), offline.
+
+        Read from disk once per process (bench/adapters/model_cache.py), keyed by the local directory
+        or the hub id's snapshot in the HF cache."""
+        from bench.adapters.model_cache import cached_load
+
+        return cached_load(
+            "sd", _local_snapshot(repo_or_path), device, (str(dtype),),
+            lambda: cls._from_pretrained_sd_uncached(repo_or_path, device, dtype),
+        )
+
+    @classmethod
+    def _from_pretrained_sd_uncached(cls, repo_or_path: str = SD14, device="cpu", dtype=None) -> "TextToImageModel":
         local = Path(repo_or_path).expanduser()
         root = str(local) if local.exists() else repo_or_path
         kw = {"local_files_only": True}
@@ -165,6 +199,11 @@ class TextToImageModel(DiffusionModel):
             unet, vae = unet.to(dtype=dtype), vae.to(dtype=dtype)
             enc.model.to(dtype=dtype)
         return cls(unet.to(device), enc, sched, vae.to(device), source=repo_or_path)
+
+    def fresh_copy(self, known_hash: str | None = None) -> "TextToImageModel":
+        other = super().fresh_copy(known_hash)
+        other._cache = self._cache  # shared on purpose: jobs of one worker encode a prompt once
+        return other
 
     def frozen_copy(self) -> "TextToImageModel":
         other = super().frozen_copy()

@@ -1,0 +1,66 @@
+"""A per-process cache of loaded base checkpoints, so a Ray worker that runs several jobs on the
+same base model reads it from disk (and hashes its weights) once.
+
+Keyed by loader, resolved path, device, dtype and a fingerprint of the checkpoint's files
+(relative path, size, mtime): a rewritten checkpoint is a new key. Each caller gets an independent
+`fresh_copy` (own denoiser; the frozen text encoder/VAE are shared), so jobs never see each
+other's edits. `UNLEARN_BENCH_MODEL_CACHE=0` turns it off; at most `MAX_ENTRIES` models are kept.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
+
+from bench.adapters.base import DiffusionModel
+
+MAX_ENTRIES = int(os.environ.get("UNLEARN_BENCH_MODEL_CACHE_SIZE", "2"))
+_CACHE: "OrderedDict[tuple, tuple[DiffusionModel, str]]" = OrderedDict()
+STATS = {"hits": 0, "misses": 0}
+
+
+def enabled() -> bool:
+    return os.environ.get("UNLEARN_BENCH_MODEL_CACHE", "1").lower() not in ("0", "false", "no", "off")
+
+
+def fingerprint(directory: str | os.PathLike) -> str:
+    """Cheap change detector over every file below `directory` (symlinks followed, as in the HF cache)."""
+    root = Path(directory)
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if f.is_file():
+            st = f.stat()
+            h.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def cached_load(kind: str, directory: str | os.PathLike | None, device, extra: tuple, load: Callable[[], DiffusionModel]) -> DiffusionModel:
+    """`load()` once per key in this process; every call returns an independent fresh copy.
+
+    `directory=None` (nothing on disk to fingerprint) bypasses the cache."""
+    if not enabled() or directory is None or not Path(directory).is_dir():
+        return load()
+    root = Path(directory).resolve()
+    key = (kind, str(root), str(device), extra, fingerprint(root))
+    if key in _CACHE:
+        STATS["hits"] += 1
+        _CACHE.move_to_end(key)
+    else:
+        STATS["misses"] += 1
+        model = load()
+        _CACHE[key] = (model, model.weights_hash())
+        while len(_CACHE) > max(MAX_ENTRIES, 1):
+            _CACHE.popitem(last=False)
+    model, weights_hash = _CACHE[key]
+    return model.fresh_copy(known_hash=weights_hash)
+
+
+def clear() -> None:
+    _CACHE.clear()
+    STATS.update(hits=0, misses=0)
+
+
+def stats() -> dict:
+    return {**STATS, "entries": len(_CACHE)}
