@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from bench.adapters.base import DiffusionModel
 
 ENV_VAR = "UNLEARN_BENCH_FAST_PATHS"
+COMPILE_OPTIONS: dict[str, Any] = {}  # extra torch.compile keyword arguments (tests use a cheap backend)
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _OFF = {"", "none", "off", "false", "0", "no", "fp32", "float32"}
 

@@ -2,9 +2,16 @@
 
 Records are written by the worker as soon as a job ends, so a crash of the driver or of another
 job never loses a finished record; a worker that dies gets a 'failed' record from the driver.
+
+Placement: a job reserves `cpus_per_job` CPUs and sets torch's threads to exactly what Ray
+assigned it, so concurrent jobs × threads never exceed the cores Ray was given. Workers are
+reused across jobs (`max_calls=0`, also for GPU tasks, where Ray's default is one task per
+process), so the per-process model cache (bench/adapters/model_cache.py) loads each base
+checkpoint once per worker; jobs are submitted grouped by task to make those hits likely.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Callable
@@ -21,29 +28,47 @@ def pending_jobs(jobs: list[JobSpec], out_dir) -> list[JobSpec]:
     return [j for j in jobs if not finished_ok(out_dir, j.job_id)]
 
 
-def run_local(jobs: list[JobSpec], out_dir, progress: bool = True) -> list[dict]:
+def run_local(jobs: list[JobSpec], out_dir, progress: bool = True, fast_paths=None) -> list[dict]:
     """In-process, one job after another (debugging; `--local`)."""
     records = []
     for spec in tqdm(jobs, desc="jobs", unit="job", disable=not progress, file=sys.stderr):
-        records.append(run_job(spec, out_dir))
+        records.append(run_job(spec, out_dir, fast_paths=fast_paths))
     return records
 
 
-def _ray_job(spec: JobSpec, out_dir: str) -> dict:
+def auto_cpus_per_job(total_cpus: float, gpus: float, n_jobs: int) -> int:
+    """CPUs per job so that the jobs that can run at once use the cores without oversubscribing them.
+
+    GPU clusters: one job per GPU, each with an equal share of the cores. CPU only: one core per
+    job when there are more jobs than cores, else the cores split between the jobs."""
+    cores = max(int(total_cpus), 1)
+    if gpus >= 1:
+        return max(cores // int(gpus), 1)
+    return max(cores // max(min(n_jobs, cores), 1), 1)
+
+
+def grouped_by_model(jobs: list[JobSpec]) -> list[JobSpec]:
+    """Stable order with jobs of one task (hence one base model) together: warm worker caches."""
+    return sorted(jobs, key=lambda j: (j.task, json.dumps(j.task_options, sort_keys=True, default=str)))
+
+
+def _ray_job(spec: JobSpec, out_dir: str, fast_paths=None) -> dict:
     import ray
 
     cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)) or 1
-    return run_job(spec, out_dir, threads=cpus)
+    return run_job(spec, out_dir, threads=cpus, fast_paths=fast_paths)
 
 
 def run_ray(
     jobs: list[JobSpec],
     out_dir,
     address: str | None = None,
-    cpus_per_job: int = 1,
+    cpus_per_job: int | None = 1,
     progress: bool = True,
     on_record: Callable[[dict], None] | None = None,
+    fast_paths=None,
 ) -> list[dict]:
+    """`cpus_per_job` None or ≤ 0: `auto_cpus_per_job`. `fast_paths`: run options for every job (bench/fast.py)."""
     import ray
 
     out_dir = str(out_dir)
@@ -54,9 +79,12 @@ def run_ray(
         else:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
-        gpus = ray.cluster_resources().get("GPU", 0)
-        remote = ray.remote(num_cpus=cpus_per_job, num_gpus=1 if gpus else 0, max_retries=0)(_ray_job)
-        refs = {remote.remote(spec, out_dir): spec for spec in jobs}
+        resources = ray.cluster_resources()
+        gpus = resources.get("GPU", 0)
+        if not cpus_per_job or cpus_per_job <= 0:
+            cpus_per_job = auto_cpus_per_job(resources.get("CPU", 1), gpus, len(jobs))
+        remote = ray.remote(num_cpus=cpus_per_job, num_gpus=1 if gpus else 0, max_retries=0, max_calls=0)(_ray_job)
+        refs = {remote.remote(spec, out_dir, fast_paths): spec for spec in grouped_by_model(jobs)}
         records = []
         with tqdm(total=len(refs), desc="jobs", unit="job", disable=not progress, file=sys.stderr) as bar:
             waiting = list(refs)

@@ -189,9 +189,8 @@ def test_gradient_checkpointing_gives_the_same_gradients(kind, tiny_sd_dir):
     assert not ckpt.denoiser.is_gradient_checkpointing
 
 
-# -- torch.compile (slow: compilation) --------------------------------------------------------------
-@pytest.mark.slow
-def test_compiled_denoiser_matches_eager_and_copies_compile_their_own():
+# -- torch.compile ------------------------------------------------------------------------------
+def _check_compiled_denoiser():
     m = _model()
     m.denoiser.eval()
     x, t = _inputs()
@@ -208,6 +207,22 @@ def test_compiled_denoiser_matches_eager_and_copies_compile_their_own():
         assert not torch.allclose(other.guided_noise(x, t, cond, 3.0), ref, atol=1e-3)  # its own weights
         torch.testing.assert_close(m.guided_noise(x, t, cond, 3.0), ref, atol=1e-4, rtol=1e-4)
     assert [n for n, _ in m.denoiser.named_parameters()] == [n for n, _ in _model().denoiser.named_parameters()]
+
+
+def test_compiled_denoiser_wiring(monkeypatch):
+    """Graph capture + AOT autograd without code generation: the adapter wiring, in seconds."""
+    import bench.fast
+
+    monkeypatch.setattr(bench.fast, "COMPILE_OPTIONS", {"backend": "aot_eager"})
+    _check_compiled_denoiser()
+
+
+@pytest.mark.slow
+def test_compiled_denoiser_inductor_matches_eager(request):
+    """The real default backend (C++ code generation: minutes on a small CPU); run with `-m slow`."""
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("inductor compilation is slow on CPU: select with -m slow")
+    _check_compiled_denoiser()
 
 
 # -- per-process model cache --------------------------------------------------------------------

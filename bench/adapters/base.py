@@ -14,6 +14,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import Tensor, nn
 
+from bench import fast as _fast
 from bench.fast import FastPaths, autocast_context
 
 
@@ -69,7 +70,7 @@ class DiffusionModel(ABC):
         fn = self.denoiser
         if fast is not None and fast.compile:
             if self._compiled is None or self._compiled[0] is not self.denoiser:
-                self._compiled = (self.denoiser, torch.compile(self.denoiser))
+                self._compiled = (self.denoiser, torch.compile(self.denoiser, **_fast.COMPILE_OPTIONS))
             fn = self._compiled[1]
         with autocast_context(fast, self.device, getattr(self.denoiser, "dtype", torch.float32)):
             return fn(*args, **kwargs)
