@@ -20,6 +20,8 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="existing Ray cluster address (e.g. 'auto'); default: a local instance")
     p.add_argument("--local", action="store_true", help="run jobs in this process, one by one (debugging)")
     p.add_argument("--cpus-per-job", type=int, default=1, help="CPU cores Ray reserves per job (default 1)")
+    p.add_argument("--data-root", help="data set root for tasks with a data_root option (e.g. cifar10-class)")
+    p.add_argument("--base-model", help="base checkpoint for tasks with a base_model option (e.g. cifar10-class)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("name")
     pre.add_argument("--out", help="output directory (default: where the task loads it from)")
     pre.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    pre.add_argument("--data-root", help="data set root, for recipes that read one (e.g. cifar10)")
     return ap
 
 
@@ -84,11 +87,33 @@ def cmd_list(args) -> int:
     return 0
 
 
+CLI_TASK_OPTIONS = {"data_root": "data_root", "base_model": "base_model"}  # args attribute -> task option
+
+
+def with_cli_task_options(suite, args):
+    """`--data-root` / `--base-model` become task options of the tasks that have such an option."""
+    import dataclasses
+
+    from bench.plan import TaskEntry
+    from tasks.base import TASKS
+
+    given = {opt: getattr(args, attr) for attr, opt in CLI_TASK_OPTIONS.items() if getattr(args, attr, None)}
+    if not given:
+        return suite
+    entries = list(suite.tasks) + [TaskEntry(t) for t in (getattr(args, "tasks", None) or []) if t not in {e.task for e in suite.tasks}]
+    out = []
+    for e in entries:
+        fields = {f.name for f in dataclasses.fields(TASKS.get(e.task).Config)}
+        extra = {k: v for k, v in given.items() if k in fields}
+        out.append(dataclasses.replace(e, options={**e.options, **extra}) if extra else e)
+    return dataclasses.replace(suite, tasks=out)
+
+
 def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> list[dict]:
     from bench.plan import load_suite, plan_jobs
     from bench.scheduler import pending_jobs, run_local, run_ray
 
-    suite = load_suite(suite_ref)
+    suite = with_cli_task_options(load_suite(suite_ref), args)
     jobs = plan_jobs(suite, tasks=args.tasks, methods=method_refs, targets=args.targets, seeds=args.seeds)
     todo = pending_jobs(jobs, args.out)
     print(f"suite {suite.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run -> {args.out}", file=sys.stderr)
@@ -162,7 +187,14 @@ def cmd_pretrain(args) -> int:
     fn = PRETRAIN.get(args.name)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.time()
-    summary = fn(out=args.out, device=device)
+    kwargs = {"out": args.out, "device": device}
+    if getattr(args, "data_root", None):
+        import inspect
+
+        if "data_root" not in inspect.signature(fn).parameters:
+            raise BenchError(f"pretrain recipe {args.name!r} reads no data set; drop --data-root")
+        kwargs["data_root"] = args.data_root
+    summary = fn(**kwargs)
     print(json.dumps(summary, indent=2, default=str))
     print(f"pretrain {args.name}: {time.time() - t0:.0f} s", file=sys.stderr)
     return 0

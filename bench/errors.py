@@ -23,3 +23,7 @@ class PluginError(BenchError):
 
 class NonFiniteLossError(BenchError):
     """Raised when a method produces NaN/inf loss or weights: the job fails, the rest continue."""
+
+
+class MissingDataError(BenchError):
+    """A data set is not on disk (no downloads at run time): names the root and the fetch command."""

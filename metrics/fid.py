@@ -19,7 +19,12 @@ def batch_features(extractor, images01: torch.Tensor, batch_size: int = 256) -> 
     return np.concatenate(feats)
 
 
-def fid_from_features(gen_feats: np.ndarray, ref_feats: np.ndarray) -> float:
+def fid_from_features(gen_feats: np.ndarray, ref_feats: np.ndarray | dict) -> float:
+    """`ref_feats`: reference features, or precomputed statistics {"mu", "sigma"} (clean-fid's format)."""
+    if isinstance(ref_feats, dict):
+        from metrics.inception_fid import fid_against_stats
+
+        return fid_against_stats(gen_feats, ref_feats)
     return float(cleanfid.fid_from_feats(gen_feats, ref_feats))
 
 

@@ -1,0 +1,73 @@
+"""CIFAR-10 from torchvision's on-disk format, read offline from a user-given root.
+
+Root resolution (first that applies): the task option / `--data-root`, `$UNLEARN_BENCH_DATA/cifar10`,
+`$UNLEARN_BENCH_CACHE/cifar10` (default `~/.cache/unlearn-bench/cifar10`). The root holds
+torchvision's `cifar-10-batches-py/` folder; nothing is downloaded at run time.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from bench.errors import MissingDataError
+
+# torchvision's label order (batches.meta); the task's targets are these indices
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("UNLEARN_BENCH_CACHE", Path.home() / ".cache" / "unlearn-bench"))
+
+
+def default_data_root() -> Path:
+    data = os.environ.get("UNLEARN_BENCH_DATA")
+    return Path(data) / "cifar10" if data else cache_root() / "cifar10"
+
+
+def resolve_data_root(root: str | None) -> Path:
+    return Path(root).expanduser() if root else default_data_root()
+
+
+def fetch_command(root: Path) -> str:
+    return f"python -c \"import torchvision; torchvision.datasets.CIFAR10('{root}', download=True)\""
+
+
+@dataclass(frozen=True)
+class CifarSplit:
+    """uint8 images N×3×32×32 (kept compact; converted per use) and int64 labels."""
+
+    images: Tensor
+    labels: Tensor
+    classes: tuple[str, ...]
+
+    def pixels(self, idx: Tensor | None = None) -> Tensor:
+        """Images in [-1, 1] (the denoiser's space), float32."""
+        x = self.images if idx is None else self.images[idx]
+        return x.float().div(127.5).sub(1.0)
+
+    def unit(self, idx: Tensor | None = None) -> Tensor:
+        """Images in [0, 1] (what classifiers and feature extractors take)."""
+        x = self.images if idx is None else self.images[idx]
+        return x.float().div(255.0)
+
+
+@lru_cache(maxsize=4)
+def load_cifar10(root: str | None = None, train: bool = True) -> CifarSplit:
+    """One split through torchvision's own reader (checksums included); MissingDataError when absent."""
+    import torchvision
+
+    path = resolve_data_root(root)
+    try:
+        ds = torchvision.datasets.CIFAR10(str(path), train=train, download=False)
+    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
+        raise MissingDataError(
+            f"CIFAR-10 not found (or corrupted) under {path} ({exc}); fetch it on a connected machine with "
+            f"`{fetch_command(path)}` and copy that folder here, or pass --data-root / the task option data_root"
+        ) from None
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # HWC -> CHW, uint8
+    return CifarSplit(images, torch.tensor(ds.targets, dtype=torch.long), tuple(ds.classes))
