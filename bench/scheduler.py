@@ -18,6 +18,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from bench.fast import ENV_VAR as FAST_PATHS_ENV
 from bench.job import base_record, failure, run_job
 from bench.plan import JobSpec
 from bench.records import finished_ok, write_record
@@ -68,8 +69,12 @@ def run_ray(
     on_record: Callable[[dict], None] | None = None,
     fast_paths=None,
 ) -> list[dict]:
-    """`cpus_per_job` None or ≤ 0: `auto_cpus_per_job`. `fast_paths`: run options for every job (bench/fast.py)."""
+    """`cpus_per_job` None or ≤ 0: `auto_cpus_per_job`. `fast_paths`: run options for every job
+    (bench/fast.py; default: the driver's UNLEARN_BENCH_FAST_PATHS, shipped to workers on any cluster)."""
     import ray
+
+    if fast_paths is None:
+        fast_paths = os.environ.get(FAST_PATHS_ENV) or None
 
     out_dir = str(out_dir)
     started_here = not ray.is_initialized()
