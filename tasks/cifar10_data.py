@@ -56,12 +56,16 @@ class CifarSplit:
         return x.float().div(255.0)
 
 
-@lru_cache(maxsize=4)
 def load_cifar10(root: str | None = None, train: bool = True) -> CifarSplit:
     """One split through torchvision's own reader (checksums included); MissingDataError when absent."""
+    return _load_split(str(resolve_data_root(root)), bool(train))
+
+
+@lru_cache(maxsize=4)
+def _load_split(root: str, train: bool) -> CifarSplit:
     import torchvision
 
-    path = resolve_data_root(root)
+    path = Path(root)
     try:
         ds = torchvision.datasets.CIFAR10(str(path), train=train, download=False)
     except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
@@ -71,3 +75,6 @@ def load_cifar10(root: str | None = None, train: bool = True) -> CifarSplit:
         ) from None
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # HWC -> CHW, uint8
     return CifarSplit(images, torch.tensor(ds.targets, dtype=torch.long), tuple(ds.classes))
+
+
+load_cifar10.cache_clear = _load_split.cache_clear  # type: ignore[attr-defined]
