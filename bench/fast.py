@@ -154,9 +154,8 @@ def apply_fast_paths(model: "DiffusionModel", fast: FastPaths) -> "DiffusionMode
         model.denoiser.enable_gradient_checkpointing()
     elif getattr(model.denoiser, "is_gradient_checkpointing", False):
         model.denoiser.disable_gradient_checkpointing()
-    if fast.tf32 and model.device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    if model.device.type == "cuda":  # process-wide; "highest" is PyTorch's default (cuDNN convs keep theirs)
+        torch.set_float32_matmul_precision("high" if fast.tf32 else "highest")
     model.fast_paths = fast
     model._compiled = None
     return model

@@ -70,6 +70,7 @@ def sampling_step(model, batch: int, guidance: float = 2.0, keys=None) -> Callab
     """One DDIM denoiser step at `batch` images: guided_noise (cond + null in one forward of 2×batch)."""
     keys = list(keys) if keys is not None else _default_keys(model, batch)
     cond = model.condition(keys)
+    model.null_condition(batch)  # encode the null prompt now: the text encoder is not part of the step
     x = torch.randn(batch, *model.sample_shape, device=model.device)
     t = torch.full((batch,), model.num_train_timesteps // 2, device=model.device, dtype=torch.long)
 
