@@ -68,9 +68,10 @@ def _load_split(root: str, train: bool) -> CifarSplit:
     path = Path(root)
     try:
         ds = torchvision.datasets.CIFAR10(str(path), train=train, download=False)
-    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
+    except RuntimeError:  # torchvision: "Dataset not found or corrupted" (missing files or checksum mismatch)
         raise MissingDataError(
-            f"CIFAR-10 not found (or corrupted) under {path} ({exc}); fetch it on a connected machine with "
+            f"CIFAR-10 not found (or corrupted) under {path}: torchvision expects {path / 'cifar-10-batches-py'}; "
+            f"fetch it on a connected machine with "
             f"`{fetch_command(path)}` and copy that folder here, or pass --data-root / the task option data_root"
         ) from None
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # HWC -> CHW, uint8
