@@ -136,7 +136,7 @@ def train_shapes_model(recipe: ShapesDiffusionRecipe, encoder: OpenClipTextEncod
     return model
 
 
-def sample_quality(model: TextToImageModel, judge: MiniClipJudge, per_spec: int = 1, steps: int = 25, guidance: float = 3.0) -> dict:
+def sample_quality(model: TextToImageModel, judge: MiniClipJudge, per_spec: int = 1, steps: int = 20, guidance: float = 1.5) -> dict:
     """How often the judge recognises the requested shape / colour / background / style in samples."""
     from tasks.mini.shapes_clip import zero_shot_accuracy
 
@@ -166,7 +166,7 @@ def pretrain_mini_shapes(out: str | None = None, device: str = "cpu", steps: int
         {**recipe.to_dict(), "text_encoder": "mini-shapes-clip-encoder (tasks/mini/checkpoints/mini-shapes-text-encoder)",
          "data": "tasks/mini/shapes.py: all 576 attribute combinations, canonical captions"},
         {"seconds": round(seconds, 1), "device": str(device), "unet_parameters": n_params,
-         "judge_accuracy_on_samples_ddim25_g3": quality},
+         "judge_accuracy_on_samples_ddim20_g1.5": quality},
     )
 
 
