@@ -19,7 +19,9 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, help="results directory (records/ and LEADERBOARD.md)")
     p.add_argument("--address", help="existing Ray cluster address (e.g. 'auto'); default: a local instance")
     p.add_argument("--local", action="store_true", help="run jobs in this process, one by one (debugging)")
-    p.add_argument("--cpus-per-job", type=int, default=1, help="CPU cores Ray reserves per job (default 1)")
+    p.add_argument("--cpus-per-job", type=int, default=None,
+                   help="CPU cores Ray reserves per job (= its torch threads); default: cores per GPU, or the cores split between the jobs (≥ 1)")
+    p.add_argument("--fast-paths", help="run options, e.g. 'autocast=none,compile=1' (bench/fast.py; default: bf16 autocast + SDPA on CUDA, plain fp32 on CPU)")
     p.add_argument("--data-root", help="data set root for tasks with a data_root option (e.g. cifar10-class)")
     p.add_argument("--base-model", help="base checkpoint for tasks with a base_model option (e.g. cifar10-class)")
 
@@ -113,6 +115,10 @@ def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> lis
     from bench.plan import load_suite, plan_jobs
     from bench.scheduler import pending_jobs, run_local, run_ray
 
+    from bench.fast import parse_overrides
+
+    fast_paths = getattr(args, "fast_paths", None)
+    parse_overrides(fast_paths)  # a typo fails here, before any job starts
     suite = with_cli_task_options(load_suite(suite_ref), args)
     jobs = plan_jobs(suite, tasks=args.tasks, methods=method_refs, targets=args.targets, seeds=args.seeds)
     todo = pending_jobs(jobs, args.out)
@@ -124,9 +130,9 @@ def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> lis
         return []
     if todo:
         if args.local:
-            run_local(todo, args.out)
+            run_local(todo, args.out, fast_paths=fast_paths)
         else:
-            run_ray(todo, args.out, address=args.address, cpus_per_job=args.cpus_per_job)
+            run_ray(todo, args.out, address=args.address, cpus_per_job=args.cpus_per_job, fast_paths=fast_paths)
     return jobs
 
 
