@@ -73,7 +73,7 @@ def bench_sampler(
             model._cache.clear()  # cold text-embedding cache: encoding is part of the cost
             return model.sample(prompts, seeds, steps=steps, guidance=guidance, batch_size=batch_size)
 
-        model.sample(prompts[:2], seeds[:2], steps=1, guidance=guidance)  # warm-up (compile, kernels)
+        model.sample(prompts, seeds, steps=1, guidance=guidance, batch_size=batch_size)  # warm-up: same shapes (compile)
         _reset_peak(device)
         secs, imgs = _time(suite, device, repeats)
         rows.append({

@@ -65,6 +65,15 @@ def machine_info(threads: int, device: str) -> dict:
     return info
 
 
+def free_memory() -> None:
+    """Drop the previous section's models before the next builds its own (SD v1.4 twice would not fit small GPUs)."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def fmt(x, nd: int = 2) -> str:
     if x is None:
         return "–"
@@ -165,6 +174,7 @@ def main(argv=None) -> dict:
                "(≈0 for fp32: the very same images). Best of the timed runs; suite runs start with an empty text-embedding cache.", "",
                sampler_section(rows), ""]
 
+    free_memory()
     if "methods" in sections:
         from method_speed import bench_methods, registered_methods
 
@@ -177,6 +187,7 @@ def main(argv=None) -> dict:
                "Each method in a fresh process; ms/step = median between optimiser steps; setup = time to the first step; "
                "peak RSS of that process (includes the task's data and classifier).", "", methods_section(rows), ""]
 
+    free_memory()
     if "flops" in sections:
         from flops_speed import bench_flops
 
