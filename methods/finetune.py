@@ -17,7 +17,8 @@ class FinetuneHParams:
 class Finetune(Method):
     name = "finetune"
     HParams = FinetuneHParams
-    defaults_by_kind = {"concept": {"batch_size": 8, "steps": 800}, "style": {"batch_size": 8, "steps": 800}}
+    # SD: the RGD reference budget, one epoch over 800 pairs at batch 8
+    defaults_by_kind = {"concept": {"batch_size": 8, "steps": 100}, "style": {"batch_size": 8, "steps": 100}}
 
     def unlearn(self, model, forget, remain, budget, ctx):
         hp = self.hparams

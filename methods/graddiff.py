@@ -24,7 +24,8 @@ class GradDiffHParams:
             raise ValueError(f"forget_truncation must be none|elementwise|normalize, not {self.forget_truncation!r}")
 
 
-CONCEPT_DEFAULTS = {"batch_size": 8, "steps": 800, "alpha": 1.6, "forget_truncation": "normalize", "truncation_threshold": 1.1}
+# SD: RGD's reference (one epoch over 800 pairs at batch 8 = 100 steps, λ 1.6, normalise-truncation 1.1)
+CONCEPT_DEFAULTS = {"batch_size": 8, "steps": 100, "alpha": 1.6, "forget_truncation": "normalize", "truncation_threshold": 1.1}
 
 
 @register_method
