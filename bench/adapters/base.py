@@ -183,14 +183,15 @@ class DiffusionModel(ABC):
     def trainable_copy(self) -> "DiffusionModel":
         return self._copy_with_denoiser(copy.deepcopy(self.denoiser).train().requires_grad_(True))
 
-    def fresh_copy(self, known_hash: str | None = None) -> "DiffusionModel":
-        """Independent copy as it is (train/eval mode, requires_grad kept): what a cached loader hands out.
+    def fresh_copy(self) -> "DiffusionModel":
+        """Independent copy as it is (train/eval mode, requires_grad kept): what a cached loader hands out."""
+        return self._copy_with_denoiser(copy.deepcopy(self.denoiser))
 
-        `known_hash`: the weights hash of `self`, trusted by the copy while its tensors are untouched."""
-        other = self._copy_with_denoiser(copy.deepcopy(self.denoiser))
-        if known_hash is not None:
-            other._hash_memo = (other._weights_key(), known_hash)
-        return other
+    def trust_weights_hash(self, known: str) -> "DiffusionModel":
+        """Let `weights_hash()` return `known` while the denoiser's tensors stay untouched (the model cache
+        knows the hash of what it loaded)."""
+        self._hash_memo = (self._weights_key(), known)
+        return self
 
     def to(self, device) -> "DiffusionModel":
         self.denoiser.to(device)
@@ -200,7 +201,7 @@ class DiffusionModel(ABC):
     def save(self, path) -> None:
         ...
 
-    _hash_memo: tuple | None = None  # (weights key, hash) set by fresh_copy: SD's 3.4 GB hashed once per process
+    _hash_memo: tuple | None = None  # (weights key, hash) from trust_weights_hash: SD's 3.4 GB hashed once per process
 
     def _weights_key(self) -> tuple:
         """Identity + storage + in-place version of every tensor (optimiser steps, copy_, reassignment)."""

@@ -3,8 +3,8 @@ same base model reads it from disk (and hashes its weights) once.
 
 Keyed by loader, resolved path, device, dtype and a fingerprint of the checkpoint's files
 (relative path, size, mtime): a rewritten checkpoint is a new key. Each caller gets an independent
-`fresh_copy` (own denoiser; the frozen text encoder/VAE are shared), so jobs never see each
-other's edits. `UNLEARN_BENCH_MODEL_CACHE=0` turns it off; at most `MAX_ENTRIES` models are kept.
+`fresh_copy` (own denoiser, moved to the device; the frozen text encoder/VAE are shared), so
+jobs never see each other's edits; the template's denoiser waits in host memory. `UNLEARN_BENCH_MODEL_CACHE=0` turns it off; at most `MAX_ENTRIES` models are kept.
 """
 from __future__ import annotations
 
@@ -50,11 +50,16 @@ def cached_load(kind: str, directory: str | os.PathLike | None, device, extra: t
     else:
         STATS["misses"] += 1
         model = load()
-        _CACHE[key] = (model, model.weights_hash())
+        weights_hash = model.weights_hash()
+        if model.device.type != "cpu":  # keep the template's denoiser in host memory: no GPU memory held between jobs
+            model.denoiser.to("cpu")
+        _CACHE[key] = (model, weights_hash)
         while len(_CACHE) > max(MAX_ENTRIES, 1):
             _CACHE.popitem(last=False)
     model, weights_hash = _CACHE[key]
-    return model.fresh_copy(known_hash=weights_hash)
+    copy = model.fresh_copy()
+    copy.denoiser.to(device)
+    return copy.trust_weights_hash(weights_hash)
 
 
 def clear() -> None:

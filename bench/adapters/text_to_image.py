@@ -200,8 +200,8 @@ class TextToImageModel(DiffusionModel):
             enc.model.to(dtype=dtype)
         return cls(unet.to(device), enc, sched, vae.to(device), source=repo_or_path)
 
-    def fresh_copy(self, known_hash: str | None = None) -> "TextToImageModel":
-        other = super().fresh_copy(known_hash)
+    def fresh_copy(self) -> "TextToImageModel":
+        other = super().fresh_copy()
         other._cache = self._cache  # shared on purpose: jobs of one worker encode a prompt once
         return other
 
