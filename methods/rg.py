@@ -27,4 +27,4 @@ class RG(RGD):
 
     name = "rg"
     HParams = RGHParams
-    defaults_by_kind = {"concept": CONCEPT_DEFAULTS, "style": CONCEPT_DEFAULTS}
+    defaults_by_kind = {k: {**CONCEPT_DEFAULTS, "remain_sampling": "narrow"} for k in ("concept", "style")}

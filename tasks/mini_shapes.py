@@ -63,6 +63,7 @@ def concept_sets(target: str, n_train: int, n_eval: int) -> dict:
         "forget": [shapes.caption(s) for s in forget],
         "safe": [without_shape(s) for s in forget],
         "remain": [shapes.caption(s) for s in remain],
+        "narrow": [i for i, s in enumerate(remain) if s.shape == others[0]],  # one other shape only
         "eval_forget": [shapes.caption(s) for s in _pick(_specs("test", [target], shapes.STYLES), n_eval, f"concept-eval-{target}")],
         "eval_remain_train": [shapes.caption(s) for s in _pick(_specs("train", others, shapes.STYLES), n_eval, f"concept-rtrain-{target}")],
         "eval_remain_test": [shapes.caption(s) for s in _pick(_specs("test", others, shapes.STYLES), n_eval, f"concept-rtest-{target}")],
@@ -84,6 +85,7 @@ def style_sets(target: str, n_train: int, n_eval: int) -> dict:
         "forget": [shapes.caption(s) for s in forget],
         "safe": [shapes.caption(shapes.ShapeSpec(s.shape, s.colour, s.background)) for s in forget],
         "remain": [shapes.caption(s) for s in remain_of(forget)],
+        "narrow": [i for i, s in enumerate(remain_of(forget)) if s.style == "plain"],  # one style only
         "eval_forget": [shapes.caption(s) for s in _pick(_specs("test", shapes.SHAPES, [target]), n_eval, f"style-eval-{target}")],
         "eval_remain_train": [shapes.caption(s) for s in remain_of(rtrain)],
         "eval_remain_test": [shapes.caption(s) for s in remain_of(rtest)],
@@ -173,7 +175,8 @@ class MiniShapesTask(Task):
         r = self.original_images(model, wh, sets["remain"], seeds) * 2 - 1
         groups = torch.arange(c.forget_pairs)
         forget = UnlearnData(x=f, keys=list(sets["forget"]), paired_keys=list(sets["safe"]), groups=groups)
-        remain = UnlearnData(x=r, keys=list(sets["remain"]), groups=groups)
+        # narrow: a non-diverse slice of D_r (RG's remain set, like the SD baselines' single safe prompt)
+        remain = UnlearnData(x=r, keys=list(sets["remain"]), groups=groups, meta={"narrow_indices": sets["narrow"]})
         m = c.eval_prompts
         eval_sets = {
             "forget": (sets["eval_forget"], list(range(20_000, 20_000 + m))),

@@ -188,6 +188,12 @@ class StableDiffusionTask(Task):
     def extra_info(self, sets: dict) -> dict:
         return {}
 
+    def narrow_indices(self, remain_prompts: list[str]) -> list[int]:
+        """A non-diverse slice of D_r (RG's remain set; the SD baselines' single safe prompt):
+        the remain prompts sharing the first one's subject."""
+        lead = remain_prompts[0].split(", ")[0]
+        return [i for i, p in enumerate(remain_prompts) if p.split(", ")[0] == lead]
+
     def build(self, target: str, ctx: RunContext) -> TaskInstance:
         self.validate_target(target)
         c = self.config
@@ -200,7 +206,8 @@ class StableDiffusionTask(Task):
         r = self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain")
         groups = torch.arange(n)
         forget = UnlearnData(x=f["latents"], keys=list(sets["forget"]), paired_keys=list(sets["safe"]), groups=groups)
-        remain = UnlearnData(x=r["latents"], keys=list(sets["remain"]), groups=groups)
+        remain = UnlearnData(x=r["latents"], keys=list(sets["remain"]), groups=groups,
+                             meta={"narrow_indices": self.narrow_indices(sets["remain"])})
         m = c.eval_prompts
         eval_sets = {
             "forget": (sets["eval_forget"], list(range(20_000, 20_000 + m))),
@@ -272,6 +279,10 @@ class SDVanGogh(StableDiffusionTask):
         _, _, eval_test = style_pairs("test", c.eval_prompts, target, seed=3)
         return {"forget": forget, "safe": safe, "remain": remain, "eval_forget": eval_forget,
                 "eval_remain_train": eval_train, "eval_remain_test": eval_test}
+
+    def narrow_indices(self, remain_prompts: list[str]) -> list[int]:
+        """The plain scenes of D_r (no other artist's style): one style instead of many."""
+        return [i for i, p in enumerate(remain_prompts) if ", in the style of " not in p]
 
     def extra_info(self, sets: dict) -> dict:
         a = artists()

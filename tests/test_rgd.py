@@ -127,3 +127,18 @@ def test_retrain_reruns_the_pretrain_recipe_without_the_forget_class(digits):
     for a, b in zip(model.denoiser.state_dict().values(), direct.denoiser.state_dict().values()):
         assert torch.equal(a, b)
     assert "class" in cls.task_kinds and "concept" not in cls.task_kinds
+
+
+def test_concept_tasks_rg_takes_the_narrow_slice_rgd_the_whole_diverse_set():
+    from bench.data import UnlearnData
+    from methods.remain_sampling import remain_subset
+
+    prompts = [f"a {c} shape" for c in ("red", "green", "red", "blue")]
+    remain = UnlearnData(x=torch.zeros(4, 1), keys=prompts, groups=torch.arange(4), meta={"narrow_indices": [0, 2]})
+    g = torch.Generator().manual_seed(0)
+    assert remain_subset(remain, "balanced", g).keys == prompts
+    assert remain_subset(remain, "narrow", g).keys == ["a red shape", "a red shape"]
+    assert METHODS.get("rg").default_hparams("concept").remain_sampling == "narrow"
+    assert METHODS.get("rgd").default_hparams("style").remain_sampling == "balanced"
+    with pytest.raises(ConfigError, match="narrow_indices"):
+        remain_subset(UnlearnData(x=torch.zeros(2, 1), keys=["a", "b"]), "narrow", g)
