@@ -4,7 +4,9 @@ Pure functions of per-parameter score tensors (|Σ forget-loss gradient| in SalU
 GLOBAL over all parameters (one concatenated vector, not per layer), and the cut is found with
 `torch.kthvalue` on that vector: O(N) selection, no argsort. (The reference generate_mask.py
 computes ranks with two full argsorts and stores int64 masks: ~7 GB extra on SD v1.4's 860 M
-weights; here the masks are booleans and the only temporary is one float32 copy of the scores.)
+weights; here the masks are booleans and the only temporary is one float32 copy of the scores.
+CUDA's kthvalue is a radix select without a sort buffer; it is slower than a sort (seconds for
+~10⁹ entries, pytorch#75599) but runs once per job.)
 
 Threshold and ties, for `select="top"` (the paper's m_S = 1(|g| ≥ γ)):
     k   = int(fraction · N)                 (floor, as the reference's int(len · ratio))
