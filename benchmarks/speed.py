@@ -95,8 +95,18 @@ def fast_label(fp: dict) -> str:
 
 def sampler_section(rows: list[dict]) -> str:
     body = [[r["size"], r["sampler"], r["images"], r["steps"], r["batch_size"], r["seconds"], r["images_per_s"],
-             f"{r['speedup_vs_naive']:.1f}×", f"{r['max_abs_diff_vs_naive']:.1e}", fmt(r["peak_gpu_mb"], 0)] for r in rows]
-    return table(["model", "sampler", "images", "DDIM steps", "batch", "s", "images/s", "vs naive", "max abs Δ vs naive", "peak GPU MB"], body)
+             f"{r['speedup_vs_naive']:.1f}×", f"{r['mean_abs_diff_vs_naive']:.1e} / {r['max_abs_diff_vs_naive']:.1e}",
+             fmt(r["peak_gpu_mb"], 0)] for r in rows]
+    return table(["model", "sampler", "images", "DDIM steps", "batch", "s", "images/s", "vs naive", "mean / max abs Δ vs naive",
+                  "peak GPU MB"], body)
+
+
+def fidelity_section(rows: list[dict]) -> str:
+    body = [[r["model"], r["images"], r["steps"], r["low"], r["fp32_s"], r["low_s"], f"{r['mean_abs_diff']:.1e}",
+             f"{r['max_abs_diff']:.2f}", r["judge"], f"{r['judge_value']:.3f}",
+             "–" if r["fp32_acc"] is None else f"{r['fp32_acc']:.2f} / {r['low_acc']:.2f}"] for r in rows]
+    return table(["model", "images", "steps", "low precision", "fp32 s", "low s", "mean abs Δ", "max abs Δ", "judge", "value",
+                  "class acc fp32 / low"], body)
 
 
 def methods_section(rows: list[dict]) -> str:
@@ -123,7 +133,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--sections", default="sampler,methods,flops", help="comma list of sampler,methods,flops")
+    ap.add_argument("--sections", default="sampler,fidelity,methods,flops", help="comma list of sampler,fidelity,methods,flops")
     ap.add_argument("--methods", nargs="*", default=None, help="default: every registered method")
     ap.add_argument("--method-steps", type=int, default=10)
     ap.add_argument("--prompts", type=int, default=32, help="images per sampler measurement (mini sizes)")
@@ -170,9 +180,21 @@ def main(argv=None) -> dict:
             rows += bench_sampler("sd14", dev, n, 2 if a.quick else 50, 7.5, n, 1, resolution=a.sd14_resolution, variants=variants)
         report["sampler"] = rows
         md += ["## 1. Evaluation sampler: suite vs naive per-prompt pipeline", "",
-               "Same model, DDIM steps, guidance and seeds; max abs Δ = largest pixel difference in [0, 1] to the naive images "
-               "(≈0 for fp32: the very same images). Best of the timed runs; suite runs start with an empty text-embedding cache.", "",
+               "Same random-weight model, DDIM steps, guidance and seeds; Δ = pixel difference in [0, 1] to the naive images "
+               "(fp32: the same images up to float summation order, which random weights amplify over the steps). "
+               "Best of the timed runs; suite runs start with an empty text-embedding cache.", "",
                sampler_section(rows), ""]
+
+    if "fidelity" in sections:
+        from precision_fidelity import bench_fidelity
+
+        low = FastPaths.default_for(dev) if cuda else FastPaths(autocast="bf16")
+        rows = bench_fidelity(dev, low, n=20 if a.quick else 100)
+        report["fidelity"] = rows
+        md += ["## 1b. Reduced precision on the trained mini checkpoints: what the judges see", "",
+               "fp32 vs bf16 autocast sampling, same seeds and keys (random-weight rows above amplify rounding, so fidelity is "
+               "judged here on trained models by the suite's own judges).", "",
+               fidelity_section(rows), ""]
 
     free_memory()
     if "methods" in sections:
