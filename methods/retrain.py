@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import torch
+
 from bench.errors import ConfigError
 from methods.base import Method, register_method
 
@@ -33,9 +35,11 @@ class Retrain(Method):
             raise ConfigError("retrain needs a class task whose remain set carries its pretrain recipe and labels")
         steps = budget.steps(self.hparams.steps or recipe.steps)
         recipe = replace(recipe, steps=steps, seed=recipe.seed + ctx.seed)
+        on_gpu = torch.device(ctx.device).type == "cuda"
         retrained = train_class_conditional(
             recipe, remain.x, remain.groups, model.class_names, device=ctx.device,
             progress=lambda step, loss: ctx.step(loss),
+            autocast_dtype=torch.bfloat16 if on_gpu else None,  # as the pretrain recipe trains on GPU
         )
         model.denoiser.load_state_dict(retrained.denoiser.state_dict())
-        return {"recipe_steps": steps, "train_examples": len(remain), "recipe_seed": recipe.seed}
+        return {"autocast": "bf16" if on_gpu else "fp32", "recipe_steps": steps, "train_examples": len(remain), "recipe_seed": recipe.seed}
