@@ -51,20 +51,20 @@ CONCEPT_DEFAULTS = {
 }
 
 
-def remain_gradient_loss(model, data, hp, generator, batches) -> torch.Tensor:
+def remain_gradient_loss(model, data, hp, generator, batches) -> float:
     """Backward L_r over the whole subset (chunked, weighted to the mean) or one batch; returns L_r."""
     if hp.remain_gradient == "batch":
         r = next(batches)
         loss = simple_loss(model, r.x, model.condition(r.keys), generator)
         loss.backward()
-        return loss.detach()
+        return float(loss.detach())
     total = 0.0
     n = len(data)
     for chunk in data.chunks(hp.remain_chunk):
         loss = simple_loss(model, chunk.x, model.condition(chunk.keys), generator) * (len(chunk) / n)
         loss.backward()
         total += float(loss.detach())
-    return torch.tensor(total)
+    return total
 
 
 def restricted_unlearn(method: Method, model, forget, remain, budget, ctx) -> dict:
@@ -86,7 +86,7 @@ def restricted_unlearn(method: Method, model, forget, remain, budget, ctx) -> di
         (-forget_loss).backward()
         g_f = grads_of(params)
         opt.zero_grad(set_to_none=True)
-        remain_loss = float(remain_gradient_loss(model, remain_set, hp, ctx.generator, rb))
+        remain_loss = remain_gradient_loss(model, remain_set, hp, ctx.generator, rb)
         g_r = grads_of(params)
         d, stats = restricted_update_lists(g_f, g_r, hp.lam)
         for p, g in zip(params, d):
