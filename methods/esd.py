@@ -3,7 +3,7 @@
 Each iteration (rohitgandikota/erasing, train-scripts/train-esd.py):
   1. draw t_enc uniformly from {0, …, S−1} (S = `ddim_steps` = 50);
   2. z: run the *trained* model's DDIM sampler (η = 0, guidance `sample_guidance` = 3, condition c)
-     from fresh noise part of the way (no grad; `model.sample_latents(..., stop_after=k)`);
+     from fresh noise part of the way (no grad; `model.sample_latents(..., stop_after=k)`, in eval mode);
   3. t: uniform in the t_enc bin of the 1000-step schedule, [round(t_enc·T/S), round((t_enc+1)·T/S));
   4. e_0 = ε*(z, t, ∅), e_p = ε*(z, t, c) from the frozen copy θ* (one batched no-grad forward),
      e_n = ε_θ(z, t, c); loss = MSE(e_n, e_0 − η·(e_p − e_0)), η = `negative_guidance` = 1.
@@ -41,7 +41,7 @@ from bench.errors import ConfigError
 from methods.base import Method, register_method
 from methods.losses import esd_target
 from methods.parameter_subsets import esd_subset
-from methods.training import adam, select_trainable
+from methods.training import adam, eval_mode, select_trainable
 
 Binning = Literal["reference", "matched"]
 
@@ -100,7 +100,10 @@ class _ESD(Method):
     def unlearn(self, model, forget, remain, budget, ctx):
         hp = self.hparams
         names = [n for n, _ in model.denoiser.named_parameters()]
-        subset, selected = esd_subset(names, self.variant, class_conditional=model.kind == "class")
+        try:
+            subset, selected = esd_subset(names, self.variant, class_conditional=model.kind == "class")
+        except ValueError as exc:
+            raise ConfigError(f"{self.name}: {exc}") from exc
         if not selected:
             raise ConfigError(f"{self.name}: the model has no parameters in subset {subset!r}")
         frozen = model.frozen_copy()  # θ*, before any update
@@ -118,7 +121,8 @@ class _ESD(Method):
             idx = torch.randint(len(keys), (B,), generator=g).tolist()
             cond = model.condition([keys[i] for i in idx])
             noise = torch.randn((B, *model.sample_shape), generator=g).to(model.device)
-            z = model.sample_latents(cond, noise, S, hp.sample_guidance, stop_after=k)
+            with eval_mode(model.denoiser):  # the reference samples z without dropout (model.eval())
+                z = model.sample_latents(cond, noise, S, hp.sample_guidance, stop_after=k)
             sampler_steps += min(k, S)
             t = torch.randint(lo, hi, (B,), generator=g).to(model.device)
             with torch.no_grad():  # e_0 and e_p in one batched forward of θ*
@@ -151,7 +155,9 @@ class ESDU(_ESD):
 
 @register_method
 class ESDX(_ESD):
-    """ESD-x: cross-attention (`attn2`) only (artist styles)."""
+    """ESD-x: cross-attention (`attn2`) only (artist styles); text-to-image models only, since a
+    class-conditional UNet has no cross-attention (ESD-u's class fallback would be the same row)."""
 
     name = "esd-x"
     variant = "esd-x"
+    task_kinds = ("concept", "style")

@@ -1,12 +1,19 @@
-"""GradDiff (gradient difference): minimise −L_simple(D_f) + α·L_simple(D_r).
+"""GradDiff (gradient difference): minimise −L_f + α·L_simple(D_r).
 
-Defaults mirror RGD's reference settings (same lr, batch, steps, truncation, α = λ) so that
-GradDiff is exactly RGD's update without the restriction and without the diverse remain set.
+What the RGD reference runs as its GradDiff baseline: class tasks as CIFAR/training/training_loop.py
+(`unlearn_alg == 'GradDiff'`: the truncated forget loss, remain minibatches cycled from the same
+class-balanced subset RGD uses — 50 per remaining class — and d = g_f + α·g_r with no projection);
+concept/style tasks as SD/train-scripts/nsfw_RGD.py without `--surgery` (the remain batch is the
+forget batch's paired twin). Defaults mirror RGD's reference settings (same lr, batch, steps,
+truncation, α = λ), so GradDiff is exactly RGD's update without the restriction and with a minibatch
+remain gradient.
 """
 from dataclasses import dataclass
 
+from bench.data import paired_batches
 from methods.base import Method, register_method
-from methods.losses import Truncation, simple_loss, simple_loss_terms, truncated_forget_loss
+from methods.losses import Truncation, TruncationSpace, forget_loss, simple_loss
+from methods.remain_sampling import RemainSampling, remain_subset
 from methods.training import adam
 
 
@@ -18,10 +25,17 @@ class GradDiffHParams:
     alpha: float = 5.0
     forget_truncation: Truncation = "elementwise"
     truncation_threshold: float = 0.1
+    truncation_space: TruncationSpace = "x0"  # element-wise bound on (x̂₀−x₀)² (reference) or on (ε̂−ε)²
+    remain_sampling: RemainSampling = "balanced"  # the remain subset minibatches come from (as RGD's)
+    remain_per_class: int | None = None  # None: the task's choice (remain.meta["per_class"], 50 in the reference)
 
     def __post_init__(self) -> None:
         if self.forget_truncation not in ("none", "elementwise", "normalize"):
             raise ValueError(f"forget_truncation must be none|elementwise|normalize, not {self.forget_truncation!r}")
+        if self.truncation_space not in ("x0", "eps"):
+            raise ValueError(f"truncation_space must be x0|eps, not {self.truncation_space!r}")
+        if self.remain_sampling not in ("balanced", "narrow", "uniform"):
+            raise ValueError(f"remain_sampling must be balanced|narrow|uniform, not {self.remain_sampling!r}")
 
 
 # SD: RGD's reference (one epoch over 800 pairs at batch 8 = 100 steps, λ 1.6, normalise-truncation 1.1)
@@ -38,14 +52,18 @@ class GradDiff(Method):
         hp = self.hparams
         model.denoiser.train().requires_grad_(True)
         opt = adam(list(model.denoiser.parameters()), hp.lr)
-        fb, rb = forget.batches(hp.batch_size, ctx.generator), remain.batches(hp.batch_size, ctx.generator)
+        remain_set = remain_subset(remain, hp.remain_sampling, ctx.generator, hp.remain_per_class)
+        # forget batch i with its concept-free twin i where the task pairs them (the SD reference's zip)
+        stream = paired_batches(forget, remain_set, hp.batch_size, ctx.generator)
         for _ in range(budget.steps(hp.steps)):
-            f, r = next(fb), next(rb)
-            sq = simple_loss_terms(model, f.x, model.condition(f.keys), ctx.generator)
-            forget_loss = truncated_forget_loss(sq, hp.forget_truncation, hp.truncation_threshold)
+            f, r = next(stream)
+            # −L_f (truncated) + α·L_r, one backward
+            lf = forget_loss(model, f.x, model.condition(f.keys), ctx.generator,
+                             hp.forget_truncation, hp.truncation_threshold, hp.truncation_space)
             remain_loss = simple_loss(model, r.x, model.condition(r.keys), ctx.generator)
-            loss = -forget_loss + hp.alpha * remain_loss
+            loss = -lf + hp.alpha * remain_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            ctx.step(loss, forget=forget_loss, remain=remain_loss)
+            ctx.step(loss, forget=lf, remain=remain_loss)
+        return {"remain_set_size": len(remain_set)}

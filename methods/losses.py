@@ -9,6 +9,7 @@ from torch import Tensor
 from bench.adapters.base import DiffusionModel
 
 Truncation = Literal["none", "elementwise", "normalize"]
+TruncationSpace = Literal["x0", "eps"]  # where the element-wise bound m applies
 
 
 def noised_batch(model: DiffusionModel, x0: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
@@ -29,20 +30,54 @@ def simple_loss(model: DiffusionModel, x0: Tensor, cond: Tensor, generator: torc
     return simple_loss_terms(model, x0, cond, generator).mean()
 
 
-def truncated_forget_loss(sq_err: Tensor, truncation: Truncation, threshold: float) -> Tensor:
+def x0_error_scale(model: DiffusionModel, t: Tensor) -> Tensor:
+    """(1 − ᾱ_t)/ᾱ_t per timestep: (x̂₀ − x₀)² = that · (ε̂ − ε)² for x̂₀ = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t."""
+    ac = model.noise_scheduler.alphas_cumprod.to(device=t.device, dtype=torch.float64)[t]
+    return ((1 - ac) / ac).float()
+
+
+def truncated_forget_loss(
+    sq_err: Tensor, truncation: Truncation, threshold: float, x0_scale: Tensor | None = None
+) -> Tensor:
     """Forget-loss value to *ascend*, optionally truncated as in the RGD reference code.
 
-    elementwise: mean(min((ε̂−ε)², m))  (CIFAR code) — elements past m stop contributing gradient;
-    normalize:   L / L.detach() when L > m (SD code) — gradient magnitude capped, value becomes 1.
+    elementwise: mean(min((ε̂−ε)², m / s_t)) — an element whose error exceeds the bound stops
+        contributing gradient. With `x0_scale` s_t = (1−ᾱ_t)/ᾱ_t (one per example) the bound is the
+        reference's: its CIFAR code clamps the EDM denoiser's x₀-space error, min((x̂₀−x₀)², m), and
+        (x̂₀−x₀)² = s_t·(ε̂−ε)²; without it (s_t = 1) m bounds the ε-space error itself.
+    normalize: L / ‖L‖ once L > m (SD code): the reference divides by the NON-detached norm, so the
+        value is 1 and the gradient is exactly zero there — ascent stops and the step is pure remain
+        descent. Here that is `0·L + 1` (same value, an exactly zero gradient, no 1/L − 1/L rounding).
     """
     if truncation == "none":
         return sq_err.mean()
     if truncation == "elementwise":
-        return torch.clamp(sq_err, max=threshold).mean()
+        if x0_scale is None:
+            return torch.clamp(sq_err, max=threshold).mean()
+        bound = threshold / x0_scale.to(sq_err.device, sq_err.dtype).view(-1, *([1] * (sq_err.ndim - 1)))
+        return torch.minimum(sq_err, bound).mean()
     if truncation == "normalize":
         loss = sq_err.mean()
-        return loss / loss.detach() if float(loss.detach()) > threshold else loss
+        return loss * 0.0 + 1.0 if float(loss.detach()) > threshold else loss
     raise ValueError(f"unknown forget_truncation {truncation!r}; use none|elementwise|normalize")
+
+
+def forget_loss(
+    model: DiffusionModel,
+    x0: Tensor,
+    cond: Tensor,
+    generator: torch.Generator,
+    truncation: Truncation,
+    threshold: float,
+    space: TruncationSpace = "x0",
+) -> Tensor:
+    """L_f on one forget batch, truncated as `truncation` says, in `space` (x0: the reference's; eps)."""
+    if space not in ("x0", "eps"):
+        raise ValueError(f"truncation_space must be x0|eps, not {space!r}")
+    x_t, t, noise = noised_batch(model, x0, generator)
+    sq = (model.predict_noise(x_t, t, cond) - noise).pow(2)
+    scale = x0_error_scale(model, t) if truncation == "elementwise" and space == "x0" else None
+    return truncated_forget_loss(sq, truncation, threshold, scale)
 
 
 def antithetic_timesteps(n: int, num_train_timesteps: int, generator: torch.Generator, device=None) -> Tensor:

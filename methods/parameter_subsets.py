@@ -11,8 +11,10 @@ stay trainable, as CompVis' `emb_layers` do), CompVis `out.0`/`out.2` = `conv_no
 (The newer esd_sd.py of the same repository selects Linear/Conv2d modules only — no norms, and the
 time-embedding MLP and conv_out included; PROTOCOL.md follows train-esd.py.)
 
-Class-conditional UNets have no cross-attention; both variants then train everything except the
-time embedding and the output layers (the class embedding stays trainable).
+Class-conditional UNets have no cross-attention; ESD-u then trains everything except the time
+embedding and the output layers (the class embedding stays trainable). ESD-x is defined by
+cross-attention and has no class-model analogue: asking for it there is an error (its method runs on
+concept/style tasks only).
 """
 from __future__ import annotations
 
@@ -56,6 +58,8 @@ def esd_subset(names: Iterable[str], variant: str, class_conditional: bool) -> t
     if variant not in ("esd-u", "esd-x"):
         raise ValueError(f"unknown ESD variant {variant!r}; use esd-u or esd-x")
     if class_conditional:
+        if variant == "esd-x":
+            raise ValueError("esd-x trains cross-attention only; a class-conditional model has none (use esd-u)")
         return "class-fallback (all but time embedding and output layers)", class_fallback_names(names)
     if variant == "esd-u":
         return "esd-u (all but attn2, time embedding, conv_norm_out, conv_out)", esd_u_names(names)

@@ -1,30 +1,32 @@
-"""RG: RGD's restricted update without the diversified remain set (the paper's ablation row).
+"""RG: RGD's restricted update with the remain gradient of one minibatch (the paper's ablation row).
 
-The remain gradient is a minibatch, as GradDiff takes it, from a remain subset of the same size
-as RGD's but drawn uniformly (not class-balanced), instead of the whole class-balanced subset: RG − GradDiff isolates the restriction,
-RGD − RG isolates the diversity. On concept/style tasks the task's D_r is itself built to be
-diverse, so there RG differs from RGD only in that its remain gradient is not taken over the
-whole set (with the SD defaults both use batches, and the rows coincide by construction).
+What the reference runs (CIFAR/training/training_loop.py, `unlearn_alg == 'RG'`): remain minibatches
+cycled from the SAME class-balanced subset that RGD averages over (50 per remaining class), projected
+and combined exactly as RGD. RGD − RG therefore isolates RGD's whole-subset remain gradient, and
+RG − GradDiff isolates the restriction; the diversity ablation (a narrow remain set instead of the
+balanced one) is its own row, `rgd` with `remain_sampling: narrow` (label `rgd-narrow`).
+
+Class tasks only: on concept/style tasks the reference RGD (SD/train-scripts/nsfw_RGD.py) already
+takes its remain gradient on the paired minibatch, so an RG row there would repeat RGD's update.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from methods.base import register_method
-from methods.rgd import CONCEPT_DEFAULTS, RGD, RGDHParams, RemainGradient
-from methods.remain_sampling import RemainSampling
+from methods.rgd import RGD, RGDHParams, RemainGradient
 
 
 @dataclass
 class RGHParams(RGDHParams):
-    remain_sampling: RemainSampling = "uniform"
     remain_gradient: RemainGradient = "batch"
 
 
 @register_method
 class RG(RGD):
-    """Restricted gradient with plain remain minibatches (no diversity)."""
+    """Restricted gradient with remain minibatches from RGD's balanced subset."""
 
     name = "rg"
     HParams = RGHParams
-    defaults_by_kind = {k: {**CONCEPT_DEFAULTS, "remain_sampling": "narrow"} for k in ("concept", "style")}
+    defaults_by_kind = {}
+    task_kinds = ("class",)

@@ -4,6 +4,12 @@ Each step takes g_f = ∇(−L_f) on a forget batch (optionally truncated, as Gr
 g_r = ∇L_r on the diversified remain set, and descends d = δ_f + λ·δ_r where, when the two
 conflict (⟨g_f, g_r⟩ < 0), each is projected off the other (both from the original vectors);
 to first order d then worsens neither loss. Inner products are global over all parameters.
+
+Reference (reds-lab/Restricted_gradient_diversity_unlearning): class tasks follow
+CIFAR/training/training_loop.py (`unlearn_alg == 'RGD'`: g_r averaged over the whole class-balanced
+subset every step) and CIFAR/training/loss.py (element-wise truncation of the x₀-space error);
+concept/style tasks follow SD/train-scripts/nsfw_RGD.py (`--surgery --truncate`: g_r on the remain
+batch zipped with the forget batch, normalise-truncation). Deviations: docs/PROTOCOL.md.
 """
 from __future__ import annotations
 
@@ -14,7 +20,8 @@ import torch
 
 from methods.base import Method, register_method
 from methods.gradients import grads_of, restricted_update_lists
-from methods.losses import Truncation, simple_loss, simple_loss_terms, truncated_forget_loss
+from bench.data import paired_batches
+from methods.losses import Truncation, TruncationSpace, forget_loss, simple_loss
 from methods.remain_sampling import RemainSampling, remain_subset
 from methods.training import adam
 
@@ -29,6 +36,7 @@ class RGDHParams:
     lam: float = 5.0  # λ, weight of the remain direction
     forget_truncation: Truncation = "elementwise"
     truncation_threshold: float = 0.1
+    truncation_space: TruncationSpace = "x0"  # element-wise bound on (x̂₀−x₀)² (reference) or on (ε̂−ε)²
     remain_sampling: RemainSampling = "balanced"
     remain_gradient: RemainGradient = "subset"  # subset: whole remain subset every step (reference); batch: a minibatch of it
     remain_per_class: int | None = None  # None: the task's choice (remain.meta["per_class"], 50 in the reference)
@@ -37,6 +45,8 @@ class RGDHParams:
     def __post_init__(self) -> None:
         if self.forget_truncation not in ("none", "elementwise", "normalize"):
             raise ValueError(f"forget_truncation must be none|elementwise|normalize, not {self.forget_truncation!r}")
+        if self.truncation_space not in ("x0", "eps"):
+            raise ValueError(f"truncation_space must be x0|eps, not {self.truncation_space!r}")
         if self.remain_sampling not in ("balanced", "narrow", "uniform"):
             raise ValueError(f"remain_sampling must be balanced|narrow|uniform, not {self.remain_sampling!r}")
         if self.remain_gradient not in ("subset", "batch"):
@@ -51,10 +61,9 @@ CONCEPT_DEFAULTS = {
 }
 
 
-def remain_gradient_loss(model, data, hp, generator, batches) -> float:
-    """Backward L_r over the whole subset (chunked, weighted to the mean) or one batch; returns L_r."""
+def remain_gradient_loss(model, data, hp, generator, r) -> float:
+    """Backward L_r over the whole subset (chunked, weighted to the mean) or the batch `r`; returns L_r."""
     if hp.remain_gradient == "batch":
-        r = next(batches)
         loss = simple_loss(model, r.x, model.condition(r.keys), generator)
         loss.backward()
         return float(loss.detach())
@@ -74,27 +83,30 @@ def restricted_unlearn(method: Method, model, forget, remain, budget, ctx) -> di
     params = [p for p in model.denoiser.parameters() if p.requires_grad]
     opt = adam(params, hp.lr)
     remain_set = remain_subset(remain, hp.remain_sampling, ctx.generator, hp.remain_per_class)
-    fb = forget.batches(hp.batch_size, ctx.generator)
-    rb = remain_set.batches(hp.batch_size, ctx.generator)
+    # forget batch i with its concept-free twin i where the task pairs them (the SD reference's zip)
+    stream = paired_batches(forget, remain_set, hp.batch_size, ctx.generator)
     conflicts, cosines = 0, []
     steps = budget.steps(hp.steps)
     for _ in range(steps):
-        f = next(fb)
+        f, r = next(stream)
+        # g_f = ∇(−L_f): ascent on the (truncated) forget loss
         opt.zero_grad(set_to_none=True)
-        sq = simple_loss_terms(model, f.x, model.condition(f.keys), ctx.generator)
-        forget_loss = truncated_forget_loss(sq, hp.forget_truncation, hp.truncation_threshold)
-        (-forget_loss).backward()
+        lf = forget_loss(model, f.x, model.condition(f.keys), ctx.generator,
+                         hp.forget_truncation, hp.truncation_threshold, hp.truncation_space)
+        (-lf).backward()
         g_f = grads_of(params)
+        # g_r = ∇L_r over the whole remain subset (RGD) or the remain batch (RG, SD defaults)
         opt.zero_grad(set_to_none=True)
-        remain_loss = remain_gradient_loss(model, remain_set, hp, ctx.generator, rb)
+        remain_loss = remain_gradient_loss(model, remain_set, hp, ctx.generator, r)
         g_r = grads_of(params)
+        # d = δ_f + λ·δ_r (projections only on conflict), handed to Adam as the gradient
         d, stats = restricted_update_lists(g_f, g_r, hp.lam)
         for p, g in zip(params, d):
             p.grad = g
         opt.step()
         conflicts += stats.conflict
         cosines.append(stats.cosine)
-        forget_value = float(forget_loss.detach())
+        forget_value = float(lf.detach())
         ctx.step(-forget_value + hp.lam * remain_loss, forget=forget_value, remain=remain_loss)
     return {
         "remain_set_size": len(remain_set),

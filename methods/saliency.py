@@ -17,10 +17,10 @@ so exactly k weights are kept when the scores at the cut are distinct; weights t
 score are all kept (count ≥ k), and weights with zero score are never kept (count ≤ k then).
 k = 0 keeps nothing and k = N keeps everything (τ = None).
 
-`select="bottom"` keeps the k SMALLEST scores (score ≤ τ, τ = k-th smallest, ties kept). This is
-what the published SalUn generate_mask.py files actually compute — `ranks = argsort(argsort(g))`
-is an ascending rank and the mask is `ranks < int(N·ratio)` — while the paper (and PROTOCOL.md)
-keep the most salient weights. It exists only to reproduce that code path; the default is "top".
+`select="bottom"` keeps the k SMALLEST scores (score ≤ τ, τ = k-th smallest, ties kept): an ablation.
+The official SalUn generate_mask.py files rank `−|Σ g|` ascending (`ranks = argsort(argsort(−g))`,
+mask `ranks < int(N·ratio)`), i.e. they keep the most salient weights, as "top" does; only a
+third-party port that drops the minus sign keeps the least salient.
 """
 from __future__ import annotations
 

@@ -12,8 +12,10 @@
        optimizer.step() between batches (and does not run as published: `step` is undefined);
        the SD and classification code accumulate the signed gradient and take |Σ g|, as the paper
        does; we follow the latter and never step during the mask pass.
-     * the published rank comparison keeps the SMALLEST scores (see methods/saliency.py);
-       `mask_select="bottom"` reproduces it, the default "top" follows the paper and PROTOCOL.md.
+     * the mask pass runs in eval mode (no dropout), as the references' generate_mask does; the
+       official rank code negates |Σ g| before its ascending argsort, so it keeps the MOST salient
+       weights, as the paper and our default "top" do (`mask_select="bottom"`, the least salient,
+       is an ablation only).
 2. Training. forget term = MSE(ε_θ(x_t, t, c_f), stopgrad ε_θ(x_t, t, c′)) at the same x_t, t;
    c′ = (c + 1) mod K (`relabel="next"`, the current DDPM reference) or a uniformly drawn other
    class (`relabel="random"`, ctx.generator) for class tasks, and the paired safe prompt
@@ -47,7 +49,7 @@ from bench.errors import ConfigError
 from methods.base import Method, register_method
 from methods.losses import antithetic_timesteps, drop_condition
 from methods.saliency import MaskSelect, saliency_masks
-from methods.training import adam
+from methods.training import adam, eval_mode
 
 Relabel = Literal["next", "random"]
 
@@ -61,7 +63,7 @@ class SalUnHParams:
 
     sparsity: fraction of all weights KEPT trainable (top |Σ g|); the paper's "50% sparsity".
     mask_guidance: w in (1 + w)·ε_c − w·ε_∅ for the mask loss (class ref. 2.0, SD ref. 7.5).
-    mask_select: "top" (paper, PROTOCOL.md) | "bottom" (what the published rank code selects).
+    mask_select: "top" (paper and official code: the most salient) | "bottom" (least salient; ablation).
     relabel: class tasks only; "next" = (c + 1) mod K (current reference), "random" = uniform other class.
     alpha: weight of the element-mean remain loss.
     clip_grad_norm: max global grad norm before masking; None = off (SD ref.), 1.0 (DDPM ref.).
@@ -155,18 +157,19 @@ class SalUn(Method):
         return model.condition(batch.paired_keys)
 
     def compute_masks(self, model, forget, ctx) -> tuple[dict[str, Tensor], dict]:
-        """One pass over D_f accumulating Σ g in .grad, then the global top-`sparsity` boolean masks."""
+        """One pass over D_f (eval mode: no dropout) accumulating Σ g in .grad, then the global top-`sparsity` masks."""
         hp = self.hparams
         den = model.denoiser
         t0 = time.perf_counter()
         den.zero_grad(set_to_none=True)
         sign = 1.0 if model.kind == "class" else -1.0
         batches = 0
-        for chunk in forget.chunks(hp.batch_size):
-            x_t, t, noise = self._noised(model, chunk.x, ctx.generator)
-            pred = guided_prediction(model, x_t, t, model.condition(chunk.keys), hp.mask_guidance)
-            (sign * F.mse_loss(pred, noise)).backward()
-            batches += 1
+        with eval_mode(den):
+            for chunk in forget.chunks(hp.batch_size):
+                x_t, t, noise = self._noised(model, chunk.x, ctx.generator)
+                pred = guided_prediction(model, x_t, t, model.condition(chunk.keys), hp.mask_guidance)
+                (sign * F.mse_loss(pred, noise)).backward()
+                batches += 1
         names = [n for n, _ in den.named_parameters()]
         scores = {}
         for n, p in den.named_parameters():

@@ -176,7 +176,8 @@ class MiniShapesTask(Task):
         groups = torch.arange(c.forget_pairs)
         forget = UnlearnData(x=f, keys=list(sets["forget"]), paired_keys=list(sets["safe"]), groups=groups)
         # narrow: a non-diverse slice of D_r (RG's remain set, like the SD baselines' single safe prompt)
-        remain = UnlearnData(x=r, keys=list(sets["remain"]), groups=groups, meta={"narrow_indices": sets["narrow"]})
+        remain = UnlearnData(x=r, keys=list(sets["remain"]), groups=groups, meta={"narrow_indices": sets["narrow"]},
+                              paired_with_forget=True)  # remain i is forget i without the concept (same seed)
         m = c.eval_prompts
         eval_sets = {
             "forget": (sets["eval_forget"], list(range(20_000, 20_000 + m))),

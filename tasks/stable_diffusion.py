@@ -207,7 +207,8 @@ class StableDiffusionTask(Task):
         groups = torch.arange(n)
         forget = UnlearnData(x=f["latents"], keys=list(sets["forget"]), paired_keys=list(sets["safe"]), groups=groups)
         remain = UnlearnData(x=r["latents"], keys=list(sets["remain"]), groups=groups,
-                             meta={"narrow_indices": self.narrow_indices(sets["remain"])})
+                             meta={"narrow_indices": self.narrow_indices(sets["remain"])},
+                             paired_with_forget=True)  # remain i is forget i's concept-free twin (same seed)
         m = c.eval_prompts
         eval_sets = {
             "forget": (sets["eval_forget"], list(range(20_000, 20_000 + m))),

@@ -6,6 +6,7 @@ from diffusers import DDIMScheduler
 from bench.adapters.class_conditional import ClassConditionalModel
 from bench.context import Budget, RunContext
 from bench.data import UnlearnData
+from bench.errors import ConfigError
 from methods.base import METHODS
 from methods.esd import ESDU, ESDX, esd_schedule
 from methods.losses import esd_target
@@ -80,8 +81,10 @@ def test_class_fallback_on_mini_digits_unet():
 
     m = ClassConditionalModel.load(MODEL_DIR)
     names = [n for n, _ in m.denoiser.named_parameters()]
-    label, sel = esd_subset(names, "esd-x", class_conditional=True)
-    assert label.startswith("class-fallback") and sel == class_fallback_names(names) == esd_subset(names, "esd-u", True)[1]
+    label, sel = esd_subset(names, "esd-u", class_conditional=True)
+    assert label.startswith("class-fallback") and sel == class_fallback_names(names)
+    with pytest.raises(ValueError, match="cross-attention"):  # ESD-x has no class-model analogue
+        esd_subset(names, "esd-x", class_conditional=True)
     assert set(names) - set(sel) == {n for n in names if n.startswith(("time_embedding.", "conv_norm_out.", "conv_out."))}
     assert "class_embedding.weight" in sel and not esd_x_names(names)
 
@@ -120,13 +123,20 @@ def digits_instance():
     return TASKS.get("mini-digits-class").make(FAST_DIGITS).build("3", RunContext(device="cpu", seed=0, task_kind="class"))
 
 
-@pytest.mark.parametrize("cls", [ESDU, ESDX])
-def test_few_steps_on_mini_digits(digits_instance, cls):
+def test_few_steps_on_mini_digits(digits_instance):
     model = digits_instance.model.trainable_copy()
     names = [n for n, _ in model.denoiser.named_parameters()]
-    hp = cls.default_hparams("class", ddim_steps=10, lr=1e-3)
-    stats = _check_run(model, cls(hp), digits_instance.forget, "class", class_fallback_names(names))
+    hp = ESDU.default_hparams("class", ddim_steps=10, lr=1e-3)
+    stats = _check_run(model, ESDU(hp), digits_instance.forget, "class", class_fallback_names(names))
     assert stats["parameter_subset"].startswith("class-fallback")
+
+
+def test_esd_x_refuses_class_models(digits_instance):
+    model = digits_instance.model.trainable_copy()
+    ctx = RunContext(device="cpu", seed=0, task_kind="class", num_classes=10)
+    with pytest.raises(ConfigError, match="esd-x.*cross-attention"):
+        ESDX(ESDX.default_hparams("class")).unlearn(model, digits_instance.forget, digits_instance.forget, Budget(max_steps=1), ctx)
+    assert ESDX.task_kinds == ("concept", "style")  # so the planner never schedules it on class tasks
 
 
 @pytest.mark.parametrize("cls,binning", [(ESDU, "reference"), (ESDX, "matched")])
@@ -143,7 +153,7 @@ def test_few_steps_on_tiny_text_model(tiny_sd, cls, binning):
 def test_registered_with_paper_defaults():
     for name in ("esd-u", "esd-x"):
         cls = METHODS.get(name)
-        assert set(cls.task_kinds) == {"class", "concept", "style"}
+        assert set(cls.task_kinds) == ({"class", "concept", "style"} if name == "esd-u" else {"concept", "style"})
         for kind in ("class", "concept", "style"):
             hp = cls.default_hparams(kind)
             assert (hp.lr, hp.steps, hp.batch_size, hp.ddim_steps) == (1e-5, 1000, 1, 50)

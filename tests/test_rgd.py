@@ -97,18 +97,19 @@ def test_method_runs_and_reports(digits, name):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.denoiser.parameters()))
 
 
-def test_defaults_per_kind_and_rg_is_the_no_diversity_row():
+def test_defaults_per_kind_and_rg_is_rgd_with_a_minibatch_remain_gradient():
     rgd, rg = METHODS.get("rgd"), METHODS.get("rg")
     c = rgd.default_hparams("class")
     assert (c.lr, c.batch_size, c.steps, c.lam, c.forget_truncation, c.truncation_threshold) == (1e-5, 64, 780, 5.0, "elementwise", 0.1)
-    assert (c.remain_sampling, c.remain_gradient) == ("balanced", "subset")
+    assert (c.remain_sampling, c.remain_gradient, c.truncation_space) == ("balanced", "subset", "x0")
     s = rgd.default_hparams("concept")
     assert (s.batch_size, s.steps, s.lam, s.forget_truncation, s.truncation_threshold) == (8, 100, 1.6, "normalize", 1.1)
     g = rg.default_hparams("class")
-    assert (g.remain_sampling, g.remain_gradient) == ("uniform", "batch")
-    # everything but the remain set is shared, so RGD − RG isolates diversity
+    assert (g.remain_sampling, g.remain_gradient) == ("balanced", "batch")
+    # everything but how the remain gradient is taken is shared, so RGD − RG isolates the whole-subset gradient
     diff = {f.name for f in dataclasses.fields(c) if getattr(c, f.name) != getattr(g, f.name)}
-    assert diff == {"remain_sampling", "remain_gradient"}
+    assert diff == {"remain_gradient"}
+    assert rg.task_kinds == ("class",)  # on concept/style tasks RGD's reference update already is RG's
     with pytest.raises(ConfigError):
         make_hparams(rgd, {"remain_sampling": "wide"})
 
@@ -129,16 +130,18 @@ def test_retrain_reruns_the_pretrain_recipe_without_the_forget_class(digits):
     assert "class" in cls.task_kinds and "concept" not in cls.task_kinds
 
 
-def test_concept_tasks_rg_takes_the_narrow_slice_rgd_the_whole_diverse_set():
+def test_concept_tasks_narrow_is_the_tasks_slice_balanced_the_whole_diverse_set():
     from bench.data import UnlearnData
     from methods.remain_sampling import remain_subset
 
     prompts = [f"a {c} shape" for c in ("red", "green", "red", "blue")]
-    remain = UnlearnData(x=torch.zeros(4, 1), keys=prompts, groups=torch.arange(4), meta={"narrow_indices": [0, 2]})
+    remain = UnlearnData(x=torch.zeros(4, 1), keys=prompts, groups=torch.arange(4), meta={"narrow_indices": [0, 2]},
+                         paired_with_forget=True)
     g = torch.Generator().manual_seed(0)
-    assert remain_subset(remain, "balanced", g).keys == prompts
-    assert remain_subset(remain, "narrow", g).keys == ["a red shape", "a red shape"]
-    assert METHODS.get("rg").default_hparams("concept").remain_sampling == "narrow"
+    whole = remain_subset(remain, "balanced", g)
+    assert whole.keys == prompts and whole.paired_with_forget  # the diverse D_r, still paired with D_f
+    narrow = remain_subset(remain, "narrow", g)
+    assert narrow.keys == ["a red shape", "a red shape"] and not narrow.paired_with_forget
     assert METHODS.get("rgd").default_hparams("style").remain_sampling == "balanced"
     with pytest.raises(ConfigError, match="narrow_indices"):
         remain_subset(UnlearnData(x=torch.zeros(2, 1), keys=["a", "b"]), "narrow", g)

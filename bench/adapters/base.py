@@ -181,7 +181,10 @@ class DiffusionModel(ABC):
         return self._copy_with_denoiser(copy.deepcopy(self.denoiser).eval().requires_grad_(False))
 
     def trainable_copy(self) -> "DiffusionModel":
-        return self._copy_with_denoiser(copy.deepcopy(self.denoiser).train().requires_grad_(True))
+        """Independent copy to unlearn on, with fp32 master weights: a checkpoint loaded in fp16 (SD's
+        `dtype: float16`) is upcast here, since optimiser updates of ~1e-5 vanish in half precision;
+        reduced-precision compute comes from the fast paths' autocast instead."""
+        return self._copy_with_denoiser(copy.deepcopy(self.denoiser).float().train().requires_grad_(True))
 
     def fresh_copy(self) -> "DiffusionModel":
         """Independent copy as it is (train/eval mode, requires_grad kept): what a cached loader hands out."""
