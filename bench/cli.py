@@ -48,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--tasks", nargs="+")
     lb.add_argument("--methods", nargs="+")
 
+    tu = sub.add_parser("tune", help="select hyper-parameters per method with the same search budget, on held-out targets")
+    tu.add_argument("--suite", default="mini", help="the suite whose methods and tasks are tuned")
+    tu.add_argument("--trials", type=int, default=8, help="trials per (task, method), the same for every method")
+    tu.add_argument("--validation-targets", type=int, default=1, help="held-out targets per task each trial runs on")
+    tu.add_argument("--seed", type=int, default=0, help="the searcher's seed")
+    tu.add_argument("--tasks", nargs="+", help="restrict to these tasks")
+    tu.add_argument("--methods", nargs="+", help="restrict to these methods (labels or names)")
+    tu.add_argument("--threads", type=int, default=None, help="torch threads per trial (default: all cores)")
+    tu.add_argument("--out", default="results-tune", help="records/, TUNING.md, tuned-<suite>.yaml, plots/")
+
     ls = sub.add_parser("list", help="list methods, tasks, metrics or suites")
     ls.add_argument("what", choices=["methods", "tasks", "metrics", "suites"])
 
@@ -176,6 +186,17 @@ def cmd_submit(args) -> int:
     return submit(args)
 
 
+def cmd_tune(args) -> int:
+    from bench.plan import load_suite
+    from bench.tune import TuneSettings, tune_suite
+
+    settings = TuneSettings(trials=args.trials, validation_targets=args.validation_targets, seed=args.seed)
+    suite = load_suite(args.suite)
+    tune_suite(suite, args.out, settings, tasks=args.tasks, methods=args.methods, threads=args.threads or os.cpu_count() or 1)
+    print(f"tuned suite: {Path(args.out) / f'tuned-{suite.name}.yaml'}; report: {Path(args.out) / 'TUNING.md'}", file=sys.stderr)
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     if not Path(args.results).exists():
         raise BenchError(f"no results directory {args.results!r}; run `unlearn-bench run` first or pass --results")
@@ -206,7 +227,7 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "submit": cmd_submit, "leaderboard": cmd_leaderboard, "list": cmd_list, "pretrain": cmd_pretrain}
+COMMANDS = {"run": cmd_run, "submit": cmd_submit, "tune": cmd_tune, "leaderboard": cmd_leaderboard, "list": cmd_list, "pretrain": cmd_pretrain}
 
 
 def main(argv: list[str] | None = None) -> int:

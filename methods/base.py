@@ -51,6 +51,8 @@ class Method(ABC):
     defaults_by_kind: ClassVar[dict[str, dict[str, Any]]] = {}
     # task kinds this method applies to (Retrain: class only)
     task_kinds: ClassVar[tuple[str, ...]] = ("class", "concept", "style")
+    # what `unlearn-bench tune` searches (methods/search_space.py); None: the learning rate alone
+    search_space: ClassVar[dict[str, Any] | None] = None
 
     def __init__(self, hparams: Any = None):
         self.hparams = hparams if hparams is not None else self.HParams()

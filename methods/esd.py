@@ -41,6 +41,7 @@ from bench.errors import ConfigError
 from methods.base import Method, register_method
 from methods.losses import esd_target
 from methods.parameter_subsets import esd_subset
+from methods.search_space import AroundResolved, Uniform
 from methods.training import adam, eval_mode, select_trainable
 
 Binning = Literal["reference", "matched"]
@@ -96,6 +97,7 @@ class _ESD(Method):
 
     variant: ClassVar[str]
     HParams = ESDHParams
+    search_space = {"lr": AroundResolved(10.0), "negative_guidance": Uniform(0.5, 3.0)}
 
     def unlearn(self, model, forget, remain, budget, ctx):
         hp = self.hparams

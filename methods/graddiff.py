@@ -14,6 +14,7 @@ from bench.data import paired_batches
 from methods.base import Method, register_method
 from methods.losses import Truncation, TruncationSpace, forget_loss, simple_loss
 from methods.remain_sampling import RemainSampling, remain_subset
+from methods.search_space import AroundResolved, LogUniform
 from methods.training import adam
 
 
@@ -46,6 +47,7 @@ CONCEPT_DEFAULTS = {"batch_size": 8, "steps": 100, "alpha": 1.6, "forget_truncat
 class GradDiff(Method):
     name = "graddiff"
     HParams = GradDiffHParams
+    search_space = {"lr": AroundResolved(10.0), "alpha": LogUniform(0.5, 10.0)}
     defaults_by_kind = {"concept": CONCEPT_DEFAULTS, "style": CONCEPT_DEFAULTS}
 
     def unlearn(self, model, forget, remain, budget, ctx):

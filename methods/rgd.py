@@ -23,6 +23,7 @@ from methods.gradients import grads_of, restricted_update_lists
 from bench.data import paired_batches
 from methods.losses import Truncation, TruncationSpace, forget_loss, simple_loss
 from methods.remain_sampling import RemainSampling, remain_subset
+from methods.search_space import AroundResolved, LogUniform
 from methods.training import adam
 
 RemainGradient = Literal["subset", "batch"]
@@ -121,6 +122,7 @@ class RGD(Method):
 
     name = "rgd"
     HParams = RGDHParams
+    search_space = {"lr": AroundResolved(10.0), "lam": LogUniform(0.5, 10.0)}
     defaults_by_kind = {"concept": CONCEPT_DEFAULTS, "style": CONCEPT_DEFAULTS}
 
     def unlearn(self, model, forget, remain, budget, ctx):

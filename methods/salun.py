@@ -49,6 +49,7 @@ from bench.errors import ConfigError
 from methods.base import Method, register_method
 from methods.losses import antithetic_timesteps, drop_condition
 from methods.saliency import MaskSelect, saliency_masks
+from methods.search_space import AroundResolved, LogUniform
 from methods.training import adam, eval_mode
 
 Relabel = Literal["next", "random"]
@@ -125,6 +126,7 @@ def guided_prediction(model, x_t: Tensor, t: Tensor, cond: Tensor, w: float) -> 
 class SalUn(Method):
     name = "salun"
     HParams = SalUnHParams
+    search_space = {"lr": AroundResolved(10.0), "alpha": LogUniform(0.03, 10.0)}
     defaults_by_kind = {
         "concept": {**SD_COMMON, "alpha": 0.1, "steps": 100},
         "style": {**SD_COMMON, "alpha": 0.5, "steps": 500},

@@ -1,0 +1,285 @@
+"""`unlearn-bench tune`: hyper-parameter selection with the same budget for every method, on held-out targets.
+
+For each (task, method) of a suite, Ray Tune (Optuna's seeded TPE searcher, one trial at a time) draws
+`trials` points from the method's declared space (methods/search_space.py). A trial runs the method as
+an ordinary job — same records, same failure isolation, same resume — on *validation* targets that are
+disjoint from the ones the suite reports (the first targets of the task's list that the suite does not
+report), and scores it with the leaderboard's ranking scalar (leaderboard/score.py) against Original on
+the same target: the selection rule is the ranking rule, identical for every method. Optimiser steps
+are not searched: every trial runs the suite's own step count.
+
+Resume: a trial whose job already has an `ok` record is read back, not re-run; the searcher is seeded
+and runs one trial at a time, so an interrupted `tune` proposes the same points again and continues
+where it stopped.
+
+Output (in `--out`): records/ (every trial job), tuned-<suite>.yaml (the suite with the chosen
+hyper-parameters per task), TUNING.md (trials, chosen points, budget) and plots/tune-<task>.png.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bench.errors import ConfigError
+from bench.plan import JobSpec, MethodEntry, Suite, TaskEntry
+from bench.records import finished_ok, read_record, record_path
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    trials: int = 8  # per (task, method): the same for every method
+    validation_targets: int = 1  # held-out targets per task that each trial runs on
+    seed: int = 0  # the searcher's seed (the jobs use the suite's first seed)
+
+    def __post_init__(self) -> None:
+        if self.trials < 1 or self.validation_targets < 1:
+            raise ConfigError("tune: --trials and --validation-targets must be at least 1")
+
+
+@dataclass
+class Trial:
+    number: int
+    hparams: dict  # the searched values only
+    score: float  # mean ranking scalar over the validation targets (nan: a job failed)
+    job_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TuneResult:
+    task: str
+    label: str
+    method: str
+    space: dict  # name -> "log-uniform [a, b]" / "uniform [a, b]"
+    validation_targets: list[str]
+    trials: list[Trial]
+
+    @property
+    def best(self) -> Trial | None:
+        scored = [t for t in self.trials if math.isfinite(t.score)]
+        return max(scored, key=lambda t: (t.score, -t.number)) if scored else None
+
+
+def validation_targets(task_entry: TaskEntry, n: int) -> list[str]:
+    """The first n targets of the task that the suite does not report (held out for selection)."""
+    from tasks.base import TASKS
+
+    task = TASKS.get(task_entry.task).make(task_entry.options)
+    reported = set(task_entry.targets or task.targets())
+    held_out = [t for t in task.targets() if t not in reported]
+    if not held_out:
+        raise ConfigError(f"tune: task {task_entry.task!r} reports all its targets; leave at least one out for validation")
+    return held_out[:n]
+
+
+def _describe(dim) -> str:
+    from methods.search_space import LogUniform
+
+    kind = "log-uniform" if isinstance(dim, LogUniform) else "uniform"
+    return f"{kind} [{dim.low:.3g}, {dim.high:.3g}]"
+
+
+def _tune_space(space: dict):
+    from ray import tune
+
+    from methods.search_space import LogUniform
+
+    return {k: (tune.loguniform if isinstance(d, LogUniform) else tune.uniform)(d.low, d.high) for k, d in space.items()}
+
+
+def _job(suite: Suite, te: TaskEntry, me: MethodEntry, hparams: dict, target: str) -> JobSpec:
+    return JobSpec(f"tune:{suite.name}", te.task, te.options, target, me.method, me.label, hparams, int(suite.seeds[0]), suite.budget)
+
+
+def _ok_record(spec: JobSpec, out_dir, threads: int | None) -> dict:
+    """The job's record: read back when it already finished ok (resume), else run now."""
+    from bench.job import run_job
+
+    if finished_ok(out_dir, spec.job_id):
+        return read_record(record_path(out_dir, spec.job_id))
+    return run_job(spec, out_dir, threads=threads)
+
+
+def _trial(config: dict, *, base: dict, jobs: list[dict], originals: dict, out_dir: str, threads: int) -> dict:
+    """One Ray Tune trial: the method with `config` on every validation target, scored against Original."""
+    from leaderboard.score import score
+
+    scores, ids = [], []
+    for job in jobs:
+        spec = JobSpec(**{**job, "hparams": {**base, **config}})
+        rec = _ok_record(spec, out_dir, threads)
+        ids.append(spec.job_id)
+        ok = rec.get("status") == "ok"
+        scores.append(score(rec["metrics"], originals[spec.target]) if ok else math.nan)
+    mean = sum(scores) / len(scores)
+    return {"score": mean if math.isfinite(mean) else 0.0, "valid": math.isfinite(mean), "job_ids": " ".join(ids)}
+
+
+def tune_one(suite: Suite, te: TaskEntry, me: MethodEntry, targets: list[str], originals: dict, out_dir: Path,
+             settings: TuneSettings, threads: int) -> TuneResult | None:
+    """Search one (task, method); None when the method has nothing to tune or does not apply."""
+    import optuna
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from methods.base import make_hparams
+    from methods.search_space import declared_space, resolve_space
+    from tasks.base import TASKS
+
+    from bench.plugins import resolve_method
+
+    method_cls = resolve_method(me.method)
+    kind = TASKS.get(te.task).kind
+    if kind not in method_cls.task_kinds:
+        return None
+    base = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
+    resolved = make_hparams(method_cls, {**method_cls.defaults_by_kind.get(kind, {}), **base})
+    space = resolve_space(declared_space(method_cls), resolved)
+    if not space:
+        return None
+    jobs = [dataclasses.asdict(_job(suite, te, me, base, t)) for t in targets]
+    sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=max(1, min(4, settings.trials // 2)))
+    searcher = OptunaSearch(metric="score", mode="max", sampler=sampler)
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, base=base, jobs=jobs, originals=originals, out_dir=str(out_dir), threads=threads),
+        {"cpu": threads},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=_tune_space(space),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=settings.trials, max_concurrent_trials=1),
+        run_config=tune.RunConfig(name=f"{te.task}__{me.label}", storage_path=str((out_dir / "ray").resolve()), verbose=0),
+    )
+    grid = tuner.fit()
+    trials = []
+    for i, r in enumerate(grid):
+        m = r.metrics or {}
+        s = float(m.get("score", math.nan)) if m.get("valid") else math.nan
+        trials.append(Trial(i, {k: float(r.config[k]) for k in space}, s, str(m.get("job_ids", "")).split()))
+    return TuneResult(te.task, me.label, me.method, {k: _describe(d) for k, d in space.items()}, targets, trials)
+
+
+def run_originals(suite: Suite, te: TaskEntry, targets: list[str], out_dir: Path, threads: int) -> dict:
+    """Original's metrics per validation target (the score's reference), run once and resumed."""
+    out = {}
+    for t in targets:
+        rec = _ok_record(_job(suite, te, MethodEntry("original", "original"), {}, t), out_dir, threads)
+        if rec.get("status") != "ok":
+            raise ConfigError(f"tune: the Original job on {te.task}/{t} failed: {rec.get('error')}")
+        out[t] = rec["metrics"]
+    return out
+
+
+def tune_suite(suite: Suite, out_dir, settings: TuneSettings, tasks=None, methods=None, threads: int = 1) -> list[TuneResult]:
+    """Tune every (task, method) of the suite (optionally restricted); write the report and tuned suite."""
+    import os
+
+    import ray
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard/CSV files per trial: records are the data
+    out_dir = Path(out_dir)
+    (out_dir / "records").mkdir(parents=True, exist_ok=True)
+    task_entries = [te for te in suite.tasks if not tasks or te.task in tasks]
+    method_entries = [me for me in suite.methods if not methods or me.label in methods or me.method in methods]
+    if not task_entries or not method_entries:
+        raise ConfigError("tune: the selection matches no task or method")
+    if not ray.is_initialized():
+        ray.init(num_cpus=max(threads, 1), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    results = []
+    for te in task_entries:
+        targets = validation_targets(te, settings.validation_targets)
+        print(f"tune {te.task}: validation targets {', '.join(targets)} (reported targets are never seen)", file=sys.stderr)
+        originals = run_originals(suite, te, targets, out_dir, threads)
+        for me in method_entries:
+            res = tune_one(suite, te, me, targets, originals, out_dir, settings, threads)
+            if res is None:
+                continue
+            best = res.best
+            print(f"  {me.label}: best score {best.score:.3f} at {best.hparams}" if best else f"  {me.label}: every trial failed",
+                  file=sys.stderr)
+            results.append(res)
+    write_outputs(suite, results, settings, out_dir)
+    return results
+
+
+def tuned_suite(suite: Suite, results: list[TuneResult]) -> dict:
+    """The suite as YAML data with each tuned method's chosen values in `hparams_by_task`."""
+    chosen = {(r.task, r.label): r.best.hparams for r in results if r.best}
+    tasks = {te.task: {k: v for k, v in (("targets", list(te.targets) if te.targets else None), ("options", te.options)) if v}
+             for te in suite.tasks}
+    methods = []
+    for me in suite.methods:
+        by_task = {t: dict(v) for t, v in me.hparams_by_task.items()}
+        for (task, label), values in chosen.items():
+            if label == me.label:
+                by_task[task] = {**by_task.get(task, {}), **{k: float(f"{v:.4g}") for k, v in values.items()}}
+        entry = {"method": me.method}
+        if me.label != me.method:
+            entry["label"] = me.label
+        if me.hparams:
+            entry["hparams"] = dict(me.hparams)
+        if by_task:
+            entry["hparams_by_task"] = by_task
+        methods.append(entry if len(entry) > 1 else me.method)
+    return {"name": suite.name, "description": suite.description, "seeds": list(suite.seeds), "tasks": tasks,
+            "methods": methods, **({"budget": suite.budget} if suite.budget else {})}
+
+
+def report_markdown(suite: Suite, results: list[TuneResult], settings: TuneSettings) -> str:
+    from leaderboard.score import RULE
+
+    lines = [f"# Tuning report: suite `{suite.name}`", "",
+             f"Budget, the same for every method: {settings.trials} trials per (task, method), each one job per "
+             f"validation target at the suite's own optimiser steps; searcher: Optuna TPE (seed {settings.seed}), "
+             "one trial at a time. Selection rule (the leaderboard's ranking scalar, against Original on the same "
+             f"target): {RULE}", ""]
+    for task in dict.fromkeys(r.task for r in results):
+        rows = [r for r in results if r.task == task]
+        lines += [f"## {task}", "", f"Validation targets (never reported): {', '.join(rows[0].validation_targets)}. "
+                  f"Plot: [plots/tune-{task}.png](plots/tune-{task}.png)", "",
+                  "| method | space | chosen | score | trials (score per trial) |", "|---|---|---|---:|---|"]
+        for r in rows:
+            best = r.best
+            chosen = ", ".join(f"{k} {v:.3g}" for k, v in best.hparams.items()) if best else "–"
+            per = " ".join("–" if not math.isfinite(t.score) else f"{t.score:.2f}" for t in r.trials)
+            space = "; ".join(f"{k} {d}" for k, d in r.space.items())
+            lines.append(f"| {r.label} | {space} | {chosen} | {best.score:.3f} |" if best else f"| {r.label} | {space} | – | – |")
+            lines[-1] += f" {per} |"
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_trials(results: list[TuneResult], out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+    for task in dict.fromkeys(r.task for r in results):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for r in (r for r in results if r.task == task):
+            xs = [t.number + 1 for t in r.trials]
+            ys = [t.score if math.isfinite(t.score) else float("nan") for t in r.trials]
+            ax.plot(xs, ys, marker="o", label=r.label.replace("$", r"\$"))
+        ax.set(xlabel="trial", ylabel="score (validation)", title=f"tune: {task}".replace("$", r"\$"), ylim=(-0.02, 1.02))
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "plots" / f"tune-{task}.png", dpi=100)
+        plt.close(fig)
+
+
+def write_outputs(suite: Suite, results: list[TuneResult], settings: TuneSettings, out_dir: Path) -> None:
+    from bench.provenance import git_revision
+
+    stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    header = (f"# Tuned by `unlearn-bench tune --suite {suite.name} --trials {settings.trials} --validation-targets "
+              f"{settings.validation_targets} --seed {settings.seed}` on {stamp} (git {git_revision()}); report: TUNING.md\n")
+    (out_dir / f"tuned-{suite.name}.yaml").write_text(header + yaml.safe_dump(tuned_suite(suite, results), sort_keys=False, allow_unicode=True))
+    (out_dir / "TUNING.md").write_text(report_markdown(suite, results, settings) + "\n")
+    plot_trials(results, out_dir)

@@ -1,0 +1,86 @@
+"""`unlearn-bench tune`: search spaces, held-out validation targets, the tuned suite, and resume."""
+import math
+
+import pytest
+import yaml
+
+from bench.errors import ConfigError
+from bench.plan import MethodEntry, Suite, TaskEntry, parse_suite
+from bench.tune import Trial, TuneResult, TuneSettings, tuned_suite, validation_targets
+from methods.base import METHODS
+from methods.search_space import AroundResolved, LogUniform, Uniform, declared_space, resolve_space
+
+
+def test_declared_spaces_key_knobs_or_learning_rate_alone():
+    assert declared_space(METHODS.get("rgd")) == {"lr": AroundResolved(10.0), "lam": LogUniform(0.5, 10.0)}
+    assert set(declared_space(METHODS.get("graddiff"))) == {"lr", "alpha"}
+    assert set(declared_space(METHODS.get("esd-u"))) == {"lr", "negative_guidance"}
+    assert declared_space(METHODS.get("finetune")) == {"lr": AroundResolved(10.0)}  # no space declared: lr alone
+    assert declared_space(METHODS.get("original")) == {} and declared_space(METHODS.get("retrain")) == {}
+
+
+def test_learning_rate_is_searched_around_the_resolved_value():
+    rgd = METHODS.get("rgd")
+    hp = rgd.default_hparams("class", lr=2e-4)
+    space = resolve_space(declared_space(rgd), hp)
+    assert (space["lr"].low, space["lr"].high) == (pytest.approx(2e-5), pytest.approx(2e-3))
+    assert space["lam"] == LogUniform(0.5, 10.0)
+    with pytest.raises(ValueError, match="nope"):
+        resolve_space({"nope": Uniform(0, 1)}, hp)
+    with pytest.raises(ValueError):
+        LogUniform(0.0, 1.0)
+
+
+def test_validation_targets_are_disjoint_from_the_reported_ones():
+    held = validation_targets(TaskEntry("mini-digits-class", ("0", "5")), 2)
+    assert held == ["1", "2"]
+    assert validation_targets(TaskEntry("mini-shapes-style", ("swirl",)), 3) == ["dotted"]
+    with pytest.raises(ConfigError, match="leave at least one out"):
+        validation_targets(TaskEntry("mini-shapes-style"), 1)  # all targets reported
+    with pytest.raises(ConfigError):
+        TuneSettings(trials=0)
+
+
+def test_tuned_suite_carries_the_chosen_values_per_task_and_parses():
+    suite = Suite("s", [TaskEntry("mini-digits-class", ("0",)), TaskEntry("mini-shapes-style", ("swirl",))],
+                  [MethodEntry("original", "original"),
+                   MethodEntry("rgd", "rgd", {"steps": 200}, {"mini-digits-class": {"batch_size": 64}}),
+                   MethodEntry("rgd", "rgd-narrow", {"remain_sampling": "narrow"})], [0, 1], {"max_steps": 5})
+    trials = [Trial(0, {"lr": 1e-4, "lam": 2.0}, 0.4), Trial(1, {"lr": 3e-4, "lam": 1.23456}, 0.7), Trial(2, {"lr": 1e-3, "lam": 9.0}, math.nan)]
+    res = [TuneResult("mini-digits-class", "rgd", "rgd", {}, ["1"], trials),
+           TuneResult("mini-shapes-style", "rgd-narrow", "rgd", {}, ["dotted"], [Trial(0, {"lr": 5e-5, "lam": 3.0}, 0.2)])]
+    assert res[0].best.number == 1
+    data = tuned_suite(suite, res)
+    parsed = parse_suite(yaml.safe_load(yaml.safe_dump(data)))
+    rgd, narrow = parsed.methods[1], parsed.methods[2]
+    assert rgd.hparams == {"steps": 200}
+    assert rgd.hparams_by_task == {"mini-digits-class": {"batch_size": 64, "lr": 3e-4, "lam": 1.235}}
+    assert narrow.label == "rgd-narrow" and narrow.hparams_by_task == {"mini-shapes-style": {"lr": 5e-5, "lam": 3.0}}
+    assert parsed.seeds == [0, 1] and parsed.budget == {"max_steps": 5} and parsed.tasks[0].targets == ("0",)
+
+
+@pytest.mark.slow
+def test_tune_runs_with_ray_tune_and_resumes(tmp_path):
+    """Two trials, then three: the first two are read back from their records (resume), one job is new."""
+    from bench.cli import main
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(yaml.safe_dump({
+        "name": "t", "seeds": [0], "budget": {"max_steps": 1},
+        "tasks": {"mini-digits-class": {"targets": [str(c) for c in range(9)] + [],
+                                        "options": {"forget_samples": 4, "remain_samples_per_class": 2, "sample_steps": 2}}},
+        "methods": ["original", {"method": "finetune", "hparams": {"batch_size": 8}}],
+    }))
+    out = tmp_path / "tune"
+    args = ["tune", "--suite", str(suite), "--out", str(out), "--threads", "1"]
+    assert main([*args, "--trials", "2"]) == 0
+    first = {p.name for p in (out / "records").glob("*.json")}
+    assert len(first) == 3 and all("__t9__" in n for n in first)  # Original + 2 trials, all on the held-out class 9
+    assert main([*args, "--trials", "3"]) == 0
+    second = {p.name for p in (out / "records").glob("*.json")}
+    assert first < second and len(second - first) == 1
+    report = (out / "TUNING.md").read_text()
+    assert "finetune" in report and "Validation targets (never reported): 9" in report
+    tuned = parse_suite(yaml.safe_load((out / "tuned-t.yaml").read_text()))
+    assert set(tuned.methods[1].hparams_by_task["mini-digits-class"]) == {"lr"}
+    assert (out / "plots" / "tune-mini-digits-class.png").exists()
