@@ -8,10 +8,11 @@ from typing import Iterable
 import pandas as pd
 
 from leaderboard.aggregate import TaskTable, aggregate
-from leaderboard.rank import rank_table
+from leaderboard.rank import rank_table, score_bands
 
 FORMATS = ("markdown", "csv", "json")
 KEY_COLUMNS = ["task", "row", "label", "method", "setting_hash", "reference", "rank", "n", "targets", "seeds", "suites", "versions", "gits", "first_started", "last_started", "mixed"]
+SCORE_COLUMNS = ["rank_best", "rank_worst", "score mean", "score std", "score ci_lo", "score ci_hi"]
 
 
 def flat_frame(tables: list[TaskTable]) -> pd.DataFrame:
@@ -20,13 +21,22 @@ def flat_frame(tables: list[TaskTable]) -> pd.DataFrame:
     for t in tables:
         if t.rows.empty:
             continue
-        ranks = rank_table(t)
-        rank = pd.array([ranks[r][0] if r in ranks else None for r in t.rows["row"]], dtype="Int64")
-        df = t.rows.assign(task=t.task, rank=rank)
-        value_cols = [f"{c} {s}" for c in t.columns for s in ("mean", "std")]
-        frames.append(df[KEY_COLUMNS + value_cols])
+        ranks, bands = rank_table(t), score_bands(t)
+
+        def ints(values):
+            return pd.array(values, dtype="Int64")
+
+        df = t.rows.assign(
+            task=t.task,
+            rank=ints([ranks[r][0] if r in ranks else None for r in t.rows["row"]]),
+            rank_best=ints([bands[r][0] if r in bands else None for r in t.rows["row"]]),
+            rank_worst=ints([bands[r][1] if r in bands else None for r in t.rows["row"]]),
+        )
+        stats = lambda c: ("mean", "std", "ci_lo", "ci_hi") if c in t.metric_columns else ("mean", "std")  # noqa: E731
+        value_cols = [f"{c} {s}" for c in t.columns for s in stats(c)]
+        frames.append(df[KEY_COLUMNS + SCORE_COLUMNS + value_cols])
     if not frames:
-        return pd.DataFrame(columns=KEY_COLUMNS)
+        return pd.DataFrame(columns=KEY_COLUMNS + SCORE_COLUMNS)
     out = pd.concat(frames, ignore_index=True)
     num = out.select_dtypes("number").columns
     out[num] = out[num].round(6)
