@@ -61,6 +61,10 @@ def build(records: list[dict], fmt: str = "markdown", out_dir: Path | str | None
         return render_markdown(tables, reported=load_reported(), plots=plots)
     df = flat_frame(tables)
     if fmt == "csv":
+        from leaderboard.escape import csv_cell
+
+        text_cols = df.select_dtypes(include=["object", "str"]).columns
+        df[text_cols] = df[text_cols].map(csv_cell)
         return df.to_csv(index=False, lineterminator="\n")
     rows = json.loads(df.to_json(orient="records"))
     return json.dumps(rows, indent=2, ensure_ascii=False, sort_keys=False) + "\n"

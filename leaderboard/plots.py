@@ -107,11 +107,16 @@ def plot_per_class(table: TaskTable, out_dir: Path) -> list[str]:
 
 
 def write_plots(tables: list[TaskTable], out_dir: Path | str) -> dict[str, list[str]]:
-    """task -> plot paths relative to out_dir (where the markdown lives)."""
+    """task -> plot paths relative to out_dir (where the markdown lives).
+
+    Labels are user-written: mathtext is off, so `$…$` in a label is drawn as written, never parsed."""
+    import matplotlib
+
     out_dir = Path(out_dir)
     plots: dict[str, list[str]] = {}
-    for t in tables:
-        paths = [p for p in [plot_tradeoff(t, out_dir)] if p] + plot_per_class(t, out_dir)
-        if paths:
-            plots[t.task] = paths
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        for t in tables:
+            paths = [p for p in [plot_tradeoff(t, out_dir)] if p] + plot_per_class(t, out_dir)
+            if paths:
+                plots[t.task] = paths
     return plots

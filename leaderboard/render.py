@@ -6,6 +6,7 @@ import math
 import pandas as pd
 
 from leaderboard.aggregate import TaskTable
+from leaderboard.escape import md
 from leaderboard.rank import overall_ranks, rank_table, score_bands
 from leaderboard.reported import Reported, reported_rows
 from leaderboard.score import RULE
@@ -68,7 +69,7 @@ def best_rows(table: TaskTable, col: str) -> set[int]:
 
 def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str] = ()) -> str:
     kind = f" ({table.kind})" if table.kind else ""
-    lines = [f"## {table.task}{kind}", ""]
+    lines = [f"## {md(table.task)}{kind}", ""]
     if table.rows.empty:
         lines.append("No finished jobs.")
     else:
@@ -78,9 +79,9 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
         bands = score_bands(table)
         mixed_notes = []
         for i, row in table.rows.iterrows():
-            name = f"*{row['row']}* (ref)" if row["reference"] else row["row"]
+            name = f"*{md(row['row'])}* (ref)" if row["reference"] else md(row["row"])
             if row["mixed"]:
-                mixed_notes.append(f"{row['row']}: {row['mixed']}")
+                mixed_notes.append(md(f"{row['row']}: {row['mixed']}"))
                 name += f" †{len(mixed_notes)}"
             rank = band_text(bands[row["row"]]) if row["row"] in bands else "–"
             cells = [name, rank, score_cell(row)]
@@ -111,19 +112,21 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
         for k, note in enumerate(mixed_notes, 1):
             lines.append(f"†{k} {note} — several under one setting hash: comparable by protocol, but check before citing.")
         shared_options = table.rows["task_options"].nunique() == 1
-        lines += ["", "Settings" + (f" (task options: {table.rows['task_options'].iloc[0]}):" if shared_options else ":")]
+        lines += ["", "Settings" + (f" (task options: {md(table.rows['task_options'].iloc[0])}):" if shared_options else ":")]
         for _, row in table.rows.drop_duplicates("setting_hash").iterrows():
-            source = "" if row["method"] == row["label"] else f" ({row['method']})"
-            options = "" if shared_options else f"; task options {row['task_options']}"
-            lines.append(f"- `{row['setting_hash'][:6]}` {row['row']}{source}: hyper-parameters {row['resolved']}; budget {row['budget']}{options}")
+            source = "" if row["method"] == row["label"] else f" ({md(row['method'])})"
+            options = "" if shared_options else f"; task options {md(row['task_options'])}"
+            lines.append(
+                f"- `{row['setting_hash'][:6]}` {md(row['row'])}{source}: hyper-parameters {md(row['resolved'])}; budget {md(row['budget'])}{options}"
+            )
     if plots:
         lines.append("")
-        lines += [f"![{table.task}: {p.rsplit('/', 1)[-1].removesuffix('.png')}]({p})" for p in plots]
+        lines += [f"![{md(table.task)}: {p.rsplit('/', 1)[-1].removesuffix('.png')}]({p})" for p in plots]
     if table.failed:
         lines.append("")
         lines.append(f"Failed jobs ({len(table.failed)}):")
         for f in sorted(table.failed, key=lambda f: (f["label"], str(f["target"]), f["seed"])):
-            lines.append(f"- {f['label']} target {f['target']} seed {f['seed']}: {f['error']}")
+            lines.append(f"- {md(f['label'])} target {md(f['target'])} seed {md(f['seed'])}: {md(f['error'])}")
     return "\n".join(lines) + "\n"
 
 
@@ -136,7 +139,7 @@ def render_overall(tables: list[TaskTable]) -> str:
     for _, r in df.iterrows():
         rate = "–" if pd.isna(r["win rate"]) else f"{r['win rate']:.2f}"
         rank = "–" if pd.isna(r["rank"]) else str(r["rank"])
-        cells = [rank, r["method"]] + [str(r[t.task]) for t in tables] + [rate, str(r["tasks"])]
+        cells = [rank, md(r["method"])] + [str(r[t.task]) for t in tables] + [rate, str(r["tasks"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Per task: rank by mean score (point rank; the task tables show its band); overall: the mean win rate, the share of other ranked rows a method beats on a task, averaged over the tasks where it had competitors (`tasks`)."]
     return "\n".join(lines) + "\n"
@@ -149,7 +152,7 @@ def render_provenance(tables: list[TaskTable]) -> str:
     rows = pd.concat(frames, ignore_index=True)
 
     def values(col: str) -> str:
-        return ", ".join(sorted({v for cell in rows[col] for v in str(cell).split(", ") if v}))
+        return md(", ".join(sorted({v for cell in rows[col] for v in str(cell).split(", ") if v})))
 
     starts = pd.concat([rows["first_started"], rows["last_started"]]).dropna()
     span = f"{starts.min()} – {starts.max()}" if len(starts) else "unknown"
