@@ -57,7 +57,11 @@ def build(records: list[dict], fmt: str = "markdown", out_dir: Path | str | None
         if out_dir is not None:
             from leaderboard.plots import write_plots
 
+            from leaderboard.samples import write_sample_grids
+
             plots = write_plots(tables, Path(out_dir))
+            for task, paths in write_sample_grids(tables, records, Path(out_dir)).items():
+                plots.setdefault(task, []).extend(paths)
         return render_markdown(tables, reported=load_reported(), plots=plots)
     df = flat_frame(tables)
     if fmt == "csv":
