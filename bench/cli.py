@@ -1,4 +1,4 @@
-"""`unlearn-bench`: run, submit, leaderboard, list, pretrain."""
+"""`unlearn-bench`: run, submit, leaderboard, list, pretrain, validate."""
 from __future__ import annotations
 
 import argparse
@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--out", help="output directory (default: where the task loads it from)")
     pre.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     pre.add_argument("--data-root", help="data set root, for recipes that read one (e.g. cifar10)")
+
+    from bench.validate import add_parser as add_validate_parser
+
+    add_validate_parser(sub)
     return ap
 
 
@@ -227,7 +231,14 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "submit": cmd_submit, "tune": cmd_tune, "leaderboard": cmd_leaderboard, "list": cmd_list, "pretrain": cmd_pretrain}
+def cmd_validate(args) -> int:
+    from bench.validate import cmd_validate as run_validate
+
+    return run_validate(args)
+
+
+COMMANDS = {"run": cmd_run, "submit": cmd_submit, "tune": cmd_tune, "leaderboard": cmd_leaderboard, "list": cmd_list,
+            "pretrain": cmd_pretrain, "validate": cmd_validate}
 
 
 def main(argv: list[str] | None = None) -> int:

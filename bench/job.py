@@ -18,6 +18,7 @@ from bench.memory import PeakMemory, Timer
 from bench.plan import JobSpec
 from bench.provenance import git_revision, hardware, package_versions
 from bench.records import write_record
+from bench.sample_strip import sample_strip
 
 
 def pick_device() -> torch.device:
@@ -94,6 +95,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None) 
         "checkpoints": task.checkpoints(),
         "hardware": hardware(),
         "fast_paths": fast.to_dict(),
+        "samples": sample_strip(inst, inst.model),  # a few eval images for the leaderboard's sample grid
     }
 
 

@@ -13,7 +13,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
+
+from leaderboard.score import ScoreColumns, score_columns
+from leaderboard.uncertainty import bootstrap_ci
 
 REFERENCE_ROWS = ("original", "retrain")
 COST_COLUMNS = {"time (s)": ("unlearn_seconds", "↓"), "peak mem (MB)": ("peak_mem_mb", "↓")}
@@ -74,6 +78,8 @@ class TaskTable:
     failed: list[dict] = field(default_factory=list)
     kind: str | None = None  # "class" | "concept" | "style"
     per_target: pd.DataFrame | None = None  # (row, target) -> metric means over seeds (per-class plots)
+    score: ScoreColumns | None = None  # the columns the ranking scalar reads; None: no score on this task
+    unscored: str | None = None  # why rows have no score (e.g. no Original records)
 
     @property
     def metric_columns(self) -> list[str]:
@@ -97,6 +103,7 @@ def aggregate(records: list[dict], tasks: Iterable[str] | None = None, methods: 
         return []
     if tasks:
         df = df[df.task.isin(list(tasks))]
+    references = df[(df.status == "ok") & (df.method == "original")]  # before --methods: scores need Original
     if methods:
         df = df[df.label.isin(list(methods)) | df.method.isin(list(methods))]
     directions = directions_from(records)
@@ -113,9 +120,16 @@ def aggregate(records: list[dict], tasks: Iterable[str] | None = None, methods: 
         display = names + list(COST_COLUMNS)
         dirs = {n: directions.get(n, "↑") for n in names} | {k: d for k, (_, d) in COST_COLUMNS.items()}
         ok = ok.assign(**{c: pd.to_numeric(ok[c], errors="coerce") for c in value_cols})
+        cols = score_columns(names)
+        ok = ok.assign(score=job_scores(ok, references[references.task == task], cols))
         grouped = ok.groupby(["label", "setting_hash"], sort=True)
-        agg = grouped[value_cols].agg(["mean", "std"])
+        agg = grouped[value_cols + ["score"]].agg(["mean", "std"])
         agg.columns = [f"{_display(c)} {stat}" for c, stat in agg.columns]
+        for col in metric_cols + ["score"]:  # 95% bootstrap intervals over the row's jobs
+            name = _display(col)
+            cis = {key: bootstrap_ci(vals.tolist(), f"{task}|{key[0]}|{key[1]}|{name}") for key, vals in grouped[col]}
+            agg[f"{name} ci_lo"] = [cis[k].lo if cis[k] else np.nan for k in agg.index]
+            agg[f"{name} ci_hi"] = [cis[k].hi if cis[k] else np.nan for k in agg.index]
         agg["n"] = grouped.size()
         agg["targets"] = grouped["target"].nunique()
         agg["seeds"] = grouped["seed"].nunique()
@@ -141,11 +155,47 @@ def aggregate(records: list[dict], tasks: Iterable[str] | None = None, methods: 
         agg["reference"] = agg["label"].isin(REFERENCE_ROWS)
         order = {name: i for i, name in enumerate(REFERENCE_ROWS)}
         agg["_order"] = agg["label"].map(lambda l: order.get(l, len(order)))
-        agg = agg.sort_values(["_order", "row"]).drop(columns="_order").reset_index(drop=True)
+        agg["_score"] = -agg["score mean"].round(12)  # ranked rows best first; unscored last, by name
+        agg = agg.sort_values(["_order", "_score", "row"], na_position="last").drop(columns=["_order", "_score"]).reset_index(drop=True)
         per_target = per_target_means(ok, agg, metric_cols)
         failed = tdf[tdf.status != "ok"][["label", "target", "seed", "error"]].to_dict("records")
-        tables.append(TaskTable(task, agg, display, dirs, failed, _kind(tdf), per_target))
+        unscored = None if cols else "the task has no forget/keep metric pair the score reads"
+        if cols and not agg["score mean"].notna().any():
+            unscored = "no Original records for this task, so nothing to normalise against"
+        tables.append(TaskTable(task, agg, display, dirs, failed, _kind(tdf), per_target, cols, unscored))
     return tables
+
+
+def job_scores(ok: pd.DataFrame, originals: pd.DataFrame, cols: ScoreColumns | None) -> pd.Series:
+    """The ranking scalar of each job against Original on the same task options, target and seed (paired:
+    the same evaluation seed); failing that, the mean over Original's seeds; failing that, the same
+    target under any options; failing that, nan."""
+    from leaderboard.score import score
+
+    if cols is None or originals.empty:
+        return pd.Series(np.nan, index=ok.index)
+    used = [f"metric::{cols.forget}", f"metric::{cols.keep}"]
+    if any(c not in originals.columns for c in used):
+        return pd.Series(np.nan, index=ok.index)
+    orig = originals.assign(**{c: pd.to_numeric(originals[c], errors="coerce") for c in used})
+    by_seed = orig.groupby(["task_options", "target", "seed"])[used].mean()
+    by_options = orig.groupby(["task_options", "target"])[used].mean()
+    by_target = orig.groupby("target")[used].mean()
+
+    def reference(options: str, target: str, seed) -> dict:
+        for table, key in ((by_seed, (options, target, seed)), (by_options, (options, target)), (by_target, target)):
+            if key in table.index:
+                return {c.removeprefix("metric::"): v for c, v in table.loc[key].items()}
+        return {}
+
+    return pd.Series(
+        [
+            score({c.removeprefix("metric::"): row[c] for c in used}, reference(row["task_options"], row["target"], row["seed"]))
+            for _, row in ok.iterrows()
+        ],
+        index=ok.index,
+        dtype=float,
+    )
 
 
 def per_target_means(ok: pd.DataFrame, agg: pd.DataFrame, metric_cols: list[str]) -> pd.DataFrame:

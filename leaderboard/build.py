@@ -8,10 +8,11 @@ from typing import Iterable
 import pandas as pd
 
 from leaderboard.aggregate import TaskTable, aggregate
-from leaderboard.rank import rank_table
+from leaderboard.rank import rank_table, score_bands
 
 FORMATS = ("markdown", "csv", "json")
 KEY_COLUMNS = ["task", "row", "label", "method", "setting_hash", "reference", "rank", "n", "targets", "seeds", "suites", "versions", "gits", "first_started", "last_started", "mixed"]
+SCORE_COLUMNS = ["rank_best", "rank_worst", "score mean", "score std", "score ci_lo", "score ci_hi"]
 
 
 def flat_frame(tables: list[TaskTable]) -> pd.DataFrame:
@@ -20,13 +21,22 @@ def flat_frame(tables: list[TaskTable]) -> pd.DataFrame:
     for t in tables:
         if t.rows.empty:
             continue
-        ranks = rank_table(t)
-        rank = pd.array([ranks[r][0] if r in ranks else None for r in t.rows["row"]], dtype="Int64")
-        df = t.rows.assign(task=t.task, rank=rank)
-        value_cols = [f"{c} {s}" for c in t.columns for s in ("mean", "std")]
-        frames.append(df[KEY_COLUMNS + value_cols])
+        ranks, bands = rank_table(t), score_bands(t)
+
+        def ints(values):
+            return pd.array(values, dtype="Int64")
+
+        df = t.rows.assign(
+            task=t.task,
+            rank=ints([ranks[r][0] if r in ranks else None for r in t.rows["row"]]),
+            rank_best=ints([bands[r][0] if r in bands else None for r in t.rows["row"]]),
+            rank_worst=ints([bands[r][1] if r in bands else None for r in t.rows["row"]]),
+        )
+        stats = lambda c: ("mean", "std", "ci_lo", "ci_hi") if c in t.metric_columns else ("mean", "std")  # noqa: E731
+        value_cols = [f"{c} {s}" for c in t.columns for s in stats(c)]
+        frames.append(df[KEY_COLUMNS + SCORE_COLUMNS + value_cols])
     if not frames:
-        return pd.DataFrame(columns=KEY_COLUMNS)
+        return pd.DataFrame(columns=KEY_COLUMNS + SCORE_COLUMNS)
     out = pd.concat(frames, ignore_index=True)
     num = out.select_dtypes("number").columns
     out[num] = out[num].round(6)
@@ -47,10 +57,18 @@ def build(records: list[dict], fmt: str = "markdown", out_dir: Path | str | None
         if out_dir is not None:
             from leaderboard.plots import write_plots
 
+            from leaderboard.samples import write_sample_grids
+
             plots = write_plots(tables, Path(out_dir))
+            for task, paths in write_sample_grids(tables, records, Path(out_dir)).items():
+                plots.setdefault(task, []).extend(paths)
         return render_markdown(tables, reported=load_reported(), plots=plots)
     df = flat_frame(tables)
     if fmt == "csv":
+        from leaderboard.escape import csv_cell
+
+        text_cols = df.select_dtypes(include=["object", "str"]).columns
+        df[text_cols] = df[text_cols].map(csv_cell)
         return df.to_csv(index=False, lineterminator="\n")
     rows = json.loads(df.to_json(orient="records"))
     return json.dumps(rows, indent=2, ensure_ascii=False, sort_keys=False) + "\n"

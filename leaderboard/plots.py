@@ -39,6 +39,14 @@ def _save(fig, path: Path) -> None:
     fig.savefig(path, dpi=100, metadata={"Software": None})
 
 
+def _ci_err(row, col: str) -> list[list[float]]:
+    """Asymmetric error bar from the row's bootstrap interval; none for n = 1."""
+    m, lo, hi = row[f"{col} mean"], row.get(f"{col} ci_lo"), row.get(f"{col} ci_hi")
+    if lo is None or hi is None or lo != lo or hi != hi:
+        return [[0.0], [0.0]]
+    return [[max(0.0, m - lo)], [max(0.0, hi - m)]]
+
+
 def plot_tradeoff(table: TaskTable, out_dir: Path) -> str | None:
     import matplotlib
 
@@ -56,15 +64,13 @@ def plot_tradeoff(table: TaskTable, out_dir: Path) -> str | None:
     for _, r in df.iterrows():
         marker = "s" if r["reference"] else "o"
         ax.errorbar(
-            r[f"{x} mean"], r[f"{y} mean"],
-            xerr=0 if r[f"{x} std"] != r[f"{x} std"] else r[f"{x} std"],
-            yerr=0 if r[f"{y} std"] != r[f"{y} std"] else r[f"{y} std"],
+            r[f"{x} mean"], r[f"{y} mean"], xerr=_ci_err(r, x), yerr=_ci_err(r, y),
             fmt=marker, capsize=3, color="grey" if r["reference"] else None, label=r["row"],
         )
         ax.annotate(r["row"], (r[f"{x} mean"], r[f"{y} mean"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlabel(f"{x} {table.directions.get(x, '')}")
     ax.set_ylabel(f"{y} {table.directions.get(y, '')}")
-    ax.set_title(f"{table.task}: trade-off (mean ± std)")
+    ax.set_title(f"{table.task}: trade-off (mean, 95% bootstrap CI)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     rel = f"{PLOT_DIR}/{_slug(table.task)}-tradeoff.png"
@@ -107,11 +113,16 @@ def plot_per_class(table: TaskTable, out_dir: Path) -> list[str]:
 
 
 def write_plots(tables: list[TaskTable], out_dir: Path | str) -> dict[str, list[str]]:
-    """task -> plot paths relative to out_dir (where the markdown lives)."""
+    """task -> plot paths relative to out_dir (where the markdown lives).
+
+    Labels are user-written: mathtext is off, so `$…$` in a label is drawn as written, never parsed."""
+    import matplotlib
+
     out_dir = Path(out_dir)
     plots: dict[str, list[str]] = {}
-    for t in tables:
-        paths = [p for p in [plot_tradeoff(t, out_dir)] if p] + plot_per_class(t, out_dir)
-        if paths:
-            plots[t.task] = paths
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        for t in tables:
+            paths = [p for p in [plot_tradeoff(t, out_dir)] if p] + plot_per_class(t, out_dir)
+            if paths:
+                plots[t.task] = paths
     return plots

@@ -1,25 +1,40 @@
-"""Ranks: per column by direction, then the mean over a task's metric columns (reference rows excluded);
-across tasks, the mean win rate."""
+"""Ranks: on a task by the ranking scalar (leaderboard/score.py; reference rows excluded), with rank
+bands from its bootstrap intervals (leaderboard/uncertainty.py); across tasks, the mean win rate."""
 from __future__ import annotations
 
 import pandas as pd
 
 from leaderboard.aggregate import TaskTable
+from leaderboard.uncertainty import Interval, rank_bands
+
+
+def _scored(table: TaskTable) -> pd.DataFrame:
+    if table.rows.empty or "score mean" not in table.rows:
+        return pd.DataFrame()
+    df = table.rows[~table.rows["reference"]]
+    return df[df["score mean"].notna()]
 
 
 def rank_table(table: TaskTable) -> dict[str, tuple[int, int]]:
-    """row name -> (rank by mean per-column rank, number of ranked rows); metrics only, not cost."""
-    if table.rows.empty:
+    """row name -> (rank by mean score, higher first, ties share the best rank; number of ranked rows).
+    Rows without a score (no Original to normalise against) are not ranked."""
+    df = _scored(table)
+    if df.empty:
         return {}
-    df = table.rows[~table.rows["reference"]]
-    cols = table.metric_columns
-    if df.empty or not cols:
+    rank = df["score mean"].round(12).rank(ascending=False, method="min")
+    return {df.loc[i, "row"]: (int(rank[i]), len(df)) for i in df.index}
+
+
+def score_bands(table: TaskTable) -> dict[str, tuple[int, int]]:
+    """row name -> (best, worst) rank allowed by the score's 95% intervals (see uncertainty.rank_bands)."""
+    df = _scored(table)
+    if df.empty:
         return {}
-    ranks = sum(
-        df[f"{c} mean"].rank(ascending=table.directions.get(c, "↑") == "↓", method="min", na_option="bottom") for c in cols
-    )
-    mean_rank = (ranks / len(cols)).rank(method="min")
-    return {df.loc[i, "row"]: (int(mean_rank[i]), len(df)) for i in df.index}
+    means = dict(zip(df["row"], df["score mean"]))
+    intervals = {
+        r: None if lo != lo else Interval(lo, hi) for r, lo, hi in zip(df["row"], df["score ci_lo"], df["score ci_hi"])
+    }
+    return rank_bands(means, intervals)
 
 
 def overall_ranks(tables: list[TaskTable]) -> pd.DataFrame:

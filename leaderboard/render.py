@@ -6,15 +6,25 @@ import math
 import pandas as pd
 
 from leaderboard.aggregate import TaskTable
-from leaderboard.rank import overall_ranks, rank_table
+from leaderboard.escape import md
+from leaderboard.rank import overall_ranks, rank_table, score_bands
 from leaderboard.reported import Reported, reported_rows
+from leaderboard.score import RULE
+from leaderboard.uncertainty import band_text
 
 LEGEND = (
-    "Mean ± std over targets × seeds; n = jobs (targets × seeds); setting = the first characters of the "
-    "setting hash (protocol version, task options, method, hyper-parameters, budget): rows with different "
-    "settings are never averaged together. ↑ higher is better, ↓ lower is better; best non-reference value "
-    "in bold; *reference rows* (Original, Retrain) are not ranked. time = unlearning wall time (evaluation "
-    "excluded); peak mem = accelerator memory when the job had one, else host RSS."
+    "Mean over targets × seeds with its 95% bootstrap confidence interval [lo, hi] (jobs resampled, "
+    "2000 resamples, seeded from the data); a value without an interval comes from one job (n=1, no "
+    "interval); cost columns show mean ± std. n = jobs (targets × seeds); setting = the first characters "
+    "of the setting hash (protocol version, task options, method, hyper-parameters, budget): rows with "
+    "different settings are never averaged together. ↑ higher is better, ↓ lower is better; best "
+    "non-reference value in bold; *reference rows* (Original, Retrain) are not ranked. time = unlearning "
+    "wall time (evaluation excluded); peak mem = accelerator memory when the job had one, else host RSS."
+)
+RANKING = (
+    f"**Ranking rule.** {RULE} **Rank** = the band of ranks the score intervals allow: 1 + the rows whose interval "
+    "lies wholly above, to N − the rows whose interval lies wholly below; rows whose intervals overlap "
+    "share a band (\"1–3\"), and a row with one job (no interval) overlaps every other."
 )
 
 
@@ -26,6 +36,25 @@ def fmt(mean: float, std: float, n: int) -> str:
     if n > 1 and std is not None and not math.isnan(std):
         s += f" ± {std:.{digits}f}"
     return s
+
+
+def fmt_ci(mean: float, lo: float, hi: float) -> str:
+    """`0.940 [0.910, 0.970]`; no interval (n = 1) -> the bare value."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    digits = 3 if abs(mean) < 100 else 1
+    s = f"{mean:.{digits}f}"
+    if lo is not None and hi is not None and not (math.isnan(lo) or math.isnan(hi)):
+        s += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return s
+
+
+def score_cell(row) -> str:
+    if pd.isna(row["score mean"]):
+        return "–"
+    if pd.isna(row["score ci_lo"]):
+        return f"{row['score mean']:.3f} (n={int(row['n'])}, no interval)"
+    return fmt_ci(row["score mean"], row["score ci_lo"], row["score ci_hi"])
 
 
 def best_rows(table: TaskTable, col: str) -> set[int]:
@@ -40,24 +69,27 @@ def best_rows(table: TaskTable, col: str) -> set[int]:
 
 def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str] = ()) -> str:
     kind = f" ({table.kind})" if table.kind else ""
-    lines = [f"## {table.task}{kind}", ""]
+    lines = [f"## {md(table.task)}{kind}", ""]
     if table.rows.empty:
         lines.append("No finished jobs.")
     else:
-        header = ["method", "rank"] + [f"{c} {table.directions.get(c, '')}".strip() for c in table.columns] + ["n", "setting"]
-        lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---", "---:"] + ["---:"] * len(table.columns) + ["---:", "---"]) + "|"]
+        header = ["method", "rank", "score ↑"] + [f"{c} {table.directions.get(c, '')}".strip() for c in table.columns] + ["n", "setting"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---", "---:", "---:"] + ["---:"] * len(table.columns) + ["---:", "---"]) + "|"]
         bests = {c: best_rows(table, c) for c in table.columns}
-        ranks = rank_table(table)
+        bands = score_bands(table)
         mixed_notes = []
         for i, row in table.rows.iterrows():
-            name = f"*{row['row']}* (ref)" if row["reference"] else row["row"]
+            name = f"*{md(row['row'])}* (ref)" if row["reference"] else md(row["row"])
             if row["mixed"]:
-                mixed_notes.append(f"{row['row']}: {row['mixed']}")
+                mixed_notes.append(md(f"{row['row']}: {row['mixed']}"))
                 name += f" †{len(mixed_notes)}"
-            rank = f"{ranks[row['row']][0]}" if row["row"] in ranks else "–"
-            cells = [name, rank]
+            rank = band_text(bands[row["row"]]) if row["row"] in bands else "–"
+            cells = [name, rank, score_cell(row)]
             for c in table.columns:
-                cell = fmt(row[f"{c} mean"], row[f"{c} std"], int(row["n"]))
+                if c in table.metric_columns:
+                    cell = fmt_ci(row[f"{c} mean"], row[f"{c} ci_lo"], row[f"{c} ci_hi"])
+                else:
+                    cell = fmt(row[f"{c} mean"], row[f"{c} std"], int(row["n"]))
                 cells.append(f"**{cell}**" if i in bests[c] else cell)
             cells.append(f"{int(row['n'])} ({int(row['targets'])}×{int(row['seeds'])})")
             cells.append(f"`{row['setting_hash'][:6]}`")
@@ -66,29 +98,35 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
         for label, source, values in reported_rows(table.task, table.columns, list(reported)):
             if source not in citations:
                 citations.append(source)
-            cells = [f"_{label} (reported)_ [{citations.index(source) + 1}]", "–"]
+            cells = [f"_{label} (reported)_ [{citations.index(source) + 1}]", "–", ""]
             cells += [f"_{values[c]:.3f}_" if c in values else "" for c in table.columns]
             cells += ["", ""]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", LEGEND]
+        if table.score:
+            lines.append(f"rank, score: see the ranking rule at the top; here F reads `{table.score.forget}` and K reads `{table.score.keep}`.")
+        if table.unscored:
+            lines.append(f"No scores, so no ranks: {table.unscored}.")
         for k, source in enumerate(citations, 1):
             lines.append(f"[{k}] Reported figure, not re-run here: {source}; shown under every column of that metric whose protocol matches.")
         for k, note in enumerate(mixed_notes, 1):
             lines.append(f"†{k} {note} — several under one setting hash: comparable by protocol, but check before citing.")
         shared_options = table.rows["task_options"].nunique() == 1
-        lines += ["", "Settings" + (f" (task options: {table.rows['task_options'].iloc[0]}):" if shared_options else ":")]
+        lines += ["", "Settings" + (f" (task options: {md(table.rows['task_options'].iloc[0])}):" if shared_options else ":")]
         for _, row in table.rows.drop_duplicates("setting_hash").iterrows():
-            source = "" if row["method"] == row["label"] else f" ({row['method']})"
-            options = "" if shared_options else f"; task options {row['task_options']}"
-            lines.append(f"- `{row['setting_hash'][:6]}` {row['row']}{source}: hyper-parameters {row['resolved']}; budget {row['budget']}{options}")
+            source = "" if row["method"] == row["label"] else f" ({md(row['method'])})"
+            options = "" if shared_options else f"; task options {md(row['task_options'])}"
+            lines.append(
+                f"- `{row['setting_hash'][:6]}` {md(row['row'])}{source}: hyper-parameters {md(row['resolved'])}; budget {md(row['budget'])}{options}"
+            )
     if plots:
         lines.append("")
-        lines += [f"![{table.task}: {p.rsplit('/', 1)[-1].removesuffix('.png')}]({p})" for p in plots]
+        lines += [f"![{md(table.task)}: {p.rsplit('/', 1)[-1].removesuffix('.png')}]({p})" for p in plots]
     if table.failed:
         lines.append("")
         lines.append(f"Failed jobs ({len(table.failed)}):")
         for f in sorted(table.failed, key=lambda f: (f["label"], str(f["target"]), f["seed"])):
-            lines.append(f"- {f['label']} target {f['target']} seed {f['seed']}: {f['error']}")
+            lines.append(f"- {md(f['label'])} target {md(f['target'])} seed {md(f['seed'])}: {md(f['error'])}")
     return "\n".join(lines) + "\n"
 
 
@@ -101,9 +139,9 @@ def render_overall(tables: list[TaskTable]) -> str:
     for _, r in df.iterrows():
         rate = "–" if pd.isna(r["win rate"]) else f"{r['win rate']:.2f}"
         rank = "–" if pd.isna(r["rank"]) else str(r["rank"])
-        cells = [rank, r["method"]] + [str(r[t.task]) for t in tables] + [rate, str(r["tasks"])]
+        cells = [rank, md(r["method"])] + [str(r[t.task]) for t in tables] + [rate, str(r["tasks"])]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Per task: rank by the mean of the per-column ranks over the task's metric columns (cost columns excluded); overall: the mean win rate, the share of other ranked rows a method beats on a task, averaged over the tasks where it had competitors (`tasks`)."]
+    lines += ["", "Per task: rank by mean score (point rank; the task tables show its band); overall: the mean win rate, the share of other ranked rows a method beats on a task, averaged over the tasks where it had competitors (`tasks`)."]
     return "\n".join(lines) + "\n"
 
 
@@ -114,7 +152,7 @@ def render_provenance(tables: list[TaskTable]) -> str:
     rows = pd.concat(frames, ignore_index=True)
 
     def values(col: str) -> str:
-        return ", ".join(sorted({v for cell in rows[col] for v in str(cell).split(", ") if v}))
+        return md(", ".join(sorted({v for cell in rows[col] for v in str(cell).split(", ") if v})))
 
     starts = pd.concat([rows["first_started"], rows["last_started"]]).dropna()
     span = f"{starts.min()} – {starts.max()}" if len(starts) else "unknown"
@@ -140,6 +178,8 @@ def render_markdown(
     parts = [f"# {title}\n"]
     if not tables:
         parts.append("No records found.\n")
+    elif any(not t.rows.empty for t in tables):
+        parts.append(RANKING + "\n")
     plots = plots or {}
     parts.extend(render_task(t, reported, plots.get(t.task, [])) for t in tables)
     parts.append(render_overall(tables))

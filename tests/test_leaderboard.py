@@ -111,3 +111,75 @@ def test_only_failed_or_no_records_still_render():
     assert build(failed, "markdown") == "# unlearn-bench leaderboard\n\n## t\n\nNo finished jobs.\n\nFailed jobs (1):\n- x target 0 seed 0: boom\n"
     assert build([], "markdown").endswith("No records found.\n")
     assert build([], "json") == "[]\n" and build(failed, "csv").startswith("task,row,label,")
+
+
+def _rec(task, label, target, seed, metrics, kind="concept", method=None, options=None):
+    method = method or label
+    return {
+        "job_id": f"{task}__{label}__t{target}__s{seed}", "task": task, "task_kind": kind, "label": label,
+        "method": method, "setting_hash": (label * 16)[:16], "target": target, "seed": seed, "status": "ok",
+        "metrics": metrics, "directions": {k: ("↓" if k.startswith(("nudity", "retention")) else "↑") for k in metrics},
+        "task_config": options or {"eval_prompts": 8},
+    }
+
+
+SHAPES = "mini-shapes-concept"
+UA_S, AS_S = "UA (shape-cnn)", "AS (mini-clip)"
+
+
+def finetune_wins_under_mean_column_rank() -> list[dict]:
+    """The default mini leaderboard's failure: Finetune forgets nothing (UA below Original) but keeps
+    everything, and won the task under the mean of per-column ranks."""
+    rows = {"original": (0.25, 0.300, 0.0), "finetune": (0.156, 0.301, 0.01), "esd-x": (0.60, 0.270, 0.2), "rgd": (0.90, 0.240, 0.3)}
+    return [
+        _rec(SHAPES, m, "cross", s, {UA_S: ua + 0.01 * s, AS_S: a, "retention (mini feats)": ret})
+        for m, (ua, a, ret) in rows.items() for s in (0, 1, 2)
+    ]
+
+
+def test_a_method_that_forgets_nothing_cannot_win():
+    (table,) = aggregate(finetune_wins_under_mean_column_rank())
+    from leaderboard.rank import rank_table, score_bands
+
+    ranks = rank_table(table)
+    assert ranks["finetune"] == (3, 3) and ranks["rgd"][0] == 1 and ranks["esd-x"][0] == 2
+    scores = table.rows.set_index("row")["score mean"]
+    assert scores["finetune"] == 0.0 and scores["original"] == 0.0
+    assert score_bands(table)["finetune"] == (3, 3)  # three seeds each: separated, not just ordered
+    md = build(finetune_wins_under_mean_column_rank(), "markdown")
+    assert "| finetune | 3 | 0.000 [0.000, 0.000] |" in md
+
+
+def test_a_method_that_destroys_the_model_cannot_win_on_ua():
+    recs = [_rec("mini-digits-class", m, t, 0, {"UA (c)": ua, "RA (c)": ra}, kind="class")
+            for m, ua, ra in (("original", 0.02, 0.95), ("wrecker", 1.0, 0.05), ("careful", 0.7, 0.9)) for t in ("0", "5")]
+    (table,) = aggregate(recs)
+    from leaderboard.rank import rank_table
+
+    assert rank_table(table) == {"careful": (1, 2), "wrecker": (2, 2)}
+
+
+def test_score_normalises_against_original_of_the_same_target_even_when_filtered():
+    recs = [_rec("d", "original", "0", 0, {"UA (c)": 0.0, "RA (c)": 1.0}, kind="class"),
+            _rec("d", "original", "5", 0, {"UA (c)": 0.5, "RA (c)": 0.5}, kind="class"),
+            _rec("d", "m", "0", 0, {"UA (c)": 0.5, "RA (c)": 0.5}, kind="class"),
+            _rec("d", "m", "5", 0, {"UA (c)": 0.75, "RA (c)": 0.5}, kind="class")]
+    (table,) = aggregate(recs, methods=["m"])  # Original filtered out of the table, still the reference
+    # target 0: F 0.5, K 0.5 -> 0.5; target 5: F 0.5, K 1 -> 2/3
+    assert table.rows.set_index("row").loc["m", "score mean"] == pytest.approx((0.5 + 2 / 3) / 2)
+
+
+def test_no_original_means_no_rank_and_says_why():
+    recs = [_rec(SHAPES, "rgd", "cross", 0, {UA_S: 0.9, AS_S: 0.2})]
+    md = build(recs, "markdown")
+    assert "| rgd | – | – |" in md and "No scores, so no ranks: no Original records" in md
+
+
+def test_intervals_and_bands_in_tables():
+    md = build(fixture_records(), "markdown")
+    assert "| rgd †1 | 1–2 | 0.950 [0.932, 0.959] | **0.940 [0.900, 0.970]** |" in md
+    assert "0.652 (n=1, no interval)" in md  # one job: no interval, and it says so
+    rows = json.loads(build(fixture_records(), "json"))
+    rgd = next(r for r in rows if r["row"] == "rgd")
+    assert (rgd["rank"], rgd["rank_best"], rgd["rank_worst"]) == (1, 1, 2)
+    assert rgd["score ci_lo"] <= rgd["score mean"] <= rgd["score ci_hi"]
