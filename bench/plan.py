@@ -12,7 +12,7 @@ import yaml
 from bench.errors import ConfigError
 
 SUITE_DIR = Path(__file__).parent / "suites"
-PROTOCOL_VERSION = "1"  # bump when a definition in PROTOCOL.md changes meaning
+PROTOCOL_VERSION = "2"  # bump when a definition in PROTOCOL.md changes meaning (2: issue 11 method fidelity)
 
 
 @dataclass(frozen=True)
