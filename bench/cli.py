@@ -119,6 +119,7 @@ def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> lis
 
     fast_paths = getattr(args, "fast_paths", None)
     parse_overrides(fast_paths)  # a typo fails here, before any job starts
+    args.out = str(Path(args.out).expanduser().resolve())  # the driver's directory, never a worker's
     suite = with_cli_task_options(load_suite(suite_ref), args)
     jobs = plan_jobs(suite, tasks=args.tasks, methods=method_refs, targets=args.targets, seeds=args.seeds)
     todo = pending_jobs(jobs, args.out)

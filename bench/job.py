@@ -41,8 +41,9 @@ def base_record(spec: JobSpec) -> dict:
     }
 
 
-def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None) -> dict:
-    """The job itself; raises on failure. `fast_paths`: FastPaths, dict or "k=v,..." overrides."""
+def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, sources=None) -> dict:
+    """The job itself; raises on failure. `fast_paths`: FastPaths, dict or "k=v,..." overrides;
+    `sources`: method files shipped by the driver (bench.plugins.MethodSource by reference)."""
     from methods.base import hparams_dict, make_hparams
     from methods.training import assert_finite_weights
     from metrics.base import METRICS
@@ -53,7 +54,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None) 
     device = device or pick_device()
     task_cls = TASKS.get(spec.task)
     task = task_cls.make(spec.task_options)
-    method_cls = resolve_method(spec.method)
+    method_cls = resolve_method(spec.method, sources)
     hparams = make_hparams(method_cls, {**method_cls.defaults_by_kind.get(task.kind, {}), **spec.hparams})
     seed_everything(spec.seed)
     ctx = RunContext(device=device, seed=spec.seed, task_kind=task.kind)
@@ -97,8 +98,9 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None) 
     }
 
 
-def run_job(spec: JobSpec, out_dir, threads: int | None = None, fast_paths=None) -> dict:
-    """Run a job and write its record; failures become a 'failed' record naming the cause.
+def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=None, sources=None) -> dict:
+    """Run a job and return its record (written to `out_dir` when given: in-process runs; on Ray
+    the driver writes what it receives); failures become a 'failed' record naming the cause.
 
     `threads`: torch intra-op threads (the CPUs the scheduler reserved for this job)."""
     from bench.adapters import model_cache
@@ -108,14 +110,18 @@ def run_job(spec: JobSpec, out_dir, threads: int | None = None, fast_paths=None)
     record = base_record(spec)
     t0 = time.perf_counter()
     try:
-        record.update(execute(spec, fast_paths=fast_paths))
+        source = (sources or {}).get(spec.method)
+        if source is not None:
+            record["method_source"] = {"path": source.path, "sha256": source.sha256}
+        record.update(execute(spec, fast_paths=fast_paths, sources=sources))
     except Exception as exc:  # the job fails, the suite goes on
         record.update(failure(exc))
     record["wall_seconds"] = round(time.perf_counter() - t0, 3)
     record["pid"] = os.getpid()
     record["model_cache"] = model_cache.stats()  # hits > 0: this worker reused a loaded base model
     gc.collect()  # free this job's models before the worker takes the next job
-    write_record(out_dir, record)
+    if out_dir is not None:
+        write_record(out_dir, record)
     return record
 
 
