@@ -120,7 +120,14 @@ def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>")
         targets = spec.get("targets")
         if targets is not None and not isinstance(targets, list):
             raise ConfigError(f"suite {source}: task {name!r} targets must be a list")
-        tasks.append(TaskEntry(str(name), tuple(str(t) for t in targets) if targets else None, dict(spec.get("options") or {})))
+        if targets == []:
+            raise ConfigError(f"suite {source}: task {name!r} has an empty 'targets' list; omit 'targets' for all of the task's targets")
+        options = spec.get("options") or {}
+        if not isinstance(options, dict):
+            raise ConfigError(f"suite {source}: task {name!r} options must be a mapping option -> value, not {options!r}")
+        tasks.append(TaskEntry(str(name), tuple(str(t) for t in targets) if targets else None, dict(options)))
+    if not isinstance(raw["methods"], list):
+        raise ConfigError(f"suite {source}: 'methods' must be a list (e.g. [finetune, rgd]), not {raw['methods']!r}")
     methods = [parse_method_entry(m, source) for m in raw["methods"]]
     labels = [m.label for m in methods]
     if len(set(labels)) != len(labels):
@@ -131,6 +138,9 @@ def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>")
     budget = raw.get("budget") or {}
     if not isinstance(budget, dict) or set(budget) - {"max_steps"}:
         raise ConfigError(f"suite {source}: 'budget' takes only 'max_steps'")
+    max_steps = budget.get("max_steps")
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise ConfigError(f"suite {source}: budget max_steps must be a positive integer or null, not {max_steps!r}")
     return Suite(str(raw.get("name", default_name)), tasks, methods, seeds, budget, str(raw.get("description", "")))
 
 
@@ -139,7 +149,12 @@ def parse_method_entry(m: Any, source: str = "<suite>") -> MethodEntry:
         return MethodEntry(m, m)
     if not isinstance(m, dict) or "method" not in m or set(m) - {"method", "label", "hparams", "hparams_by_task"}:
         raise ConfigError(f"suite {source}: method entry {m!r} must be a name or {{method, label?, hparams?, hparams_by_task?}}")
-    return MethodEntry(str(m["method"]), str(m.get("label", m["method"])), dict(m.get("hparams") or {}), dict(m.get("hparams_by_task") or {}))
+    hparams, by_task = m.get("hparams") or {}, m.get("hparams_by_task") or {}
+    if not isinstance(hparams, dict):
+        raise ConfigError(f"suite {source}: method {m['method']!r} hparams must be a mapping name -> value, not {hparams!r}")
+    if not isinstance(by_task, dict) or not all(isinstance(v, dict) or v is None for v in by_task.values()):
+        raise ConfigError(f"suite {source}: method {m['method']!r} hparams_by_task must map task -> {{name: value}}, not {by_task!r}")
+    return MethodEntry(str(m["method"]), str(m.get("label", m["method"])), dict(hparams), dict(by_task))
 
 
 def plan_jobs(
@@ -154,6 +169,7 @@ def plan_jobs(
     from tasks.base import TASKS
 
     from bench.plugins import is_file_reference, resolve_method
+    from bench.validate import check_fields
 
     tasks = list(tasks) if tasks else None
     methods = list(methods) if methods else None
@@ -171,6 +187,7 @@ def plan_jobs(
     jobs = []
     for te in task_entries:
         task_cls = TASKS.get(te.task)
+        te = TaskEntry(te.task, te.targets, check_fields(task_cls.Config, te.options, f"task {te.task!r} options"))
         task = task_cls.make(te.options)
         task_targets = [str(t) for t in targets] if targets else list(te.targets or task.targets())
         for t in task_targets:
@@ -181,6 +198,7 @@ def plan_jobs(
             if task_cls.kind not in method_cls.task_kinds:
                 continue  # e.g. Retrain on concept tasks
             hparams = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
+            hparams = check_fields(method_cls.HParams, hparams, f"method {label!r} hyper-parameters")
             make_hparams(method_cls, {**method_cls.defaults_by_kind.get(task_cls.kind, {}), **hparams})  # validate now
             for target in task_targets:
                 for seed in seeds or suite.seeds:
