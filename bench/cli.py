@@ -18,6 +18,8 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the suite's)")
     p.add_argument("--out", default=DEFAULT_OUT, help="results directory (records/ and LEADERBOARD.md)")
     p.add_argument("--address", help="existing Ray cluster address (e.g. 'auto'); default: a local instance")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="wall-clock limit per job (default: the suite's timeout_s, else each task's default); submit's smoke run too")
     p.add_argument("--local", action="store_true", help="run jobs in this process, one by one (debugging)")
     p.add_argument("--cpus-per-job", type=int, default=None,
                    help="CPU cores Ray reserves per job (= its torch threads); default: cores per GPU, or the cores split between the jobs (≥ 1)")
@@ -121,7 +123,12 @@ def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> lis
     parse_overrides(fast_paths)  # a typo fails here, before any job starts
     args.out = str(Path(args.out).expanduser().resolve())  # the driver's directory, never a worker's
     suite = with_cli_task_options(load_suite(suite_ref), args)
-    jobs = plan_jobs(suite, tasks=args.tasks, methods=method_refs, targets=args.targets, seeds=args.seeds)
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None:
+        from bench.plan import check_timeout
+
+        check_timeout(timeout, "--timeout")
+    jobs = plan_jobs(suite, tasks=args.tasks, methods=method_refs, targets=args.targets, seeds=args.seeds, timeout_s=timeout)
     todo = pending_jobs(jobs, args.out)
     print(f"suite {suite.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run -> {args.out}", file=sys.stderr)
     if getattr(args, "dry_run", False):

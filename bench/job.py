@@ -7,6 +7,7 @@ import os
 import random
 import time
 import traceback
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from bench.memory import PeakMemory, Timer
 from bench.plan import JobSpec
 from bench.provenance import git_revision, hardware, package_versions
 from bench.records import write_record
+from bench.timeout import JobTimeout, time_limit, worker_watchdog
 
 
 def pick_device() -> torch.device:
@@ -98,11 +100,12 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
     }
 
 
-def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=None, sources=None) -> dict:
+def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=None, sources=None, end_stuck_process: bool = False) -> dict:
     """Run a job and return its record (written to `out_dir` when given: in-process runs; on Ray
     the driver writes what it receives); failures become a 'failed' record naming the cause.
 
-    `threads`: torch intra-op threads (the CPUs the scheduler reserved for this job)."""
+    `threads`: torch intra-op threads (the CPUs the scheduler reserved for this job);
+    `end_stuck_process`: a Ray worker ends itself when the job ignores its time limit."""
     from bench.adapters import model_cache
 
     if threads:
@@ -113,8 +116,9 @@ def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=
         source = (sources or {}).get(spec.method)
         if source is not None:
             record["method_source"] = {"path": source.path, "sha256": source.sha256}
-        record.update(execute(spec, fast_paths=fast_paths, sources=sources))
-    except Exception as exc:  # the job fails, the suite goes on
+        with time_limit(spec.timeout_s), (worker_watchdog(spec.timeout_s) if end_stuck_process else nullcontext()):
+            record.update(execute(spec, fast_paths=fast_paths, sources=sources))
+    except (Exception, JobTimeout) as exc:  # the job fails, the suite goes on
         record.update(failure(exc))
     record["wall_seconds"] = round(time.perf_counter() - t0, 3)
     record["pid"] = os.getpid()
@@ -129,7 +133,7 @@ def failure(exc: BaseException, where: str = "job") -> dict:
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
     return {
         "status": "failed",
-        "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, BenchError) else str(exc),
+        "error": str(exc) if isinstance(exc, (BenchError, JobTimeout)) else f"{type(exc).__name__}: {exc}",
         "error_type": type(exc).__name__,
         "failed_in": where,
         "traceback": "".join(tb)[-4000:],

@@ -38,6 +38,7 @@ class Suite:
     seeds: list[int]
     budget: dict = field(default_factory=dict)
     description: str = ""
+    timeout_s: float | None = None  # per-job wall-clock limit; None: each task's default (bench/timeout.py)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class JobSpec:
     hparams: dict  # overrides on top of the method's per-kind defaults; resolved values go in the record
     seed: int
     budget: dict
+    timeout_s: float | None = None  # wall-clock limit of the job (not part of the setting: a limit changes no result)
 
     def setting(self) -> dict[str, Any]:
         """What must match for two records to be averaged together (everything but target and seed)."""
@@ -101,7 +103,7 @@ def load_suite(name_or_path: str) -> Suite:
 def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>") -> Suite:
     if not isinstance(raw, dict):
         raise ConfigError(f"suite {source} must be a mapping with 'tasks' and 'methods'")
-    unknown = set(raw) - {"name", "description", "tasks", "methods", "seeds", "budget"}
+    unknown = set(raw) - {"name", "description", "tasks", "methods", "seeds", "budget", "timeout_s"}
     if unknown:
         raise ConfigError(f"suite {source}: unknown key(s) {', '.join(sorted(unknown))}")
     for key in ("tasks", "methods"):
@@ -141,7 +143,16 @@ def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>")
     max_steps = budget.get("max_steps")
     if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
         raise ConfigError(f"suite {source}: budget max_steps must be a positive integer or null, not {max_steps!r}")
-    return Suite(str(raw.get("name", default_name)), tasks, methods, seeds, budget, str(raw.get("description", "")))
+    timeout_s = raw.get("timeout_s")
+    if timeout_s is not None:
+        timeout_s = check_timeout(timeout_s, f"suite {source}: timeout_s")
+    return Suite(str(raw.get("name", default_name)), tasks, methods, seeds, budget, str(raw.get("description", "")), timeout_s)
+
+
+def check_timeout(value: Any, who: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{who} must be a positive number of seconds, not {value!r}")
+    return float(value)
 
 
 def parse_method_entry(m: Any, source: str = "<suite>") -> MethodEntry:
@@ -163,12 +174,14 @@ def plan_jobs(
     methods: Iterable[str] | None = None,
     targets: Iterable[str] | None = None,
     seeds: Iterable[int] | None = None,
+    timeout_s: float | None = None,
 ) -> list[JobSpec]:
     """Expand a suite into jobs, validating every name against the registries (before any work)."""
     from methods.base import make_hparams
     from tasks.base import TASKS
 
     from bench.plugins import is_file_reference, resolve_method
+    from bench.timeout import default_timeout
     from bench.validate import check_fields
 
     tasks = list(tasks) if tasks else None
@@ -202,7 +215,8 @@ def plan_jobs(
             make_hparams(method_cls, {**method_cls.defaults_by_kind.get(task_cls.kind, {}), **hparams})  # validate now
             for target in task_targets:
                 for seed in seeds or suite.seeds:
-                    jobs.append(JobSpec(suite.name, te.task, te.options, target, me.method, label, hparams, int(seed), suite.budget))
+                    limit = timeout_s or suite.timeout_s or default_timeout(task_cls)
+                    jobs.append(JobSpec(suite.name, te.task, te.options, target, me.method, label, hparams, int(seed), suite.budget, limit))
     if not jobs:
         raise ConfigError("the selection matches no job (check --tasks/--methods/--targets)")
     return jobs

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Callable
 
 from tqdm import tqdm
@@ -25,6 +26,7 @@ from bench.fast import ENV_VAR as FAST_PATHS_ENV
 from bench.job import base_record, failure, run_job
 from bench.plan import JobSpec
 from bench.records import finished_ok, write_record
+from bench.timeout import timeout_message
 
 
 def pending_jobs(jobs: list[JobSpec], out_dir) -> list[JobSpec]:
@@ -69,7 +71,7 @@ def _ray_job(spec: JobSpec, sources: dict, fast_paths=None) -> dict:
     import ray
 
     cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)) or 1
-    return run_job(spec, None, threads=cpus, fast_paths=fast_paths, sources=sources)
+    return run_job(spec, None, threads=cpus, fast_paths=fast_paths, sources=sources, end_stuck_process=True)
 
 
 def run_ray(
@@ -102,10 +104,11 @@ def run_ray(
         if not cpus_per_job or cpus_per_job <= 0:
             cpus_per_job = auto_cpus_per_job(resources.get("CPU", 1), gpus, len(jobs))
         remote = ray.remote(num_cpus=cpus_per_job, num_gpus=1 if gpus else 0, max_retries=0, max_calls=0)(_ray_job)
-        refs = {}
+        refs, submitted = {}, {}
         for spec in grouped_by_model(jobs):
             mine = {spec.method: sources[spec.method]} if spec.method in sources else {}
-            refs[remote.remote(spec, mine, fast_paths)] = spec
+            ref = remote.remote(spec, mine, fast_paths)
+            refs[ref], submitted[ref] = spec, time.monotonic()
         records = []
         with tqdm(total=len(refs), desc="jobs", unit="job", disable=not progress, file=sys.stderr) as bar:
             waiting = list(refs)
@@ -116,6 +119,8 @@ def run_ray(
                     rec = ray.get(done[0])
                 except Exception as exc:  # worker died (OOM, segfault, os._exit): record it, go on
                     rec = {**base_record(spec), **failure(exc, where="worker")}
+                    if spec.timeout_s and time.monotonic() - submitted[done[0]] >= spec.timeout_s:  # the watchdog ended it
+                        rec["error"] = f"{timeout_message(spec.timeout_s)} (the job did not stop; its worker was ended)"
                 rec["job_id"] = spec.job_id  # the driver names the file, whatever came back
                 write_record(out_dir, rec)
                 records.append(rec)

@@ -14,14 +14,16 @@ import torch
 
 from bench.context import Budget, RunContext
 from bench.errors import NonFiniteLossError, PluginError
+from bench.timeout import SMOKE_TIMEOUT_S, JobTimeout, time_limit
 
 SMOKE_TASK = "mini-digits-class"
 SMOKE_STEPS = 2
 SMOKE_OPTIONS = {"forget_samples": 4, "remain_samples_per_class": 2, "sample_steps": 2}  # the smoke run evaluates nothing
 
 
-def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0") -> dict:
-    """Two capped steps on the smallest mini task: the method runs, leaves finite weights, respects the cap."""
+def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0", timeout_s: float | None = None) -> dict:
+    """Two capped steps on the smallest mini task: the method runs, leaves finite weights, respects
+    the cap, and ends within `timeout_s` (default SMOKE_TIMEOUT_S)."""
     from methods.base import make_hparams
     from methods.training import assert_finite_weights
     from tasks.base import TASKS
@@ -47,8 +49,12 @@ def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0") -> di
     inst = task.build(target, ctx)
     ctx.num_classes = inst.info.get("num_classes")
     where = f"smoke run ({SMOKE_STEPS} steps on {task_name})"
+    limit = timeout_s or SMOKE_TIMEOUT_S
     try:
-        stats = method.unlearn(inst.model, inst.forget, inst.remain, Budget(max_steps=SMOKE_STEPS), ctx)
+        with time_limit(limit):
+            stats = method.unlearn(inst.model, inst.forget, inst.remain, Budget(max_steps=SMOKE_STEPS), ctx)
+    except JobTimeout as exc:
+        raise PluginError(f"{who} {where}: {exc} (a hung method; --timeout raises the limit)") from None
     except NonFiniteLossError as exc:
         raise PluginError(f"{who} {where}: {exc}") from exc
     except Exception as exc:
@@ -81,7 +87,7 @@ def submit(args) -> int:
         ref = str(Path(path).expanduser().resolve()) + (f":{cls_name}" if cls_name else "")
     method_cls = load_submission(ref)
     print(f"submit: {method_cls.name} ({ref}) passed the interface checks; smoke run…", file=sys.stderr)
-    smoke = smoke_test(method_cls)
+    smoke = smoke_test(method_cls, timeout_s=getattr(args, "timeout", None))
     print(f"submit: smoke run ok ({smoke}); running suite {args.suite}", file=sys.stderr)
     suite = load_suite(args.suite)
     # the suite's own rows run too (resume skips those already recorded) so the new row has company

@@ -108,6 +108,7 @@ class MiniShapesConfig:
 class MiniShapesTask(Task):
     Config = MiniShapesConfig
     metrics = ("zero-shot-ua", "alignment", "retention")
+    timeout_s = 3600.0  # per-job wall-clock default (bench/timeout.py): minutes on a CPU
     target_list: tuple[str, ...]
     zero_shot_what: str
 
