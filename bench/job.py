@@ -19,6 +19,7 @@ from bench.memory import PeakMemory, Timer
 from bench.plan import JobSpec
 from bench.provenance import git_revision, hardware, package_versions
 from bench.records import write_record
+from bench.steps import check_steps, count_optimizer_steps, weights_changed
 from bench.timeout import JobTimeout, time_limit, worker_watchdog
 
 
@@ -65,9 +66,11 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
     fast = apply_fast_paths(inst.model, FastPaths.resolve(device, fast_paths)).fast_paths  # the one place
     original = inst.model.frozen_copy()
     method = method_cls(hparams)
-    with PeakMemory() as mem, Timer() as timer:
+    with count_optimizer_steps() as counted, PeakMemory() as mem, Timer() as timer:
         stats = method.unlearn(inst.model, inst.forget, inst.remain, Budget(**spec.budget), ctx) or {}
     assert_finite_weights(inst.model, spec.method)
+    check_steps(f"method {method_cls.name!r}", ctx.steps_done, counted.optimizer_steps,
+                weights_changed(inst.model.denoiser, original.denoiser), spec.budget.get("max_steps"))
     inst.model.denoiser.eval()
     images_for_unlearning = ctx.images_generated
     metrics, directions = {}, {}
@@ -88,6 +91,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
             "unlearn_seconds": round(timer.seconds, 3),
             "eval_seconds": round(eval_timer.seconds, 3),
             "steps": ctx.steps_done,
+            "optimizer_steps": counted.optimizer_steps,  # counted by the harness (bench/steps.py)
             "peak_host_mem_mb": round(mem.peak_host_mb, 1),
             "peak_gpu_mem_mb": None if mem.peak_gpu_mb is None else round(mem.peak_gpu_mb, 1),
             "images_generated_unlearning": images_for_unlearning,
