@@ -154,19 +154,24 @@ def write_leaderboard(results: str, fmt: str = "markdown", out: str | None = Non
     # markdown: plots go to plots/ next to the file it is written to
     text = build(list(iter_records(results)), fmt, Path(out).parent if out else None, tasks, methods)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text)
+        from bench.records import write_text_atomic
+
+        write_text_atomic(out, text)
     if echo:
         print(text)
     return text
 
 
 def cmd_run(args) -> int:
+    from bench.outdir import results_lock
+
     t0 = time.time()
-    jobs = run_suite(args.suite, args, method_refs=args.methods)
     if args.dry_run:
+        run_suite(args.suite, args, method_refs=args.methods)
         return 0
-    write_leaderboard(args.out)
+    with results_lock(args.out):  # writable and ours, before any job starts
+        jobs = run_suite(args.suite, args, method_refs=args.methods)
+        write_leaderboard(args.out)
     failed = _count_failed(args.out, jobs)
     print(f"done in {time.time() - t0:.0f} s; {len(jobs) - failed} ok, {failed} failed; leaderboard: {Path(args.out) / 'LEADERBOARD.md'}", file=sys.stderr)
     return 1 if failed else 0

@@ -20,19 +20,32 @@ def record_path(out_dir, job_id: str) -> Path:
 def write_record(out_dir, record: dict) -> Path:
     """Temp file in the same directory + rename: a reader never sees half a record."""
     path = record_path(out_dir, record["job_id"])
+    return write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write via a temp file + rename, with the permissions a plain open() would give (umask
+    applied; mkstemp's 0600 would hide results from the group)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def load_record(path) -> tuple[dict | None, str | None]:

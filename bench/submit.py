@@ -79,6 +79,7 @@ def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0", timeo
 
 def submit(args) -> int:
     from bench.cli import run_suite, write_leaderboard
+    from bench.outdir import results_lock
     from bench.plan import load_suite
     from bench.plugins import is_file_reference, load_submission
 
@@ -89,13 +90,14 @@ def submit(args) -> int:
         ref = str(Path(path).expanduser().resolve()) + (f":{cls_name}" if cls_name else "")
     method_cls = load_submission(ref)
     print(f"submit: {method_cls.name} ({ref}) passed the interface checks; smoke run…", file=sys.stderr)
-    smoke = smoke_test(method_cls, timeout_s=getattr(args, "timeout", None))
+    smoke = smoke_test(method_cls, timeout_s=getattr(args, "timeout", None))  # seconds; touches no results
     print(f"submit: smoke run ok ({smoke}); running suite {args.suite}", file=sys.stderr)
     suite = load_suite(args.suite)
     # the suite's own rows run too (resume skips those already recorded) so the new row has company
     refs = [m.label for m in suite.methods if m.label != method_cls.name] + [ref]
-    run_suite(args.suite, args, method_refs=refs)
-    write_leaderboard(args.out, echo=False)
+    with results_lock(args.out):
+        run_suite(args.suite, args, method_refs=refs)
+        write_leaderboard(args.out, echo=False)
     print(ranking_summary(args.out, method_cls.name))
     print(f"submit: {time.time() - t0:.0f} s from submit to ranked row; leaderboard: {Path(args.out) / 'LEADERBOARD.md'}", file=sys.stderr)
     return 0 if _all_ok(args.out, method_cls.name) else 1
