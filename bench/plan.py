@@ -180,7 +180,7 @@ def plan_jobs(
     from methods.base import make_hparams
     from tasks.base import TASKS
 
-    from bench.plugins import is_file_reference, resolve_method
+    from bench.plugins import builtin_names, check_name_format, check_name_free, is_file_reference, resolve_method
     from bench.timeout import default_timeout
     from bench.validate import check_fields
 
@@ -208,6 +208,11 @@ def plan_jobs(
         for me in method_entries:
             method_cls = resolve_method(me.method)
             label = method_cls.name if me.label == me.method and is_file_reference(me.method) else me.label
+            if is_file_reference(me.method):
+                check_name_free(method_cls)  # a file method never takes a built-in's name (nor its reference row)
+            check_name_format(label, "method label")
+            if label in builtin_names() and resolve_method(label) is not method_cls:
+                raise ConfigError(f"label {label!r} is reserved for the built-in method {label!r}; give {me.method!r} another label")
             if task_cls.kind not in method_cls.task_kinds:
                 continue  # e.g. Retrain on concept tasks
             hparams = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}

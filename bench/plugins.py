@@ -4,11 +4,26 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import re
 import sys
 import types
 from pathlib import Path
 
-from bench.errors import PluginError
+from bench.errors import ConfigError, PluginError
+
+NAME_FORMAT = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # lower-case words joined by hyphens (DESIGN.md)
+
+
+def check_name_format(name: str, what: str) -> None:
+    """Method names and labels are lower-case with hyphens: they become file names, table rows and plot text."""
+    if not isinstance(name, str) or not NAME_FORMAT.match(name):
+        raise ConfigError(f"{what} {name!r} must be lower-case letters and digits joined by hyphens (e.g. 'my-method')")
+
+
+def builtin_names() -> set[str]:
+    from methods.base import BUILTIN_METHOD_MODULES, METHODS
+
+    return {n for n in METHODS.names() if METHODS.get(n).__module__ in BUILTIN_METHOD_MODULES}
 
 
 def is_file_reference(ref: str) -> bool:
@@ -93,6 +108,8 @@ def validate_method_class(cls, where: str) -> None:
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise PluginError(f"{where}: set a class attribute `name = \"my-method\"`")
+    if not NAME_FORMAT.match(name):
+        raise PluginError(f"{where}: name {name!r} must be lower-case letters and digits joined by hyphens (e.g. 'my-method')")
     if not dataclasses.is_dataclass(cls.HParams):
         raise PluginError(f"{where}: HParams must be a @dataclass (got {cls.HParams!r})")
     missing = [f.name for f in dataclasses.fields(cls.HParams) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
