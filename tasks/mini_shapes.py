@@ -154,7 +154,7 @@ class MiniShapesTask(Task):
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
         path = cache_root() / "mini-shapes-images" / f"{key}.pt"
         if path.exists():
-            return torch.load(path, map_location="cpu").float() / 255
+            return torch.load(path, map_location="cpu", weights_only=True).float() / 255
         images = model.sample(prompts, seeds, **self.sampler())
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{random.getrandbits(32)}.tmp")
