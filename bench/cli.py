@@ -18,6 +18,8 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the suite's)")
     p.add_argument("--out", default=DEFAULT_OUT, help="results directory (records/ and LEADERBOARD.md)")
     p.add_argument("--address", help="existing Ray cluster address (e.g. 'auto'); default: a local instance")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="wall-clock limit per job (default: the suite's timeout_s, else each task's default); submit's smoke run too")
     p.add_argument("--local", action="store_true", help="run jobs in this process, one by one (debugging)")
     p.add_argument("--cpus-per-job", type=int, default=None,
                    help="CPU cores Ray reserves per job (= its torch threads); default: cores per GPU, or the cores split between the jobs (≥ 1)")
@@ -133,8 +135,14 @@ def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> lis
 
     fast_paths = getattr(args, "fast_paths", None)
     parse_overrides(fast_paths)  # a typo fails here, before any job starts
+    args.out = str(Path(args.out).expanduser().resolve())  # the driver's directory, never a worker's
     suite = with_cli_task_options(load_suite(suite_ref), args)
-    jobs = plan_jobs(suite, tasks=args.tasks, methods=method_refs, targets=args.targets, seeds=args.seeds)
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None:
+        from bench.plan import check_timeout
+
+        check_timeout(timeout, "--timeout")
+    jobs = plan_jobs(suite, tasks=args.tasks, methods=method_refs, targets=args.targets, seeds=args.seeds, timeout_s=timeout)
     todo = pending_jobs(jobs, args.out)
     print(f"suite {suite.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run -> {args.out}", file=sys.stderr)
     if getattr(args, "dry_run", False):
@@ -160,19 +168,24 @@ def write_leaderboard(results: str, fmt: str = "markdown", out: str | None = Non
     # markdown: plots go to plots/ next to the file it is written to
     text = build(list(iter_records(results)), fmt, Path(out).parent if out else None, tasks, methods)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text)
+        from bench.records import write_text_atomic
+
+        write_text_atomic(out, text)
     if echo:
         print(text)
     return text
 
 
 def cmd_run(args) -> int:
+    from bench.outdir import results_lock
+
     t0 = time.time()
-    jobs = run_suite(args.suite, args, method_refs=args.methods)
     if args.dry_run:
+        run_suite(args.suite, args, method_refs=args.methods)
         return 0
-    write_leaderboard(args.out)
+    with results_lock(args.out):  # writable and ours, before any job starts
+        jobs = run_suite(args.suite, args, method_refs=args.methods)
+        write_leaderboard(args.out)
     failed = _count_failed(args.out, jobs)
     print(f"done in {time.time() - t0:.0f} s; {len(jobs) - failed} ok, {failed} failed; leaderboard: {Path(args.out) / 'LEADERBOARD.md'}", file=sys.stderr)
     return 1 if failed else 0

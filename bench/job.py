@@ -7,6 +7,7 @@ import os
 import random
 import time
 import traceback
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -19,6 +20,8 @@ from bench.plan import JobSpec
 from bench.provenance import git_revision, hardware, package_versions
 from bench.records import write_record
 from bench.sample_strip import sample_strip
+from bench.steps import check_steps, count_optimizer_steps, weights_changed
+from bench.timeout import JobTimeout, time_limit, worker_watchdog
 
 
 def pick_device() -> torch.device:
@@ -42,8 +45,9 @@ def base_record(spec: JobSpec) -> dict:
     }
 
 
-def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None) -> dict:
-    """The job itself; raises on failure. `fast_paths`: FastPaths, dict or "k=v,..." overrides."""
+def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, sources=None) -> dict:
+    """The job itself; raises on failure. `fast_paths`: FastPaths, dict or "k=v,..." overrides;
+    `sources`: method files shipped by the driver (bench.plugins.MethodSource by reference)."""
     from methods.base import hparams_dict, make_hparams
     from methods.training import assert_finite_weights
     from metrics.base import METRICS
@@ -54,7 +58,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None) 
     device = device or pick_device()
     task_cls = TASKS.get(spec.task)
     task = task_cls.make(spec.task_options)
-    method_cls = resolve_method(spec.method)
+    method_cls = resolve_method(spec.method, sources)
     hparams = make_hparams(method_cls, {**method_cls.defaults_by_kind.get(task.kind, {}), **spec.hparams})
     seed_everything(spec.seed)
     ctx = RunContext(device=device, seed=spec.seed, task_kind=task.kind)
@@ -63,9 +67,11 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None) 
     fast = apply_fast_paths(inst.model, FastPaths.resolve(device, fast_paths)).fast_paths  # the one place
     original = inst.model.frozen_copy()
     method = method_cls(hparams)
-    with PeakMemory() as mem, Timer() as timer:
+    with count_optimizer_steps() as counted, PeakMemory() as mem, Timer() as timer:
         stats = method.unlearn(inst.model, inst.forget, inst.remain, Budget(**spec.budget), ctx) or {}
     assert_finite_weights(inst.model, spec.method)
+    check_steps(f"method {method_cls.name!r}", ctx.steps_done, counted.optimizer_steps,
+                weights_changed(inst.model.denoiser, original.denoiser), spec.budget.get("max_steps"))
     inst.model.denoiser.eval()
     images_for_unlearning = ctx.images_generated
     metrics, directions = {}, {}
@@ -86,6 +92,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None) 
             "unlearn_seconds": round(timer.seconds, 3),
             "eval_seconds": round(eval_timer.seconds, 3),
             "steps": ctx.steps_done,
+            "optimizer_steps": counted.optimizer_steps,  # counted by the harness (bench/steps.py)
             "peak_host_mem_mb": round(mem.peak_host_mb, 1),
             "peak_gpu_mem_mb": None if mem.peak_gpu_mb is None else round(mem.peak_gpu_mb, 1),
             "images_generated_unlearning": images_for_unlearning,
@@ -99,10 +106,12 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None) 
     }
 
 
-def run_job(spec: JobSpec, out_dir, threads: int | None = None, fast_paths=None) -> dict:
-    """Run a job and write its record; failures become a 'failed' record naming the cause.
+def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=None, sources=None, end_stuck_process: bool = False) -> dict:
+    """Run a job and return its record (written to `out_dir` when given: in-process runs; on Ray
+    the driver writes what it receives); failures become a 'failed' record naming the cause.
 
-    `threads`: torch intra-op threads (the CPUs the scheduler reserved for this job)."""
+    `threads`: torch intra-op threads (the CPUs the scheduler reserved for this job);
+    `end_stuck_process`: a Ray worker ends itself when the job ignores its time limit."""
     from bench.adapters import model_cache
 
     if threads:
@@ -110,14 +119,19 @@ def run_job(spec: JobSpec, out_dir, threads: int | None = None, fast_paths=None)
     record = base_record(spec)
     t0 = time.perf_counter()
     try:
-        record.update(execute(spec, fast_paths=fast_paths))
-    except Exception as exc:  # the job fails, the suite goes on
+        source = (sources or {}).get(spec.method)
+        if source is not None:
+            record["method_source"] = {"path": source.path, "sha256": source.sha256}
+        with time_limit(spec.timeout_s), (worker_watchdog(spec.timeout_s) if end_stuck_process else nullcontext()):
+            record.update(execute(spec, fast_paths=fast_paths, sources=sources))
+    except (Exception, JobTimeout) as exc:  # the job fails, the suite goes on
         record.update(failure(exc))
     record["wall_seconds"] = round(time.perf_counter() - t0, 3)
     record["pid"] = os.getpid()
     record["model_cache"] = model_cache.stats()  # hits > 0: this worker reused a loaded base model
     gc.collect()  # free this job's models before the worker takes the next job
-    write_record(out_dir, record)
+    if out_dir is not None:
+        write_record(out_dir, record)
     return record
 
 
@@ -125,7 +139,7 @@ def failure(exc: BaseException, where: str = "job") -> dict:
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
     return {
         "status": "failed",
-        "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, BenchError) else str(exc),
+        "error": str(exc) if isinstance(exc, (BenchError, JobTimeout)) else f"{type(exc).__name__}: {exc}",
         "error_type": type(exc).__name__,
         "failed_in": where,
         "traceback": "".join(tb)[-4000:],

@@ -38,6 +38,7 @@ class Suite:
     seeds: list[int]
     budget: dict = field(default_factory=dict)
     description: str = ""
+    timeout_s: float | None = None  # per-job wall-clock limit; None: each task's default (bench/timeout.py)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class JobSpec:
     hparams: dict  # overrides on top of the method's per-kind defaults; resolved values go in the record
     seed: int
     budget: dict
+    timeout_s: float | None = None  # wall-clock limit of the job (not part of the setting: a limit changes no result)
 
     def setting(self) -> dict[str, Any]:
         """What must match for two records to be averaged together (everything but target and seed)."""
@@ -101,7 +103,7 @@ def load_suite(name_or_path: str) -> Suite:
 def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>") -> Suite:
     if not isinstance(raw, dict):
         raise ConfigError(f"suite {source} must be a mapping with 'tasks' and 'methods'")
-    unknown = set(raw) - {"name", "description", "tasks", "methods", "seeds", "budget"}
+    unknown = set(raw) - {"name", "description", "tasks", "methods", "seeds", "budget", "timeout_s"}
     if unknown:
         raise ConfigError(f"suite {source}: unknown key(s) {', '.join(sorted(unknown))}")
     for key in ("tasks", "methods"):
@@ -120,7 +122,14 @@ def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>")
         targets = spec.get("targets")
         if targets is not None and not isinstance(targets, list):
             raise ConfigError(f"suite {source}: task {name!r} targets must be a list")
-        tasks.append(TaskEntry(str(name), tuple(str(t) for t in targets) if targets else None, dict(spec.get("options") or {})))
+        if targets == []:
+            raise ConfigError(f"suite {source}: task {name!r} has an empty 'targets' list; omit 'targets' for all of the task's targets")
+        options = spec.get("options") or {}
+        if not isinstance(options, dict):
+            raise ConfigError(f"suite {source}: task {name!r} options must be a mapping option -> value, not {options!r}")
+        tasks.append(TaskEntry(str(name), tuple(str(t) for t in targets) if targets else None, dict(options)))
+    if not isinstance(raw["methods"], list):
+        raise ConfigError(f"suite {source}: 'methods' must be a list (e.g. [finetune, rgd]), not {raw['methods']!r}")
     methods = [parse_method_entry(m, source) for m in raw["methods"]]
     labels = [m.label for m in methods]
     if len(set(labels)) != len(labels):
@@ -131,7 +140,19 @@ def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>")
     budget = raw.get("budget") or {}
     if not isinstance(budget, dict) or set(budget) - {"max_steps"}:
         raise ConfigError(f"suite {source}: 'budget' takes only 'max_steps'")
-    return Suite(str(raw.get("name", default_name)), tasks, methods, seeds, budget, str(raw.get("description", "")))
+    max_steps = budget.get("max_steps")
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise ConfigError(f"suite {source}: budget max_steps must be a positive integer or null, not {max_steps!r}")
+    timeout_s = raw.get("timeout_s")
+    if timeout_s is not None:
+        timeout_s = check_timeout(timeout_s, f"suite {source}: timeout_s")
+    return Suite(str(raw.get("name", default_name)), tasks, methods, seeds, budget, str(raw.get("description", "")), timeout_s)
+
+
+def check_timeout(value: Any, who: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{who} must be a positive number of seconds, not {value!r}")
+    return float(value)
 
 
 def parse_method_entry(m: Any, source: str = "<suite>") -> MethodEntry:
@@ -139,7 +160,12 @@ def parse_method_entry(m: Any, source: str = "<suite>") -> MethodEntry:
         return MethodEntry(m, m)
     if not isinstance(m, dict) or "method" not in m or set(m) - {"method", "label", "hparams", "hparams_by_task"}:
         raise ConfigError(f"suite {source}: method entry {m!r} must be a name or {{method, label?, hparams?, hparams_by_task?}}")
-    return MethodEntry(str(m["method"]), str(m.get("label", m["method"])), dict(m.get("hparams") or {}), dict(m.get("hparams_by_task") or {}))
+    hparams, by_task = m.get("hparams") or {}, m.get("hparams_by_task") or {}
+    if not isinstance(hparams, dict):
+        raise ConfigError(f"suite {source}: method {m['method']!r} hparams must be a mapping name -> value, not {hparams!r}")
+    if not isinstance(by_task, dict) or not all(isinstance(v, dict) or v is None for v in by_task.values()):
+        raise ConfigError(f"suite {source}: method {m['method']!r} hparams_by_task must map task -> {{name: value}}, not {by_task!r}")
+    return MethodEntry(str(m["method"]), str(m.get("label", m["method"])), dict(hparams), dict(by_task))
 
 
 def plan_jobs(
@@ -148,12 +174,15 @@ def plan_jobs(
     methods: Iterable[str] | None = None,
     targets: Iterable[str] | None = None,
     seeds: Iterable[int] | None = None,
+    timeout_s: float | None = None,
 ) -> list[JobSpec]:
     """Expand a suite into jobs, validating every name against the registries (before any work)."""
     from methods.base import make_hparams
     from tasks.base import TASKS
 
-    from bench.plugins import is_file_reference, resolve_method
+    from bench.plugins import builtin_names, check_name_format, check_name_free, is_file_reference, resolve_method
+    from bench.timeout import default_timeout
+    from bench.field_types import check_fields
 
     tasks = list(tasks) if tasks else None
     methods = list(methods) if methods else None
@@ -171,6 +200,7 @@ def plan_jobs(
     jobs = []
     for te in task_entries:
         task_cls = TASKS.get(te.task)
+        te = TaskEntry(te.task, te.targets, check_fields(task_cls.Config, te.options, f"task {te.task!r} options"))
         task = task_cls.make(te.options)
         task_targets = [str(t) for t in targets] if targets else list(te.targets or task.targets())
         for t in task_targets:
@@ -178,13 +208,20 @@ def plan_jobs(
         for me in method_entries:
             method_cls = resolve_method(me.method)
             label = method_cls.name if me.label == me.method and is_file_reference(me.method) else me.label
+            if is_file_reference(me.method):
+                check_name_free(method_cls)  # a file method never takes a built-in's name (nor its reference row)
+            check_name_format(label, "method label")
+            if label in builtin_names() and resolve_method(label) is not method_cls:
+                raise ConfigError(f"label {label!r} is reserved for the built-in method {label!r}; give {me.method!r} another label")
             if task_cls.kind not in method_cls.task_kinds:
                 continue  # e.g. Retrain on concept tasks
             hparams = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
+            hparams = check_fields(method_cls.HParams, hparams, f"method {label!r} hyper-parameters")
             make_hparams(method_cls, {**method_cls.defaults_by_kind.get(task_cls.kind, {}), **hparams})  # validate now
             for target in task_targets:
                 for seed in seeds or suite.seeds:
-                    jobs.append(JobSpec(suite.name, te.task, te.options, target, me.method, label, hparams, int(seed), suite.budget))
+                    limit = timeout_s or suite.timeout_s or default_timeout(task_cls)
+                    jobs.append(JobSpec(suite.name, te.task, te.options, target, me.method, label, hparams, int(seed), suite.budget, limit))
     if not jobs:
         raise ConfigError("the selection matches no job (check --tasks/--methods/--targets)")
     return jobs

@@ -3,33 +3,78 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import inspect
+import re
 import sys
+import types
 from pathlib import Path
 
-from bench.errors import PluginError
+from bench.errors import ConfigError, PluginError
+
+NAME_FORMAT = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # lower-case words joined by hyphens (DESIGN.md)
+
+
+def check_name_format(name: str, what: str) -> None:
+    """Method names and labels are lower-case with hyphens: they become file names, table rows and plot text."""
+    if not isinstance(name, str) or not NAME_FORMAT.match(name):
+        raise ConfigError(f"{what} {name!r} must be lower-case letters and digits joined by hyphens (e.g. 'my-method')")
+
+
+def builtin_names() -> set[str]:
+    from methods.base import BUILTIN_METHOD_MODULES, METHODS
+
+    return {n for n in METHODS.names() if METHODS.get(n).__module__ in BUILTIN_METHOD_MODULES}
 
 
 def is_file_reference(ref: str) -> bool:
     return ref.split(":")[0].endswith(".py")
 
 
-def load_method_file(ref: str):
-    """Import FILE.py and return its Method subclass (the named one, or the only one defined there)."""
-    from methods.base import METHODS, Method
+@dataclasses.dataclass(frozen=True)
+class MethodSource:
+    """A method file read on the driver, shipped to workers by content: a worker never opens the
+    user's path (it may not exist there, or mean another file relative to another directory)."""
 
+    path: str  # absolute, on the driver (messages, tracebacks, module name)
+    cls_name: str  # "" when the file defines exactly one Method subclass
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def read_method_source(ref: str) -> MethodSource:
+    """FILE.py[:ClassName] -> its text, the path resolved against this (the driver's) directory."""
     path_str, _, cls_name = ref.partition(":")
     path = Path(path_str).expanduser().resolve()
-    if not path.exists():
-        raise PluginError(f"method file not found: {path}")
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise PluginError(f"method file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PluginError(f"method file {path} is unreadable: {type(exc).__name__}: {exc}") from None
+    return MethodSource(str(path), cls_name, text)
+
+
+def load_method_file(ref: str):
+    """Import FILE.py and return its Method subclass (the named one, or the only one defined there)."""
+    return load_method_source(read_method_source(ref))
+
+
+def load_method_source(src: MethodSource):
+    """Execute a shipped method file's text as a module and return its validated Method subclass."""
+    from methods.base import METHODS, Method
+
+    path = Path(src.path)
+    cls_name = src.cls_name
     METHODS.names()  # built-ins first, so a plug-in's @register_method meets them (and their names)
     mod_name = "unlearn_bench_plugin_" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType(mod_name)
+    module.__file__ = str(path)
     sys.modules[mod_name] = module
     try:
-        spec.loader.exec_module(module)
+        exec(compile(src.text, str(path), "exec"), module.__dict__)
     except Exception as exc:
         sys.modules.pop(mod_name, None)
         raise PluginError(f"{path.name} failed to import: {type(exc).__name__}: {exc}") from exc
@@ -63,6 +108,8 @@ def validate_method_class(cls, where: str) -> None:
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise PluginError(f"{where}: set a class attribute `name = \"my-method\"`")
+    if not NAME_FORMAT.match(name):
+        raise PluginError(f"{where}: name {name!r} must be lower-case letters and digits joined by hyphens (e.g. 'my-method')")
     if not dataclasses.is_dataclass(cls.HParams):
         raise PluginError(f"{where}: HParams must be a @dataclass (got {cls.HParams!r})")
     missing = [f.name for f in dataclasses.fields(cls.HParams) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
@@ -106,10 +153,12 @@ def load_submission(ref: str):
     return cls
 
 
-def resolve_method(ref: str):
-    """Registry name, or FILE.py[:Name]."""
+def resolve_method(ref: str, sources: dict[str, MethodSource] | None = None):
+    """Registry name, or FILE.py[:Name] (from `sources`, the driver's copy, when it is there)."""
     from methods.base import METHODS
 
+    if sources and ref in sources:
+        return load_method_source(sources[ref])
     if is_file_reference(ref):
         return load_method_file(ref)
     return METHODS.get(ref)

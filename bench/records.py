@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 RECORD_DIR = "records"
+# what the leaderboard and resume read from every record (records of every version so far have them)
+REQUIRED_KEYS = ("job_id", "status", "task", "label", "method", "setting_hash", "target", "seed")
 
 
 def record_path(out_dir, job_id: str) -> Path:
@@ -17,14 +20,21 @@ def record_path(out_dir, job_id: str) -> Path:
 def write_record(out_dir, record: dict) -> Path:
     """Temp file in the same directory + rename: a reader never sees half a record."""
     path = record_path(out_dir, record["job_id"])
+    return write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write via a temp file + rename, with the permissions a plain open() would give (umask
+    applied; mkstemp's 0600 would hide results from the group)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -32,24 +42,62 @@ def write_record(out_dir, record: dict) -> Path:
     return path
 
 
-def read_record(path) -> dict | None:
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def load_record(path) -> tuple[dict | None, str | None]:
+    """(record, None), or (None, why it is unusable): unreadable, not UTF-8, not JSON (e.g.
+    truncated), not an object, or missing a key the tools need."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None, "missing"
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror or exc})"
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "not valid UTF-8"
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON (truncated?): {exc.msg} at line {exc.lineno}"
+    if not isinstance(rec, dict):
+        return None, f"a JSON {type(rec).__name__}, not a record object"
+    missing = [k for k in REQUIRED_KEYS if k not in rec]
+    if missing:
+        return None, f"missing key(s) {', '.join(missing)}"
+    if not isinstance(rec.get("metrics", {}), dict) or not isinstance(rec.get("cost", {}), (dict, type(None))):
+        return None, "'metrics'/'cost' is not an object"
+    return rec, None
+
+
+def warn_skipped(path, why: str) -> None:
+    print(f"unlearn-bench: warning: skipping record {path}: {why}", file=sys.stderr)
+
+
+def read_record(path, warn: bool = False) -> dict | None:
+    """The record at `path`, or None when there is none or it is unusable (so resume re-runs it)."""
+    rec, why = load_record(path)
+    if rec is None and warn and why != "missing":
+        warn_skipped(path, why)
+    return rec
 
 
 def iter_records(out_dir) -> Iterator[dict]:
-    """Every readable record under out_dir (records/ or any nested results tree)."""
+    """Every usable record under out_dir (records/ or any nested results tree); each unusable one
+    is skipped with a one-line warning naming the file."""
     root = Path(out_dir)
     for path in sorted(root.rglob("*.json")):
         if path.name.startswith(".tmp-") or path.parent.name != RECORD_DIR:
             continue
-        rec = read_record(path)
-        if rec and "job_id" in rec and "status" in rec:
+        rec = read_record(path, warn=True)
+        if rec is not None:
             yield rec
 
 
 def finished_ok(out_dir, job_id: str) -> bool:
-    rec = read_record(record_path(out_dir, job_id))
+    """Resume: only a usable record with status 'ok' counts as done (others are warned about)."""
+    rec = read_record(record_path(out_dir, job_id), warn=True)
     return bool(rec and rec.get("status") == "ok")

@@ -1,7 +1,10 @@
 """Ray scheduling: each job a remote task, one GPU per job when there are GPUs.
 
-Records are written by the worker as soon as a job ends, so a crash of the driver or of another
-job never loses a finished record; a worker that dies gets a 'failed' record from the driver.
+The driver owns the results: a worker returns its record and the driver writes it (atomically)
+into its own `--out` the moment it arrives, so nothing depends on a disk shared with the workers;
+a worker that dies gets a 'failed' record from the driver. Method files travel with the job by
+content (bench.plugins.MethodSource), never by path. Without an address the run starts its own
+local Ray instance (`address="local"`), even when `ray start` or RAY_ADDRESS names another.
 
 Placement: a job reserves `cpus_per_job` CPUs and sets torch's threads to exactly what Ray
 assigned it, so concurrent jobs × threads never exceed the cores Ray was given. Workers are
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Callable
 
 from tqdm import tqdm
@@ -22,6 +26,7 @@ from bench.fast import ENV_VAR as FAST_PATHS_ENV
 from bench.job import base_record, failure, run_job
 from bench.plan import JobSpec
 from bench.records import finished_ok, write_record
+from bench.timeout import timeout_message
 
 
 def pending_jobs(jobs: list[JobSpec], out_dir) -> list[JobSpec]:
@@ -29,11 +34,19 @@ def pending_jobs(jobs: list[JobSpec], out_dir) -> list[JobSpec]:
     return [j for j in jobs if not finished_ok(out_dir, j.job_id)]
 
 
-def run_local(jobs: list[JobSpec], out_dir, progress: bool = True, fast_paths=None) -> list[dict]:
+def method_sources(jobs: list[JobSpec]) -> dict:
+    """The file methods of these jobs, read here on the driver (ref -> MethodSource)."""
+    from bench.plugins import is_file_reference, read_method_source
+
+    return {j.method: read_method_source(j.method) for j in jobs if is_file_reference(j.method)}
+
+
+def run_local(jobs: list[JobSpec], out_dir, progress: bool = True, fast_paths=None, sources=None) -> list[dict]:
     """In-process, one job after another (debugging; `--local`)."""
+    sources = method_sources(jobs) if sources is None else sources
     records = []
     for spec in tqdm(jobs, desc="jobs", unit="job", disable=not progress, file=sys.stderr):
-        records.append(run_job(spec, out_dir, fast_paths=fast_paths))
+        records.append(run_job(spec, out_dir, fast_paths=fast_paths, sources=sources))
     return records
 
 
@@ -53,11 +66,12 @@ def grouped_by_model(jobs: list[JobSpec]) -> list[JobSpec]:
     return sorted(jobs, key=lambda j: (j.task, json.dumps(j.task_options, sort_keys=True, default=str)))
 
 
-def _ray_job(spec: JobSpec, out_dir: str, fast_paths=None) -> dict:
+def _ray_job(spec: JobSpec, sources: dict, fast_paths=None) -> dict:
+    """On a worker: run the job and return its record; the worker writes nothing."""
     import ray
 
     cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)) or 1
-    return run_job(spec, out_dir, threads=cpus, fast_paths=fast_paths)
+    return run_job(spec, None, threads=cpus, fast_paths=fast_paths, sources=sources, end_stuck_process=True)
 
 
 def run_ray(
@@ -77,19 +91,24 @@ def run_ray(
         fast_paths = os.environ.get(FAST_PATHS_ENV) or None
 
     out_dir = str(out_dir)
+    sources = method_sources(jobs)
     started_here = not ray.is_initialized()
     if started_here:
         if address:
             ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        else:  # "local": never attach to a cluster found via `ray start` or RAY_ADDRESS
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         resources = ray.cluster_resources()
         gpus = resources.get("GPU", 0)
         if not cpus_per_job or cpus_per_job <= 0:
             cpus_per_job = auto_cpus_per_job(resources.get("CPU", 1), gpus, len(jobs))
         remote = ray.remote(num_cpus=cpus_per_job, num_gpus=1 if gpus else 0, max_retries=0, max_calls=0)(_ray_job)
-        refs = {remote.remote(spec, out_dir, fast_paths): spec for spec in grouped_by_model(jobs)}
+        refs, submitted = {}, {}
+        for spec in grouped_by_model(jobs):
+            mine = {spec.method: sources[spec.method]} if spec.method in sources else {}
+            ref = remote.remote(spec, mine, fast_paths)
+            refs[ref], submitted[ref] = spec, time.monotonic()
         records = []
         with tqdm(total=len(refs), desc="jobs", unit="job", disable=not progress, file=sys.stderr) as bar:
             waiting = list(refs)
@@ -100,7 +119,10 @@ def run_ray(
                     rec = ray.get(done[0])
                 except Exception as exc:  # worker died (OOM, segfault, os._exit): record it, go on
                     rec = {**base_record(spec), **failure(exc, where="worker")}
-                    write_record(out_dir, rec)
+                    if spec.timeout_s and time.monotonic() - submitted[done[0]] >= spec.timeout_s:  # the watchdog ended it
+                        rec["error"] = f"{timeout_message(spec.timeout_s)} (the job did not stop; its worker was ended)"
+                rec["job_id"] = spec.job_id  # the driver names the file, whatever came back
+                write_record(out_dir, rec)
                 records.append(rec)
                 if on_record:
                     on_record(rec)

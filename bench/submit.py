@@ -14,14 +14,17 @@ import torch
 
 from bench.context import Budget, RunContext
 from bench.errors import NonFiniteLossError, PluginError
+from bench.steps import StepBudgetError, check_steps, count_optimizer_steps, weights_changed
+from bench.timeout import SMOKE_TIMEOUT_S, JobTimeout, time_limit
 
 SMOKE_TASK = "mini-digits-class"
 SMOKE_STEPS = 2
 SMOKE_OPTIONS = {"forget_samples": 4, "remain_samples_per_class": 2, "sample_steps": 2}  # the smoke run evaluates nothing
 
 
-def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0") -> dict:
-    """Two capped steps on the smallest mini task: the method runs, leaves finite weights, respects the cap."""
+def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0", timeout_s: float | None = None) -> dict:
+    """Two capped steps on the smallest mini task: the method runs, leaves finite weights, respects
+    the cap, and ends within `timeout_s` (default SMOKE_TIMEOUT_S)."""
     from methods.base import make_hparams
     from methods.training import assert_finite_weights
     from tasks.base import TASKS
@@ -46,9 +49,14 @@ def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0") -> di
     ctx = RunContext(device=torch.device("cpu"), seed=0, task_kind=task.kind)
     inst = task.build(target, ctx)
     ctx.num_classes = inst.info.get("num_classes")
+    original = inst.model.frozen_copy()
     where = f"smoke run ({SMOKE_STEPS} steps on {task_name})"
+    limit = timeout_s or SMOKE_TIMEOUT_S
     try:
-        stats = method.unlearn(inst.model, inst.forget, inst.remain, Budget(max_steps=SMOKE_STEPS), ctx)
+        with time_limit(limit), count_optimizer_steps() as counted:
+            stats = method.unlearn(inst.model, inst.forget, inst.remain, Budget(max_steps=SMOKE_STEPS), ctx)
+    except JobTimeout as exc:
+        raise PluginError(f"{who} {where}: {exc} (a hung method; --timeout raises the limit)") from None
     except NonFiniteLossError as exc:
         raise PluginError(f"{who} {where}: {exc}") from exc
     except Exception as exc:
@@ -62,15 +70,16 @@ def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0") -> di
     for k, v in (stats or {}).items():
         if isinstance(v, float) and not math.isfinite(v):
             raise PluginError(f"{who} {where}: returned statistic {k!r} = {v}")
-    if ctx.steps_done > SMOKE_STEPS:
-        raise PluginError(
-            f"{who} took {ctx.steps_done} steps with Budget(max_steps={SMOKE_STEPS}); loop over range(budget.steps(n)) to honour the suite's cap"
-        )
-    return {"steps": ctx.steps_done}
+    try:
+        check_steps(who, ctx.steps_done, counted.optimizer_steps, weights_changed(inst.model.denoiser, original.denoiser), SMOKE_STEPS)
+    except StepBudgetError as exc:
+        raise PluginError(f"{where}: {exc}") from None
+    return {"steps": ctx.steps_done, "optimizer_steps": counted.optimizer_steps}
 
 
 def submit(args) -> int:
     from bench.cli import run_suite, write_leaderboard
+    from bench.outdir import results_lock
     from bench.plan import load_suite
     from bench.plugins import is_file_reference, load_submission
 
@@ -81,13 +90,14 @@ def submit(args) -> int:
         ref = str(Path(path).expanduser().resolve()) + (f":{cls_name}" if cls_name else "")
     method_cls = load_submission(ref)
     print(f"submit: {method_cls.name} ({ref}) passed the interface checks; smoke run…", file=sys.stderr)
-    smoke = smoke_test(method_cls)
+    smoke = smoke_test(method_cls, timeout_s=getattr(args, "timeout", None))  # seconds; touches no results
     print(f"submit: smoke run ok ({smoke}); running suite {args.suite}", file=sys.stderr)
     suite = load_suite(args.suite)
     # the suite's own rows run too (resume skips those already recorded) so the new row has company
     refs = [m.label for m in suite.methods if m.label != method_cls.name] + [ref]
-    run_suite(args.suite, args, method_refs=refs)
-    write_leaderboard(args.out, echo=False)
+    with results_lock(args.out):
+        run_suite(args.suite, args, method_refs=refs)
+        write_leaderboard(args.out, echo=False)
     print(ranking_summary(args.out, method_cls.name))
     print(f"submit: {time.time() - t0:.0f} s from submit to ranked row; leaderboard: {Path(args.out) / 'LEADERBOARD.md'}", file=sys.stderr)
     return 0 if _all_ok(args.out, method_cls.name) else 1

@@ -152,9 +152,9 @@ def aggregate(records: list[dict], tasks: Iterable[str] | None = None, methods: 
         # a label seen under several settings keeps them apart, named by their hash
         multi = agg.groupby("label")["setting_hash"].transform("nunique") > 1
         agg["row"] = agg["label"].where(~multi, agg["label"] + " [" + agg["setting_hash"].str[:6] + "]")
-        agg["reference"] = agg["label"].isin(REFERENCE_ROWS)
+        agg["reference"] = agg["method"].isin(REFERENCE_ROWS)  # the method decides, never the label
         order = {name: i for i, name in enumerate(REFERENCE_ROWS)}
-        agg["_order"] = agg["label"].map(lambda l: order.get(l, len(order)))
+        agg["_order"] = agg["method"].map(lambda m: order.get(m, len(order)))
         agg["_score"] = -agg["score mean"].round(12)  # ranked rows best first; unscored last, by name
         agg = agg.sort_values(["_order", "_score", "row"], na_position="last").drop(columns=["_order", "_score"]).reset_index(drop=True)
         per_target = per_target_means(ok, agg, metric_cols)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -139,7 +140,10 @@ def _resume(directory: Path, recipe, model, ema, opt, sched, gen) -> int:
     path = directory / STATE_FILE
     if not path.exists():
         return 0
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # tensors and plain containers only: a state file never runs code on load
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"training state at {path} holds more than tensors and plain values; refusing to load it ({str(exc).splitlines()[0]})") from None
     if state["recipe"] != recipe.to_dict():
         raise ValueError(f"training state at {path} belongs to another recipe; use a fresh checkpoint_dir")
     model.denoiser.load_state_dict(state["model"])

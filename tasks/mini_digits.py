@@ -55,6 +55,7 @@ def neighbour_classes(target: int) -> list[int]:
 @register_task
 class MiniDigitsClass(Task):
     name = "mini-digits-class"
+    timeout_s = 3600.0  # per-job wall-clock default (bench/timeout.py): minutes on a CPU
     kind = "class"
     metrics = ("class-accuracy", "fid")
     Config = MiniDigitsConfig

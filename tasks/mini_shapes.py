@@ -108,6 +108,7 @@ class MiniShapesConfig:
 class MiniShapesTask(Task):
     Config = MiniShapesConfig
     metrics = ("zero-shot-ua", "alignment", "retention")
+    timeout_s = 3600.0  # per-job wall-clock default (bench/timeout.py): minutes on a CPU
     target_list: tuple[str, ...]
     zero_shot_what: str
 
@@ -153,7 +154,7 @@ class MiniShapesTask(Task):
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
         path = cache_root() / "mini-shapes-images" / f"{key}.pt"
         if path.exists():
-            return torch.load(path, map_location="cpu").float() / 255
+            return torch.load(path, map_location="cpu", weights_only=True).float() / 255
         images = model.sample(prompts, seeds, **self.sampler())
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{random.getrandbits(32)}.tmp")

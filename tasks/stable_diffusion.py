@@ -169,7 +169,7 @@ class StableDiffusionTask(Task):
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
         path = cache_root() / "sd-images" / f"{label}-{key}.pt"
         if path.exists():
-            return torch.load(path, map_location="cpu")
+            return torch.load(path, map_location="cpu", weights_only=True)
         s = self.sampler()
         images = model.sample(prompts, seeds, steps=s["steps"], guidance=s["guidance"], batch_size=s["batch_size"])
         latents = torch.cat([model.encode(images[i : i + s["batch_size"]].to(model.device) * 2 - 1).float().cpu()

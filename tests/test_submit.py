@@ -104,7 +104,31 @@ SMOKE_BAD = {
     def unlearn(self, model, forget, remain, budget, ctx):
         for _ in range(self.hparams.steps):
             ctx.step(0.0)
-""", "took 5 steps with Budget(max_steps=2)"),
+""", "took 5 steps (0 optimiser steps, 5 reported) with budget max_steps=2"),
+    "hides its steps": ("""
+    def unlearn(self, model, forget, remain, budget, ctx):
+        opt = torch.optim.SGD(model.denoiser.parameters(), lr=1e-4)
+        batches = remain.batches(8, ctx.generator)
+        for _ in range(budget.steps(self.hparams.steps)):
+            b = next(batches)
+            loss = simple_loss(model, b.x, model.condition(b.keys), ctx.generator)
+            opt.zero_grad(); loss.backward(); opt.step()
+""", "took 2 optimiser steps but reported no steps"),
+    "steps past the cap": ("""
+    def unlearn(self, model, forget, remain, budget, ctx):
+        opt = torch.optim.SGD(model.denoiser.parameters(), lr=1e-4)
+        batches = remain.batches(8, ctx.generator)
+        for _ in range(self.hparams.steps):
+            b = next(batches)
+            loss = simple_loss(model, b.x, model.condition(b.keys), ctx.generator)
+            opt.zero_grad(); loss.backward(); opt.step()
+        ctx.step(loss)
+""", "took 5 steps (5 optimiser steps, 1 reported) with budget max_steps=2"),
+    "silent edit": ("""
+    def unlearn(self, model, forget, remain, budget, ctx):
+        with torch.no_grad():
+            next(model.denoiser.parameters()).mul_(0.5)
+""", "changed the weights but reported no steps"),
 }
 
 

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from bench.adapters.base import DiffusionModel
 from bench.adapters.text_encoders import HFCLIPTextEncoder, TextEncoder
-from bench.errors import MissingWeightsError
+from bench.errors import ConfigError, MissingWeightsError
 
 SD14 = "CompVis/stable-diffusion-v1-4"
 
@@ -38,6 +38,10 @@ def _local_snapshot(repo_or_path: str) -> str | None:
     except Exception:  # noqa: BLE001 - not cached: the uncached loader raises MissingWeightsError
         return None
 
+
+DEFAULT_TEXT_ENCODER = "bench.adapters.text_encoders:HFCLIPTextEncoder"
+# the text-encoder classes a checkpoint's unlearn_bench.json may name (module:qualname)
+TEXT_ENCODERS = frozenset({DEFAULT_TEXT_ENCODER, "tasks.mini.shapes_clip:OpenClipTextEncoder"})
 
 class TextToImageModel(DiffusionModel):
     kind = "text"
@@ -153,7 +157,10 @@ class TextToImageModel(DiffusionModel):
         if not index.exists():
             return cls.from_pretrained_sd(str(path), device=device)
         meta = json.loads(index.read_text())
-        mod, _, qual = meta.get("text_encoder", "bench.adapters.text_encoders:HFCLIPTextEncoder").partition(":")
+        kind = meta.get("text_encoder", DEFAULT_TEXT_ENCODER)
+        if kind not in TEXT_ENCODERS:  # a checkpoint's JSON never names code to import
+            raise ConfigError(f"text-to-image checkpoint at {path} names text encoder {kind!r}, not one of the loadable kinds: {', '.join(sorted(TEXT_ENCODERS))}")
+        mod, _, qual = kind.partition(":")
         enc_cls = getattr(importlib.import_module(mod), qual)
         try:
             unet = UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True)
