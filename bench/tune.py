@@ -93,7 +93,8 @@ def _tune_space(space: dict):
 
 
 def _job(suite: Suite, te: TaskEntry, me: MethodEntry, hparams: dict, target: str) -> JobSpec:
-    return JobSpec(f"tune:{suite.name}", te.task, te.options, target, me.method, me.label, hparams, int(suite.seeds[0]), suite.budget)
+    return JobSpec(f"tune:{suite.name}", te.task, te.options, target, me.method, me.label, hparams, int(suite.seeds[0]),
+                   suite.budget, timeout_s=suite.timeout_s)
 
 
 def _ok_record(spec: JobSpec, out_dir, threads: int | None) -> dict:
@@ -227,7 +228,8 @@ def tuned_suite(suite: Suite, results: list[TuneResult]) -> dict:
             entry["hparams_by_task"] = by_task
         methods.append(entry if len(entry) > 1 else me.method)
     return {"name": suite.name, "description": suite.description, "seeds": list(suite.seeds), "tasks": tasks,
-            "methods": methods, **({"budget": suite.budget} if suite.budget else {})}
+            "methods": methods, **({"budget": suite.budget} if suite.budget else {}),
+            **({"timeout_s": suite.timeout_s} if suite.timeout_s else {})}
 
 
 def report_markdown(suite: Suite, results: list[TuneResult], settings: TuneSettings) -> str:
