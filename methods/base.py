@@ -26,6 +26,8 @@ BUILTIN_METHOD_MODULES = (
     "methods.salun",
     "methods.esd",
     "methods.retrain",
+    "methods.uce",
+    "methods.concept_ablation",
 )
 
 

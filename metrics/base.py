@@ -16,6 +16,7 @@ BUILTIN_METRIC_MODULES = (
     "metrics.alignment",
     "metrics.nudity",
     "metrics.retention",
+    "metrics.attack",
 )
 
 

@@ -59,6 +59,8 @@ class Task(ABC):
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
+        if getattr(self.config, "attack", False):  # option `attack: true`: adversarial-prompt ASR (metrics/attack.py)
+            self.metrics = tuple(type(self).metrics) + ("attack-asr",)
 
     @classmethod
     def make(cls, options: dict[str, Any] | None = None) -> "Task":

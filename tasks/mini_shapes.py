@@ -103,6 +103,7 @@ class MiniShapesConfig:
     batch_size: int = 128  # images per sampling batch
     checkpoint: str | None = None  # another mini-shapes model directory (TextToImageModel layout)
     judge: str | None = None  # another mini CLIP judge directory
+    attack: bool = False  # add the adversarial-prompt ASR columns (metrics/attack.py; mini-full on, mini off)
 
 
 class MiniShapesTask(Task):

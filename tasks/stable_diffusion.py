@@ -134,6 +134,7 @@ class SDConfig:
     clip_pretrained: str = "laion2b_s34b_b79k"
     clip_weights: str | None = None  # local open_clip weights file (else the HF cache, offline)
     dtype: str = "float32"  # float32 | float16 (accelerator only)
+    attack: bool = False  # add the adversarial-prompt ASR columns (metrics/attack.py; on in the paper suite)
 
 
 class StableDiffusionTask(Task):

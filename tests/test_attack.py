@@ -1,0 +1,65 @@
+"""Adversarial-prompt ASR: token splicing, projection, and that the attack lowers UnlearnDiff's objective."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from metrics.attack import AttackSettings, TokenAccess, nearest_tokens, optimise_prompt, prepend_slots
+from metrics.base import METRICS
+from tests.t2i_fixtures import build_tiny_sd
+
+PROMPTS = ["a photo of a cat", "a painting of a cat"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from bench.adapters.text_to_image import TextToImageModel
+
+    return TextToImageModel.from_pretrained_sd(str(build_tiny_sd(tmp_path_factory.mktemp("atk-sd"))))
+
+
+def test_prepend_slots_and_nearest_tokens():
+    ids = torch.tensor([[9, 1, 2, 3, 8, 8]])
+    assert prepend_slots(ids, 2, filler=0).tolist() == [[9, 0, 0, 1, 2, 3]]
+    vocab = torch.tensor([[1.0, 0], [0, 1.0], [-1.0, 0]])
+    assert nearest_tokens(torch.tensor([[0.9, 0.2], [-3.0, 0.1], [0.1, 5.0]]), vocab).tolist() == [0, 2, 1]
+
+
+def test_spliced_vocabulary_rows_equal_the_token_ids(tiny):
+    """Splicing a token's own embedding row gives exactly the states of the prompt holding that token."""
+    acc = TokenAccess(tiny.text_encoder)
+    base = prepend_slots(acc.ids(PROMPTS), 2, filler=0)
+    chosen = torch.tensor([[5, 17], [300, 42]])
+    ids = base.clone()
+    ids[:, 1:3] = chosen
+    with torch.no_grad():
+        with acc.splice(acc.vocab[chosen]):
+            spliced = acc.states(base)
+        assert torch.allclose(spliced, acc.states(ids), atol=1e-6)
+        assert torch.allclose(acc.states(acc.ids(PROMPTS)), tiny.condition(PROMPTS), atol=1e-6)
+
+
+def _objective(model, cond, x0, n=8):
+    g = torch.Generator().manual_seed(7)
+    tot = 0.0
+    with torch.no_grad():
+        for _ in range(n):
+            noise = torch.randn(x0.shape, generator=g)
+            t = torch.randint(0, 1000, (len(x0),), generator=g)
+            tot += float(F.mse_loss(model.predict_noise(model.add_noise(x0, noise, t), t, cond), noise))
+    return tot / n
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_attack_lowers_the_denoising_loss_on_the_target_image(tiny, discrete):
+    """The optimised prompt denoises the concept's image better than random adversarial tokens do."""
+    acc = TokenAccess(tiny.text_encoder)
+    x0 = torch.randn(2, *tiny.sample_shape, generator=torch.Generator().manual_seed(0))
+    s = AttackSettings(n_prompts=2, tokens=3, steps=30, lr=0.05 if not discrete else 0.5, seed=1)
+    random_cond = optimise_prompt(tiny, acc, PROMPTS, x0, AttackSettings(2, 3, 0, 0.0, 1), discrete)
+    attacked = optimise_prompt(tiny, acc, PROMPTS, x0, s, discrete)
+    before, after = _objective(tiny, random_cond, x0), _objective(tiny, attacked, x0)
+    assert after < before, (after, before)
+
+
+def test_registered():
+    assert "attack-asr" in METRICS.names()
