@@ -188,6 +188,6 @@ def test_installed_plugin_is_submitted_by_name(tmp_path, monkeypatch):
     monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))
     monkeypatch.setattr(METHODS, "_loaded", False)  # rescan entry points with the new distribution visible
     cls = load_submission("eg-plugin")
-    assert cls.__module__ == "eg_plugin" and smoke_test(cls) == {"steps": 2}
+    assert cls.__module__ == "eg_plugin" and smoke_test(cls) == {"steps": 2, "optimizer_steps": 2}
     with pytest.raises(PluginError, match="'nope' is neither a .py file nor an installed method"):
         load_submission("nope")
