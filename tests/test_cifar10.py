@@ -273,7 +273,7 @@ def test_paper_dry_run_loads_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("UNLEARN_BENCH_DATA", str(tmp_path / "no-data"))
     monkeypatch.setenv("UNLEARN_BENCH_CACHE", str(tmp_path / "no-cache"))
     paper = [m.method for m in load_suite("paper").methods]
-    assert paper == ["original", "finetune", "retrain", "graddiff", "salun", "esd-u", "esd-x", "rg", "rgd", "rgd"]
+    assert paper == ["original", "finetune", "retrain", "graddiff", "salun", "esd-u", "esd-x", "rg", "rgd", "rgd", "uce", "ca"]
     have = list(dict.fromkeys(m for m in paper if m in METHODS.names()))
     assert main(["run", "--suite", "paper", "--dry-run", "--out", str(tmp_path / "res"), "--methods", *have]) == 0
     out = capsys.readouterr().out

@@ -104,8 +104,10 @@ def test_every_method_runs_end_to_end(task_name):
     assert -1 <= float(inst.forget.x.min()) and float(inst.forget.x.max()) <= 1
     methods = [m for m in METHODS.names() if task_cls.kind in METHODS.get(m).task_kinds]
     assert {"original", "finetune", "graddiff"} <= set(methods)
+    small = {"ca": {"anchor_images": 2, "anchor_sample_steps": 2}, "esd-u": {"ddim_steps": 4}, "esd-x": {"ddim_steps": 4}}
     for method in methods:
-        rec = execute(JobSpec("t", task_name, FAST, task.targets()[0], method, method, {}, 0, {"max_steps": 2}), device="cpu")
+        spec = JobSpec("t", task_name, FAST, task.targets()[0], method, method, small.get(method, {}), 0, {"max_steps": 2})
+        rec = execute(spec, device="cpu")
         assert rec["status"] == "ok", (method, rec.get("error"))
         cols = rec["metrics"]
         assert any(c.startswith("AS-train (mini-shapes-clip-judge, raw cosine, n=2)") for c in cols), cols
