@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from bench.errors import ConfigError
 from methods.base import Method, register_method
+from methods.training import select_trainable
 
 Teacher = Literal["current", "frozen"]
 
@@ -118,12 +119,7 @@ class ConceptAblation(Method):
         if not names:
             raise ConfigError(f"ca: the denoiser has no parameters in group {hp.parameters!r}")
         frozen = model.frozen_copy() if hp.teacher == "frozen" else None
-        keep = set(names)
-        params = []
-        for n, p in model.denoiser.named_parameters():
-            p.requires_grad_(n in keep)
-            if n in keep:
-                params.append(p)
+        params = select_trainable(model, names)
         opt = torch.optim.AdamW(params, lr=hp.lr, betas=(0.9, 0.999), weight_decay=hp.weight_decay, eps=1e-8)
         model.denoiser.train()
         g, N = ctx.generator, len(targets)
