@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--methods", nargs="+", help="restrict to these methods (labels or names)")
     tu.add_argument("--threads", type=int, default=None, help="torch threads per trial (default: all cores)")
     tu.add_argument("--out", default="results-tune", help="records/, TUNING.md, tuned-<suite>.yaml, plots/")
+    tu.add_argument("--name", help="the name the tuned suite carries (default: the tuned suite's own)")
 
     ls = sub.add_parser("list", help="list methods, tasks, metrics or suites")
     ls.add_argument("what", choices=["methods", "tasks", "metrics", "suites"])
@@ -209,7 +210,8 @@ def cmd_tune(args) -> int:
 
     settings = TuneSettings(trials=args.trials, validation_targets=args.validation_targets, seed=args.seed)
     suite = load_suite(args.suite)
-    tune_suite(suite, args.out, settings, tasks=args.tasks, methods=args.methods, threads=args.threads or os.cpu_count() or 1)
+    tune_suite(suite, args.out, settings, tasks=args.tasks, methods=args.methods, threads=args.threads or os.cpu_count() or 1,
+               name=args.name)
     print(f"tuned suite: {Path(args.out) / f'tuned-{suite.name}.yaml'}; report: {Path(args.out) / 'TUNING.md'}", file=sys.stderr)
     return 0
 

@@ -74,12 +74,14 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
                 weights_changed(inst.model.denoiser, original.denoiser), spec.budget.get("max_steps"))
     inst.model.denoiser.eval()
     images_for_unlearning = ctx.images_generated
-    metrics, directions = {}, {}
+    metrics, directions, metric_seconds = {}, {}, {}
     with Timer() as eval_timer:
         for name in task.metrics:
             metric = METRICS.get(name)()
             directions.update(metric.columns(inst))
-            metrics.update({k: float(v) for k, v in metric.compute(inst, inst.model, original, ctx).items()})
+            with Timer() as metric_timer:  # each metric's cost (e.g. the attack's) lands in cost, not in metrics
+                metrics.update({k: float(v) for k, v in metric.compute(inst, inst.model, original, ctx).items()})
+            metric_seconds[name] = round(metric_timer.seconds, 3)
     return {
         "status": "ok",
         "task_kind": task.kind,
@@ -91,6 +93,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
         "cost": {
             "unlearn_seconds": round(timer.seconds, 3),
             "eval_seconds": round(eval_timer.seconds, 3),
+            "metric_seconds": metric_seconds,  # eval_seconds per metric
             "steps": ctx.steps_done,
             "optimizer_steps": counted.optimizer_steps,  # counted by the harness (bench/steps.py)
             "peak_host_mem_mb": round(mem.peak_host_mb, 1),

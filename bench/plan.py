@@ -21,6 +21,7 @@ class MethodEntry:
     label: str  # leaderboard row name
     hparams: dict = field(default_factory=dict)
     hparams_by_task: dict = field(default_factory=dict)
+    tuned: tuple[str, ...] = ()  # tasks whose hparams_by_task values `unlearn-bench tune` selected
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,15 @@ class Suite:
     budget: dict = field(default_factory=dict)
     description: str = ""
     timeout_s: float | None = None  # per-job wall-clock limit; None: each task's default (bench/timeout.py)
+    hparams_source: str = "given"  # where untuned hyper-parameters come from: "reference" (the papers') or "given"
+    tuning: dict = field(default_factory=dict)  # the tuning budget behind the `tuned` entries (trials, held-out targets)
+
+    def hparams_source_for(self, entry: MethodEntry, task: str) -> str:
+        """What a record says about its hyper-parameters: tuned (with the budget), reference or given."""
+        if task in entry.tuned:
+            t = self.tuning
+            return f"tuned ({t.get('trials', '?')} trials x {t.get('validation_targets', '?')} held-out target)"
+        return self.hparams_source
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class JobSpec:
     seed: int
     budget: dict
     timeout_s: float | None = None  # wall-clock limit of the job (not part of the setting: a limit changes no result)
+    hparams_source: str = "given"  # tuned (budget) / reference / given: a label, not a setting (the values are)
 
     def setting(self) -> dict[str, Any]:
         """What must match for two records to be averaged together (everything but target and seed)."""
@@ -103,9 +114,16 @@ def load_suite(name_or_path: str) -> Suite:
 def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>") -> Suite:
     if not isinstance(raw, dict):
         raise ConfigError(f"suite {source} must be a mapping with 'tasks' and 'methods'")
-    unknown = set(raw) - {"name", "description", "tasks", "methods", "seeds", "budget", "timeout_s"}
+    unknown = set(raw) - {"name", "description", "tasks", "methods", "methods_from", "seeds", "budget", "timeout_s",
+                          "hparams_source", "tuning"}
     if unknown:
         raise ConfigError(f"suite {source}: unknown key(s) {', '.join(sorted(unknown))}")
+    if raw.get("methods_from"):  # share another built-in suite's method list (and how it was selected)
+        if raw.get("methods"):
+            raise ConfigError(f"suite {source}: give either 'methods' or 'methods_from', not both")
+        base = load_suite(str(raw["methods_from"]))
+        raw = {"hparams_source": base.hparams_source, "tuning": base.tuning, **raw,
+               "methods": [_entry_data(m) for m in base.methods]}
     for key in ("tasks", "methods"):
         if not raw.get(key):
             raise ConfigError(f"suite {source} needs a non-empty '{key}'")
@@ -146,7 +164,30 @@ def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>")
     timeout_s = raw.get("timeout_s")
     if timeout_s is not None:
         timeout_s = check_timeout(timeout_s, f"suite {source}: timeout_s")
-    return Suite(str(raw.get("name", default_name)), tasks, methods, seeds, budget, str(raw.get("description", "")), timeout_s)
+    source_kind = raw.get("hparams_source", "given")
+    if source_kind not in ("given", "reference"):
+        raise ConfigError(f"suite {source}: hparams_source must be 'given' or 'reference' (tuned values are marked per method by 'tuned')")
+    tuning = raw.get("tuning") or {}
+    if not isinstance(tuning, dict):
+        raise ConfigError(f"suite {source}: 'tuning' must be a mapping (trials, validation_targets, ...)")
+    if any(m.tuned for m in methods) and not tuning:
+        raise ConfigError(f"suite {source}: methods marked 'tuned' need the suite's 'tuning' budget")
+    return Suite(str(raw.get("name", default_name)), tasks, methods, seeds, budget, str(raw.get("description", "")), timeout_s,
+                 source_kind, dict(tuning))
+
+
+def _entry_data(m: MethodEntry) -> dict:
+    """A MethodEntry as suite YAML data (what parse_method_entry reads back)."""
+    entry: dict = {"method": m.method}
+    if m.label != m.method:
+        entry["label"] = m.label
+    if m.hparams:
+        entry["hparams"] = dict(m.hparams)
+    if m.hparams_by_task:
+        entry["hparams_by_task"] = {t: dict(v or {}) for t, v in m.hparams_by_task.items()}
+    if m.tuned:
+        entry["tuned"] = list(m.tuned)
+    return entry
 
 
 def check_timeout(value: Any, who: str) -> float:
@@ -158,14 +199,17 @@ def check_timeout(value: Any, who: str) -> float:
 def parse_method_entry(m: Any, source: str = "<suite>") -> MethodEntry:
     if isinstance(m, str):
         return MethodEntry(m, m)
-    if not isinstance(m, dict) or "method" not in m or set(m) - {"method", "label", "hparams", "hparams_by_task"}:
-        raise ConfigError(f"suite {source}: method entry {m!r} must be a name or {{method, label?, hparams?, hparams_by_task?}}")
+    if not isinstance(m, dict) or "method" not in m or set(m) - {"method", "label", "hparams", "hparams_by_task", "tuned"}:
+        raise ConfigError(f"suite {source}: method entry {m!r} must be a name or {{method, label?, hparams?, hparams_by_task?, tuned?}}")
     hparams, by_task = m.get("hparams") or {}, m.get("hparams_by_task") or {}
     if not isinstance(hparams, dict):
         raise ConfigError(f"suite {source}: method {m['method']!r} hparams must be a mapping name -> value, not {hparams!r}")
     if not isinstance(by_task, dict) or not all(isinstance(v, dict) or v is None for v in by_task.values()):
         raise ConfigError(f"suite {source}: method {m['method']!r} hparams_by_task must map task -> {{name: value}}, not {by_task!r}")
-    return MethodEntry(str(m["method"]), str(m.get("label", m["method"])), dict(hparams), dict(by_task))
+    tuned = m.get("tuned") or []
+    if not isinstance(tuned, list) or not all(t in by_task for t in tuned):
+        raise ConfigError(f"suite {source}: method {m['method']!r} 'tuned' must list tasks that have hparams_by_task values")
+    return MethodEntry(str(m["method"]), str(m.get("label", m["method"])), dict(hparams), dict(by_task), tuple(map(str, tuned)))
 
 
 def plan_jobs(
@@ -221,7 +265,8 @@ def plan_jobs(
             for target in task_targets:
                 for seed in seeds or suite.seeds:
                     limit = timeout_s or suite.timeout_s or default_timeout(task_cls)
-                    jobs.append(JobSpec(suite.name, te.task, te.options, target, me.method, label, hparams, int(seed), suite.budget, limit))
+                    jobs.append(JobSpec(suite.name, te.task, te.options, target, me.method, label, hparams, int(seed), suite.budget, limit,
+                                        suite.hparams_source_for(me, te.task)))
     if not jobs:
         raise ConfigError("the selection matches no job (check --tasks/--methods/--targets)")
     return jobs

@@ -121,13 +121,8 @@ def _trial(config: dict, *, base: dict, jobs: list[dict], originals: dict, out_d
     return {"score": mean if math.isfinite(mean) else 0.0, "valid": math.isfinite(mean), "job_ids": " ".join(ids)}
 
 
-def tune_one(suite: Suite, te: TaskEntry, me: MethodEntry, targets: list[str], originals: dict, out_dir: Path,
-             settings: TuneSettings, threads: int) -> TuneResult | None:
-    """Search one (task, method); None when the method has nothing to tune or does not apply."""
-    import optuna
-    from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
-
+def search_plan(te: TaskEntry, me: MethodEntry):
+    """(suite hyper-parameters, concrete space) of one (task, method); None when it is not tuned there."""
     from methods.base import make_hparams
     from methods.search_space import declared_space, resolve_space
     from tasks.base import TASKS
@@ -141,8 +136,30 @@ def tune_one(suite: Suite, te: TaskEntry, me: MethodEntry, targets: list[str], o
     base = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
     resolved = make_hparams(method_cls, {**method_cls.defaults_by_kind.get(kind, {}), **base})
     space = resolve_space(declared_space(method_cls), resolved)
-    if not space:
-        return None
+    return (base, space) if space else None
+
+
+def _progress_callback(bar):
+    from ray import tune
+
+    class Progress(tune.Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            bar.update(1)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            bar.update(1)
+
+    return Progress()
+
+
+def tune_one(suite: Suite, te: TaskEntry, me: MethodEntry, base: dict, space: dict, targets: list[str], originals: dict,
+             out_dir: Path, settings: TuneSettings, threads: int, bar=None) -> TuneResult:
+    """Search one (task, method) over `space` (from search_plan) with Ray Tune and Optuna's seeded TPE."""
+    import optuna
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     jobs = [dataclasses.asdict(_job(suite, te, me, base, t)) for t in targets]
     sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=max(1, min(4, settings.trials // 2)))
     searcher = OptunaSearch(metric="score", mode="max", sampler=sampler)
@@ -154,7 +171,8 @@ def tune_one(suite: Suite, te: TaskEntry, me: MethodEntry, targets: list[str], o
         trainable,
         param_space=_tune_space(space),
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=settings.trials, max_concurrent_trials=1),
-        run_config=tune.RunConfig(name=f"{te.task}__{me.label}", storage_path=str((out_dir / "ray").resolve()), verbose=0),
+        run_config=tune.RunConfig(name=f"{te.task}__{me.label}", storage_path=str((out_dir / "ray").resolve()), verbose=0,
+                                  callbacks=[_progress_callback(bar)] if bar is not None else None),
     )
     grid = tuner.fit()
     trials = []
@@ -176,7 +194,8 @@ def run_originals(suite: Suite, te: TaskEntry, targets: list[str], out_dir: Path
     return out
 
 
-def tune_suite(suite: Suite, out_dir, settings: TuneSettings, tasks=None, methods=None, threads: int = 1) -> list[TuneResult]:
+def tune_suite(suite: Suite, out_dir, settings: TuneSettings, tasks=None, methods=None, threads: int = 1,
+               name: str | None = None) -> list[TuneResult]:
     """Tune every (task, method) of the suite (optionally restricted); write the report and tuned suite."""
     import os
 
@@ -191,45 +210,52 @@ def tune_suite(suite: Suite, out_dir, settings: TuneSettings, tasks=None, method
         raise ConfigError("tune: the selection matches no task or method")
     if not ray.is_initialized():
         ray.init(num_cpus=max(threads, 1), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    from tqdm import tqdm
+
+    plans = {(te.task, me.label): search_plan(te, me) for te in task_entries for me in method_entries}
+    total = sum(settings.trials for p in plans.values() if p)
     results = []
-    for te in task_entries:
-        targets = validation_targets(te, settings.validation_targets)
-        print(f"tune {te.task}: validation targets {', '.join(targets)} (reported targets are never seen)", file=sys.stderr)
-        originals = run_originals(suite, te, targets, out_dir, threads)
-        for me in method_entries:
-            res = tune_one(suite, te, me, targets, originals, out_dir, settings, threads)
-            if res is None:
-                continue
-            best = res.best
-            print(f"  {me.label}: best score {best.score:.3f} at {best.hparams}" if best else f"  {me.label}: every trial failed",
-                  file=sys.stderr)
-            results.append(res)
-    write_outputs(suite, results, settings, out_dir)
+    with tqdm(total=total, desc="tune trials", unit="trial", file=sys.stderr) as bar:
+        for te in task_entries:
+            targets = validation_targets(te, settings.validation_targets)
+            bar.write(f"tune {te.task}: validation targets {', '.join(targets)} (reported targets are never seen)")
+            originals = run_originals(suite, te, targets, out_dir, threads)
+            for me in method_entries:
+                plan = plans[(te.task, me.label)]
+                if plan is None:
+                    continue
+                bar.set_postfix_str(f"{te.task}/{me.label}")
+                res = tune_one(suite, te, me, *plan, targets, originals, out_dir, settings, threads, bar)
+                best = res.best
+                bar.write(f"  {me.label}: best score {best.score:.3f} at {best.hparams}" if best else f"  {me.label}: every trial failed")
+                results.append(res)
+    write_outputs(suite, results, settings, out_dir, name)
     return results
 
 
-def tuned_suite(suite: Suite, results: list[TuneResult]) -> dict:
-    """The suite as YAML data with each tuned method's chosen values in `hparams_by_task`."""
+def tuned_suite(suite: Suite, results: list[TuneResult], settings: TuneSettings, name: str | None = None) -> dict:
+    """The suite as YAML data with each tuned method's chosen values in `hparams_by_task`, those tasks
+    listed under the entry's `tuned`, and the budget under `tuning` (the leaderboard shows both)."""
+    from bench.plan import _entry_data
+
     chosen = {(r.task, r.label): r.best.hparams for r in results if r.best}
     tasks = {te.task: {k: v for k, v in (("targets", list(te.targets) if te.targets else None), ("options", te.options)) if v}
              for te in suite.tasks}
     methods = []
     for me in suite.methods:
-        by_task = {t: dict(v) for t, v in me.hparams_by_task.items()}
+        by_task = {t: dict(v or {}) for t, v in me.hparams_by_task.items()}
+        tuned = list(me.tuned)
         for (task, label), values in chosen.items():
             if label == me.label:
                 by_task[task] = {**by_task.get(task, {}), **{k: float(f"{v:.4g}") for k, v in values.items()}}
-        entry = {"method": me.method}
-        if me.label != me.method:
-            entry["label"] = me.label
-        if me.hparams:
-            entry["hparams"] = dict(me.hparams)
-        if by_task:
-            entry["hparams_by_task"] = by_task
+                tuned += [task] if task not in tuned else []
+        entry = _entry_data(dataclasses.replace(me, hparams_by_task=by_task, tuned=tuple(tuned)))
         methods.append(entry if len(entry) > 1 else me.method)
-    return {"name": suite.name, "description": suite.description, "seeds": list(suite.seeds), "tasks": tasks,
-            "methods": methods, **({"budget": suite.budget} if suite.budget else {}),
-            **({"timeout_s": suite.timeout_s} if suite.timeout_s else {})}
+    tuning = {"trials": settings.trials, "validation_targets": settings.validation_targets, "searcher": "optuna-tpe",
+              "seed": settings.seed, "tuned_from": suite.name}
+    return {"name": name or suite.name, "description": suite.description, "seeds": list(suite.seeds), "tasks": tasks,
+            "hparams_source": suite.hparams_source, "tuning": tuning, "methods": methods,
+            **({"budget": suite.budget} if suite.budget else {}), **({"timeout_s": suite.timeout_s} if suite.timeout_s else {})}
 
 
 def report_markdown(suite: Suite, results: list[TuneResult], settings: TuneSettings) -> str:
@@ -276,12 +302,13 @@ def plot_trials(results: list[TuneResult], out_dir: Path) -> None:
         plt.close(fig)
 
 
-def write_outputs(suite: Suite, results: list[TuneResult], settings: TuneSettings, out_dir: Path) -> None:
+def write_outputs(suite: Suite, results: list[TuneResult], settings: TuneSettings, out_dir: Path, name: str | None = None) -> None:
     from bench.provenance import git_revision
 
     stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     header = (f"# Tuned by `unlearn-bench tune --suite {suite.name} --trials {settings.trials} --validation-targets "
               f"{settings.validation_targets} --seed {settings.seed}` on {stamp} (git {git_revision()}); report: TUNING.md\n")
-    (out_dir / f"tuned-{suite.name}.yaml").write_text(header + yaml.safe_dump(tuned_suite(suite, results), sort_keys=False, allow_unicode=True))
+    data = tuned_suite(suite, results, settings, name)
+    (out_dir / f"tuned-{suite.name}.yaml").write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     (out_dir / "TUNING.md").write_text(report_markdown(suite, results, settings) + "\n")
     plot_trials(results, out_dir)

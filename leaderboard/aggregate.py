@@ -21,6 +21,8 @@ from leaderboard.uncertainty import bootstrap_ci
 
 REFERENCE_ROWS = ("original", "retrain")
 COST_COLUMNS = {"time (s)": ("unlearn_seconds", "↓"), "peak mem (MB)": ("peak_mem_mb", "↓")}
+# costs shown only on tasks whose records have them: the attack metric's own seconds (cost.metric_seconds)
+OPTIONAL_COST_COLUMNS = {"attack (s)": ("attack_seconds", "↓")}
 # metric short names shown first, in this order; anything else follows alphabetically
 LEADING_METRICS = ("UA", "RA", "AS", "AS-train", "AS-test", "FID")
 
@@ -63,6 +65,8 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
                 "error": r.get("error"),
                 "unlearn_seconds": cost.get("unlearn_seconds"),
                 "peak_mem_mb": gpu if gpu is not None else cost.get("peak_host_mem_mb"),
+                "attack_seconds": (cost.get("metric_seconds") or {}).get("attack-asr"),
+                "hparams_source": r.get("hparams_source"),  # tuned (budget) / reference / given; absent before v0.2 records
                 **{f"metric::{k}": v for k, v in (r.get("metrics") or {}).items()},
             }
         )
@@ -83,7 +87,7 @@ class TaskTable:
 
     @property
     def metric_columns(self) -> list[str]:
-        return [c for c in self.columns if c not in COST_COLUMNS]
+        return [c for c in self.columns if c not in COST_COLUMNS and c not in OPTIONAL_COST_COLUMNS]
 
 
 def directions_from(records: Iterable[dict]) -> dict[str, str]:
@@ -116,9 +120,10 @@ def aggregate(records: list[dict], tasks: Iterable[str] | None = None, methods: 
             continue
         metric_cols = sorted((c for c in ok.columns if c.startswith("metric::") and ok[c].notna().any()), key=lambda c: column_order_key(c[8:]))
         names = [c.removeprefix("metric::") for c in metric_cols]
-        value_cols = metric_cols + [src for src, _ in COST_COLUMNS.values()]
-        display = names + list(COST_COLUMNS)
-        dirs = {n: directions.get(n, "↑") for n in names} | {k: d for k, (_, d) in COST_COLUMNS.items()}
+        costs = COST_COLUMNS | {k: v for k, v in OPTIONAL_COST_COLUMNS.items() if ok[v[0]].notna().any()}
+        value_cols = metric_cols + [src for src, _ in costs.values()]
+        display = names + list(costs)
+        dirs = {n: directions.get(n, "↑") for n in names} | {k: d for k, (_, d) in costs.items()}
         ok = ok.assign(**{c: pd.to_numeric(ok[c], errors="coerce") for c in value_cols})
         cols = score_columns(names)
         ok = ok.assign(score=job_scores(ok, references[references.task == task], cols))
@@ -134,7 +139,7 @@ def aggregate(records: list[dict], tasks: Iterable[str] | None = None, methods: 
         agg["targets"] = grouped["target"].nunique()
         agg["seeds"] = grouped["seed"].nunique()
         agg["method"] = grouped["method"].first()
-        for col, name in (("suite", "suites"), ("version", "versions"), ("git", "gits")):
+        for col, name in (("suite", "suites"), ("version", "versions"), ("git", "gits"), ("hparams_source", "hparams_source")):
             agg[name] = grouped[col].agg(_joined)
         for col in ("resolved", "budget", "task_options"):
             agg[col] = grouped[col].agg(lambda v: " | ".join(sorted(set(v))))
@@ -233,7 +238,7 @@ def _kind(tdf: pd.DataFrame) -> str | None:
 def _display(col: str) -> str:
     if col.startswith("metric::"):
         return col.removeprefix("metric::")
-    for name, (src, _) in COST_COLUMNS.items():
+    for name, (src, _) in (COST_COLUMNS | OPTIONAL_COST_COLUMNS).items():
         if src == col:
             return name
     return col

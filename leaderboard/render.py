@@ -21,6 +21,12 @@ LEGEND = (
     "non-reference value in bold; *reference rows* (Original, Retrain) are not ranked. time = unlearning "
     "wall time (evaluation excluded); peak mem = accelerator memory when the job had one, else host RSS."
 )
+SOURCES = (
+    "After the setting hash, where a row's hyper-parameters come from: *tuned* = selected by `unlearn-bench tune` "
+    "on held-out targets with the same budget for every method (the Settings list gives it); *reference* = the "
+    "papers' settings at the suite's shared step budget; *given* = set by hand in the suite."
+)
+SOURCE_TAGS = {"reference": "ref", "given": "given"}
 RANKING = (
     f"**Ranking rule.** {RULE} **Rank** = the band of ranks the score intervals allow: 1 + the rows whose interval "
     "lies wholly above, to N − the rows whose interval lies wholly below; rows whose intervals overlap "
@@ -92,7 +98,7 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
                     cell = fmt(row[f"{c} mean"], row[f"{c} std"], int(row["n"]))
                 cells.append(f"**{cell}**" if i in bests[c] else cell)
             cells.append(f"{int(row['n'])} ({int(row['targets'])}×{int(row['seeds'])})")
-            cells.append(f"`{row['setting_hash'][:6]}`")
+            cells.append(f"`{row['setting_hash'][:6]}`" + _source_tag(row["hparams_source"]))
             lines.append("| " + " | ".join(cells) + " |")
         citations = []
         for label, source, values in reported_rows(table.task, table.columns, list(reported)):
@@ -103,6 +109,8 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
             cells += ["", ""]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", LEGEND]
+        if table.rows["hparams_source"].astype(bool).any():
+            lines.append(SOURCES)
         if table.score:
             lines.append(f"rank, score: see the ranking rule at the top; here F reads `{table.score.forget}` and K reads `{table.score.keep}`.")
         if table.unscored:
@@ -116,8 +124,9 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
         for _, row in table.rows.drop_duplicates("setting_hash").iterrows():
             source = "" if row["method"] == row["label"] else f" ({md(row['method'])})"
             options = "" if shared_options else f"; task options {md(row['task_options'])}"
+            origin = f" ({md(row['hparams_source'])})" if row["hparams_source"] else ""
             lines.append(
-                f"- `{row['setting_hash'][:6]}` {md(row['row'])}{source}: hyper-parameters {md(row['resolved'])}; budget {md(row['budget'])}{options}"
+                f"- `{row['setting_hash'][:6]}` {md(row['row'])}{source}: hyper-parameters{origin} {md(row['resolved'])}; budget {md(row['budget'])}{options}"
             )
     if plots:
         lines.append("")
@@ -128,6 +137,13 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
         for f in sorted(table.failed, key=lambda f: (f["label"], str(f["target"]), f["seed"])):
             lines.append(f"- {md(f['label'])} target {md(f['target'])} seed {md(f['seed'])}: {md(f['error'])}")
     return "\n".join(lines) + "\n"
+
+
+def _source_tag(source: str) -> str:
+    """' tuned' / ' ref' / ' given' after the setting hash; nothing for records that do not say."""
+    if not source:
+        return ""
+    return " " + ", ".join("tuned" if s.startswith("tuned") else SOURCE_TAGS.get(s, md(s)) for s in source.split(", "))
 
 
 def render_overall(tables: list[TaskTable]) -> str:

@@ -1,8 +1,9 @@
 """Hyper-parameter search spaces, declared next to each method's HParams (`Method.search_space`).
 
 `unlearn-bench tune` gives every method the same number of trials over its own space. A space names
-only the method's key knobs (learning rate and one weight such as λ, α or η); a method that declares
-none is tuned on its learning rate alone, and one without a learning rate is not tuned. The learning
+only the method's key knobs (learning rate and one weight such as λ, α or η; UCE, which has no
+learning rate, its erase and preserve scales); a method that declares none is tuned on its learning
+rate alone, and one with neither (Original, Retrain's fixed recipe) is not tuned. The learning
 rate is searched around the value the suite resolves (log-uniform within a factor), so one space
 serves the mini models (lr 1e-4) and Stable Diffusion (1e-5) alike.
 """

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from bench.errors import ConfigError
 from methods.base import Method, register_method
+from methods.search_space import LogUniform
 
 Guide = Literal["paired", "empty"]
 Preserve = Literal["remain", "empty"]
@@ -156,6 +157,8 @@ class UCE(Method):
     name = "uce"
     HParams = UCEHParams
     task_kinds = ("concept", "style")
+    # no learning rate: `tune` searches the two scales that trade erasing against preserving
+    search_space = {"erase_scale": LogUniform(0.3, 3.0), "preserve_scale": LogUniform(0.01, 1.0)}
 
     def unlearn(self, model, forget, remain, budget, ctx):
         hp = self.hparams

@@ -57,6 +57,8 @@ def test_local_run_writes_records_and_leaderboard(tmp_path, capsys):
     for key in ("versions", "git", "seed", "setting_hash", "wall_seconds", "checkpoints", "hardware"):
         assert key in gd
     assert gd["cost"]["peak_host_mem_mb"] > 0
+    timed = gd["cost"]["metric_seconds"]  # every metric timed by the harness, within the evaluation's time
+    assert set(timed) == {"class-accuracy", "fid"} and sum(timed.values()) <= gd["cost"]["eval_seconds"] + 1e-3
     board = (out / "LEADERBOARD.md").read_text()
     assert "## mini-digits-class" in board and "*original* (ref)" in board and "graddiff" in board
     # resume: a second run skips finished jobs and does not touch their records

@@ -183,3 +183,25 @@ def test_intervals_and_bands_in_tables():
     rgd = next(r for r in rows if r["row"] == "rgd")
     assert (rgd["rank"], rgd["rank_best"], rgd["rank_worst"]) == (1, 1, 2)
     assert rgd["score ci_lo"] <= rgd["score mean"] <= rgd["score ci_hi"]
+
+
+def test_attack_seconds_are_a_cost_column_not_a_ranked_metric():
+    recs = [_rec(SHAPES, m, "cross", 0, {UA_S: ua, AS_S: 0.3, "ASR-pre (plain prompts, n=8)": asr}) for m, ua, asr in
+            (("original", 0.2, 0.9), ("rgd", 0.9, 0.1))]
+    for r, secs in zip(recs, (4.0, 6.0)):
+        r["cost"] = {"unlearn_seconds": 1.0, "metric_seconds": {"attack-asr": secs, "judge": 0.5}}
+    (table,) = aggregate(recs)
+    assert "attack (s)" in table.columns and "attack (s)" not in table.metric_columns
+    assert table.directions["attack (s)"] == "↓"
+    assert table.rows.set_index("row").loc["rgd", "attack (s) mean"] == 6.0
+    (plain,) = aggregate([_rec(SHAPES, "rgd", "cross", 0, {UA_S: 0.9, AS_S: 0.3})])
+    assert "attack (s)" not in plain.columns  # no attack, no column: the golden tables keep their bytes
+
+
+def test_rows_say_whether_their_hyper_parameters_were_tuned_and_with_what_budget():
+    recs = [_rec(SHAPES, m, "cross", 0, {UA_S: ua, AS_S: 0.3}) for m, ua in (("original", 0.2), ("rgd", 0.9), ("salun", 0.7))]
+    recs[0]["hparams_source"], recs[1]["hparams_source"] = "reference", "tuned (8 trials x 1 held-out target)"
+    md = build(recs, "markdown")
+    assert "`rgdrgd` tuned |" in md and "`origin` ref |" in md  # setting hash = (label * 16)[:16] in _rec
+    assert "rgd: hyper-parameters (tuned (8 trials x 1 held-out target))" in md and "*tuned* = selected by" in md
+    assert "`saluns` |" in md  # a record that does not say gets no tag

@@ -84,3 +84,26 @@ def test_malformed_yaml_file(tmp_path):
         load_suite(str(p))
     with pytest.raises(ConfigError, match="unknown suite"):
         load_suite("no-such-suite")
+
+
+def test_methods_from_shares_a_suite_method_list_and_jobs_say_where_hparams_came_from():
+    from bench.plan import load_suite, parse_suite, plan_jobs
+
+    ref = load_suite("mini-reference")
+    assert ref.hparams_source == "reference"
+    full = load_suite("mini-full")
+    assert [m.label for m in full.methods] == [m.label for m in load_suite("mini").methods]  # methods_from: mini
+    jobs = plan_jobs(ref, tasks=["mini-shapes-style"], methods=["rgd"])
+    assert {j.hparams_source for j in jobs} == {"reference"}
+    tuned = parse_suite({"tasks": ["mini-shapes-style"], "tuning": {"trials": 6, "validation_targets": 1},
+                         "methods": [{"method": "rgd", "hparams_by_task": {"mini-shapes-style": {"lr": 3e-4}}, "tuned": ["mini-shapes-style"]}]})
+    (job,) = plan_jobs(tuned, targets=["swirl"])
+    assert job.hparams_source == "tuned (6 trials x 1 held-out target)" and job.hparams == {"lr": 3e-4}
+    assert job.setting_hash == plan_jobs(parse_suite({**{"tasks": ["mini-shapes-style"]}, "methods": [
+        {"method": "rgd", "hparams_by_task": {"mini-shapes-style": {"lr": 3e-4}}}]}), targets=["swirl"])[0].setting_hash  # a label, not a setting
+    for bad in ({"tasks": ["mini-shapes-style"], "methods": ["rgd"], "methods_from": "mini"},
+                {"tasks": ["mini-shapes-style"], "methods": ["rgd"], "hparams_source": "tuned"},
+                {"tasks": ["mini-shapes-style"], "methods": [{"method": "rgd", "hparams_by_task": {"x": {}}, "tuned": ["x"]}]},
+                {"tasks": ["mini-shapes-style"], "methods": [{"method": "rgd", "tuned": ["mini-shapes-style"]}], "tuning": {"trials": 1}}):
+        with pytest.raises(ConfigError):
+            parse_suite(bad)

@@ -50,12 +50,17 @@ def test_tuned_suite_carries_the_chosen_values_per_task_and_parses():
     res = [TuneResult("mini-digits-class", "rgd", "rgd", {}, ["1"], trials),
            TuneResult("mini-shapes-style", "rgd-narrow", "rgd", {}, ["dotted"], [Trial(0, {"lr": 5e-5, "lam": 3.0}, 0.2)])]
     assert res[0].best.number == 1
-    data = tuned_suite(suite, res)
+    data = tuned_suite(suite, res, TuneSettings(trials=3), name="s-tuned")
     parsed = parse_suite(yaml.safe_load(yaml.safe_dump(data)))
+    assert parsed.name == "s-tuned" and parsed.tuning["trials"] == 3
     rgd, narrow = parsed.methods[1], parsed.methods[2]
     assert rgd.hparams == {"steps": 200}
     assert rgd.hparams_by_task == {"mini-digits-class": {"batch_size": 64, "lr": 3e-4, "lam": 1.235}}
     assert narrow.label == "rgd-narrow" and narrow.hparams_by_task == {"mini-shapes-style": {"lr": 5e-5, "lam": 3.0}}
+    assert rgd.tuned == ("mini-digits-class",) and narrow.tuned == ("mini-shapes-style",) and parsed.methods[0].tuned == ()
+    # the records say so: tuned (with the budget) where selected, the suite's own source elsewhere
+    assert parsed.hparams_source_for(rgd, "mini-digits-class") == "tuned (3 trials x 1 held-out target)"
+    assert parsed.hparams_source_for(rgd, "mini-shapes-style") == parsed.hparams_source_for(parsed.methods[0], "x") == "given"
     assert parsed.seeds == [0, 1] and parsed.budget == {"max_steps": 5} and parsed.tasks[0].targets == ("0",)
 
 
