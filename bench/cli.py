@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--threads", type=int, default=None, help="torch threads per trial (default: all cores)")
     tu.add_argument("--out", default="results-tune", help="records/, TUNING.md, tuned-<suite>.yaml, plots/")
     tu.add_argument("--name", help="the name the tuned suite carries (default: the tuned suite's own)")
+    tu.add_argument("--report-only", action="store_true",
+                    help="run no trial: rewrite TUNING.md and the tuned suite from every trial record in --out")
 
     ls = sub.add_parser("list", help="list methods, tasks, metrics or suites")
     ls.add_argument("what", choices=["methods", "tasks", "metrics", "suites"])
@@ -206,12 +208,15 @@ def cmd_submit(args) -> int:
 
 def cmd_tune(args) -> int:
     from bench.plan import load_suite
-    from bench.tune import TuneSettings, tune_suite
+    from bench.tune import TuneSettings, report_from_records, tune_suite
 
     settings = TuneSettings(trials=args.trials, validation_targets=args.validation_targets, seed=args.seed)
     suite = load_suite(args.suite)
-    tune_suite(suite, args.out, settings, tasks=args.tasks, methods=args.methods, threads=args.threads or os.cpu_count() or 1,
-               name=args.name)
+    if args.report_only:
+        report_from_records(suite, args.out, settings, name=args.name)
+    else:
+        tune_suite(suite, args.out, settings, tasks=args.tasks, methods=args.methods,
+                   threads=args.threads or os.cpu_count() or 1, name=args.name)
     print(f"tuned suite: {Path(args.out) / f'tuned-{suite.name}.yaml'}; report: {Path(args.out) / 'TUNING.md'}", file=sys.stderr)
     return 0
 

@@ -118,12 +118,13 @@ def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>")
                           "hparams_source", "tuning"}
     if unknown:
         raise ConfigError(f"suite {source}: unknown key(s) {', '.join(sorted(unknown))}")
-    if raw.get("methods_from"):  # share another built-in suite's method list (and how it was selected)
-        if raw.get("methods"):
-            raise ConfigError(f"suite {source}: give either 'methods' or 'methods_from', not both")
+    if raw.get("methods_from"):  # another suite's method list (and how it was selected), then this suite's own
         base = load_suite(str(raw["methods_from"]))
+        own = raw.get("methods") or []
+        if not isinstance(own, list):
+            raise ConfigError(f"suite {source}: 'methods' must be a list (e.g. [finetune, rgd]), not {own!r}")
         raw = {"hparams_source": base.hparams_source, "tuning": base.tuning, **raw,
-               "methods": [_entry_data(m) for m in base.methods]}
+               "methods": [_entry_data(m) for m in base.methods] + own}
     for key in ("tasks", "methods"):
         if not raw.get(key):
             raise ConfigError(f"suite {source} needs a non-empty '{key}'")

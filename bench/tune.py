@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -183,6 +184,55 @@ def tune_one(suite: Suite, te: TaskEntry, me: MethodEntry, base: dict, space: di
     return TuneResult(te.task, me.label, me.method, {k: _describe(d) for k, d in space.items()}, targets, trials)
 
 
+def results_from_records(suite: Suite, te: TaskEntry, me: MethodEntry, base: dict, space: dict, targets: list[str],
+                         out_dir: Path, settings: TuneSettings) -> TuneResult | None:
+    """One (task, method) search read back from its trial records (the records are the data): a trial
+    is one point's jobs on the validation targets, numbered in the order they started (the searcher
+    runs one at a time), the first `settings.trials` of them; None when no trial has a record."""
+    from leaderboard.score import score
+
+    from bench.records import iter_records
+
+    recs = [r for r in iter_records(out_dir / "records") if r.get("suite") == f"tune:{suite.name}" and r.get("task") == te.task
+            and str(r.get("target")) in targets and r.get("status") in ("ok", "failed")]
+    originals = {str(r["target"]): r["metrics"] for r in recs if r.get("method") == "original" and r["status"] == "ok"}
+    points: dict[str, list[dict]] = {}
+    for r in sorted((r for r in recs if r.get("label") == me.label), key=lambda r: (str(r.get("started")), r["job_id"])):
+        hp = r.get("hparams") or {}
+        if any(hp.get(k) != v for k, v in base.items()) or set(hp) - set(base) - set(space):
+            continue  # another search's trial (other suite values or another space)
+        points.setdefault(json.dumps({k: hp.get(k) for k in space}, sort_keys=True), []).append(r)
+    trials = []
+    for i, (key, jobs) in enumerate(list(points.items())[: settings.trials]):
+        per_target = {str(r["target"]): r for r in jobs}
+        vals = [score(per_target[t]["metrics"], originals[t]) if t in per_target and per_target[t]["status"] == "ok" and t in originals
+                else math.nan for t in targets]
+        mean = sum(vals) / len(vals)
+        trials.append(Trial(i, {k: float(v) for k, v in json.loads(key).items()}, mean, [r["job_id"] for r in jobs]))
+    if not trials:
+        return None
+    return TuneResult(te.task, me.label, me.method, {k: _describe(d) for k, d in space.items()}, targets, trials)
+
+
+def report_from_records(suite: Suite, out_dir, settings: TuneSettings, name: str | None = None) -> list[TuneResult]:
+    """Rewrite TUNING.md and the tuned suite from every trial record in `out_dir` (no new trials): what
+    several partial `tune` runs (--tasks/--methods) into one directory searched, as one report."""
+    out_dir = Path(out_dir)
+    results = []
+    for te in suite.tasks:
+        for me in suite.methods:
+            plan = search_plan(te, me)
+            if plan is None:
+                continue
+            res = results_from_records(suite, te, me, *plan, validation_targets(te, settings.validation_targets), out_dir, settings)
+            if res is not None:
+                results.append(res)
+    if not results:
+        raise ConfigError(f"tune --report-only: no trial records of suite {suite.name!r} in {out_dir / 'records'}")
+    write_outputs(suite, results, settings, out_dir, name)
+    return results
+
+
 def run_originals(suite: Suite, te: TaskEntry, targets: list[str], out_dir: Path, threads: int) -> dict:
     """Original's metrics per validation target (the score's reference), run once and resumed."""
     out = {}
@@ -202,7 +252,7 @@ def tune_suite(suite: Suite, out_dir, settings: TuneSettings, tasks=None, method
     import ray
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard/CSV files per trial: records are the data
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # absolute: Ray Tune runs each trial in its own working directory
     (out_dir / "records").mkdir(parents=True, exist_ok=True)
     task_entries = [te for te in suite.tasks if not tasks or te.task in tasks]
     method_entries = [me for me in suite.methods if not methods or me.label in methods or me.method in methods]
@@ -307,7 +357,8 @@ def write_outputs(suite: Suite, results: list[TuneResult], settings: TuneSetting
 
     stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     header = (f"# Tuned by `unlearn-bench tune --suite {suite.name} --trials {settings.trials} --validation-targets "
-              f"{settings.validation_targets} --seed {settings.seed}` on {stamp} (git {git_revision()}); report: TUNING.md\n")
+              f"{settings.validation_targets} --seed {settings.seed}{f' --name {name}' if name else ''}` on {stamp} "
+              f"(git {git_revision()}); report: TUNING.md\n")
     data = tuned_suite(suite, results, settings, name)
     (out_dir / f"tuned-{suite.name}.yaml").write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     (out_dir / "TUNING.md").write_text(report_markdown(suite, results, settings) + "\n")

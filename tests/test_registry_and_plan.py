@@ -92,7 +92,7 @@ def test_methods_from_shares_a_suite_method_list_and_jobs_say_where_hparams_came
     ref = load_suite("mini-reference")
     assert ref.hparams_source == "reference"
     full = load_suite("mini-full")
-    assert [m.label for m in full.methods] == [m.label for m in load_suite("mini").methods]  # methods_from: mini
+    assert [m.label for m in full.methods] == [m.label for m in load_suite("mini").methods] + ["retrain"]  # methods_from: mini
     jobs = plan_jobs(ref, tasks=["mini-shapes-style"], methods=["rgd"])
     assert {j.hparams_source for j in jobs} == {"reference"}
     tuned = parse_suite({"tasks": ["mini-shapes-style"], "tuning": {"trials": 6, "validation_targets": 1},
@@ -101,7 +101,7 @@ def test_methods_from_shares_a_suite_method_list_and_jobs_say_where_hparams_came
     assert job.hparams_source == "tuned (6 trials x 1 held-out target)" and job.hparams == {"lr": 3e-4}
     assert job.setting_hash == plan_jobs(parse_suite({**{"tasks": ["mini-shapes-style"]}, "methods": [
         {"method": "rgd", "hparams_by_task": {"mini-shapes-style": {"lr": 3e-4}}}]}), targets=["swirl"])[0].setting_hash  # a label, not a setting
-    for bad in ({"tasks": ["mini-shapes-style"], "methods": ["rgd"], "methods_from": "mini"},
+    for bad in ({"tasks": ["mini-shapes-style"], "methods": "rgd", "methods_from": "mini"},
                 {"tasks": ["mini-shapes-style"], "methods": ["rgd"], "hparams_source": "tuned"},
                 {"tasks": ["mini-shapes-style"], "methods": [{"method": "rgd", "hparams_by_task": {"x": {}}, "tuned": ["x"]}]},
                 {"tasks": ["mini-shapes-style"], "methods": [{"method": "rgd", "tuned": ["mini-shapes-style"]}], "tuning": {"trials": 1}}):

@@ -65,7 +65,7 @@ def test_tuned_suite_carries_the_chosen_values_per_task_and_parses():
 
 
 @pytest.mark.slow
-def test_tune_runs_with_ray_tune_and_resumes(tmp_path):
+def test_tune_runs_with_ray_tune_and_resumes(tmp_path, monkeypatch):
     """Two trials, then three: the first two are read back from their records (resume), one job is new."""
     from bench.cli import main
 
@@ -76,8 +76,9 @@ def test_tune_runs_with_ray_tune_and_resumes(tmp_path):
                                         "options": {"forget_samples": 4, "remain_samples_per_class": 2, "sample_steps": 2}}},
         "methods": ["original", {"method": "finetune", "hparams": {"batch_size": 8}}],
     }))
+    monkeypatch.chdir(tmp_path)  # a relative --out: Ray Tune runs trials in their own working directories
     out = tmp_path / "tune"
-    args = ["tune", "--suite", str(suite), "--out", str(out), "--threads", "1"]
+    args = ["tune", "--suite", str(suite), "--out", "tune", "--threads", "1"]
     assert main([*args, "--trials", "2"]) == 0
     first = {p.name for p in (out / "records").glob("*.json")}
     assert len(first) == 3 and all("__t9__" in n for n in first)  # Original + 2 trials, all on the held-out class 9
@@ -89,3 +90,33 @@ def test_tune_runs_with_ray_tune_and_resumes(tmp_path):
     tuned = parse_suite(yaml.safe_load((out / "tuned-t.yaml").read_text()))
     assert set(tuned.methods[1].hparams_by_task["mini-digits-class"]) == {"lr"}
     assert (out / "plots" / "tune-mini-digits-class.png").exists()
+    (out / "TUNING.md").unlink()
+    assert main([*args, "--trials", "3", "--report-only"]) == 0  # the same report, from the records alone
+    assert (out / "TUNING.md").read_text() == report
+
+
+def _trial_record(label, target, hparams, ua, ra, started, status="ok"):
+    return {"job_id": f"d__{label}__t{target}__{started}", "suite": "tune:s", "task": "mini-digits-class", "label": label,
+            "method": label, "target": target, "seed": 0, "status": status, "started": started, "hparams": hparams,
+            "setting_hash": "h" * 16, "metrics": {"UA (digit-cnn)": ua, "RA (digit-cnn)": ra} if status == "ok" else {}}
+
+
+def test_report_from_records_numbers_trials_in_start_order_and_scores_against_original(tmp_path):
+    from bench.records import write_record
+    from bench.tune import results_from_records
+
+    te = TaskEntry("mini-digits-class", ("0",))
+    me = MethodEntry("finetune", "finetune", {"steps": 100})
+    suite = Suite("s", [te], [MethodEntry("original", "original"), me], [0])
+    for rec in (_trial_record("original", "1", {}, 0.0, 1.0, "t0"),
+                _trial_record("finetune", "1", {"steps": 100, "lr": 2e-4}, 0.5, 0.5, "t2"),  # second trial: F .5 K .5
+                _trial_record("finetune", "1", {"steps": 100, "lr": 1e-4}, 1.0, 1.0, "t1"),  # first: F 1 K 1
+                _trial_record("finetune", "1", {"steps": 100, "lr": 3e-4}, 0, 0, "t3", status="failed"),
+                _trial_record("finetune", "1", {"steps": 50, "lr": 1e-4}, 1.0, 1.0, "t4"),  # another search's point
+                _trial_record("finetune", "0", {"steps": 100, "lr": 1e-4}, 1.0, 1.0, "t5")):  # a reported target: never read
+        write_record(tmp_path, rec)
+    res = results_from_records(suite, te, me, {"steps": 100}, {"lr": LogUniform(1e-5, 1e-3)}, ["1"], tmp_path, TuneSettings(trials=8))
+    assert [(t.number, t.hparams, t.score) for t in res.trials[:2]] == [(0, {"lr": 1e-4}, 1.0), (1, {"lr": 2e-4}, 0.5)]
+    assert math.isnan(res.trials[2].score) and len(res.trials) == 3 and res.best.hparams == {"lr": 1e-4}
+    capped = results_from_records(suite, te, me, {"steps": 100}, {"lr": LogUniform(1e-5, 1e-3)}, ["1"], tmp_path, TuneSettings(trials=1))
+    assert len(capped.trials) == 1
