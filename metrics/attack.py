@@ -120,8 +120,9 @@ def nearest_tokens(emb: Tensor, vocab: Tensor) -> Tensor:
     return (F.normalize(emb, dim=-1) @ F.normalize(vocab, dim=-1).T).argmax(-1)
 
 
-def optimise_prompt(model, access: TokenAccess, prompts, x0: Tensor, s: AttackSettings, discrete: bool):
-    """The adversarial conditions (B×L×D) after `s.steps` AdamW steps of UnlearnDiff's objective."""
+def optimise_prompt(model, access: TokenAccess, prompts, x0: Tensor, s: AttackSettings, discrete: bool, return_ids: bool = False):
+    """The adversarial conditions (B×L×D) after `s.steps` AdamW steps of UnlearnDiff's objective
+    (with `return_ids`, also the discrete prompt's token ids: a prompt anyone could type)."""
     g = torch.Generator().manual_seed(s.seed)
     vocab = access.vocab
     base = prepend_slots(access.ids(prompts), s.tokens, filler=0)
@@ -146,7 +147,7 @@ def optimise_prompt(model, access: TokenAccess, prompts, x0: Tensor, s: AttackSe
         if discrete:
             ids = base.clone()
             ids[:, 1 : 1 + s.tokens] = nearest_tokens(adv, vocab)
-            return access.states(ids)
+            return (access.states(ids), ids) if return_ids else access.states(ids)
         with access.splice(adv):
             return access.states(base)
 
