@@ -199,7 +199,7 @@ def results_from_records(suite: Suite, te: TaskEntry, me: MethodEntry, base: dic
     points: dict[str, list[dict]] = {}
     for r in sorted((r for r in recs if r.get("label") == me.label), key=lambda r: (str(r.get("started")), r["job_id"])):
         hp = r.get("hparams") or {}
-        if any(hp.get(k) != v for k, v in base.items()) or set(hp) - set(base) - set(space):
+        if any(hp.get(k) != v for k, v in base.items() if k not in space) or set(hp) - set(base) - set(space):
             continue  # another search's trial (other suite values or another space)
         points.setdefault(json.dumps({k: hp.get(k) for k in space}, sort_keys=True), []).append(r)
     trials = []

@@ -115,7 +115,8 @@ def test_report_from_records_numbers_trials_in_start_order_and_scores_against_or
                 _trial_record("finetune", "1", {"steps": 50, "lr": 1e-4}, 1.0, 1.0, "t4"),  # another search's point
                 _trial_record("finetune", "0", {"steps": 100, "lr": 1e-4}, 1.0, 1.0, "t5")):  # a reported target: never read
         write_record(tmp_path, rec)
-    res = results_from_records(suite, te, me, {"steps": 100}, {"lr": LogUniform(1e-5, 1e-3)}, ["1"], tmp_path, TuneSettings(trials=8))
+    res = results_from_records(suite, te, me, {"steps": 100, "lr": 1e-4}, {"lr": LogUniform(1e-5, 1e-3)}, ["1"], tmp_path,
+                               TuneSettings(trials=8))  # the suite's own lr is a searched key: not a filter
     assert [(t.number, t.hparams, t.score) for t in res.trials[:2]] == [(0, {"lr": 1e-4}, 1.0), (1, {"lr": 2e-4}, 0.5)]
     assert math.isnan(res.trials[2].score) and len(res.trials) == 3 and res.best.hparams == {"lr": 1e-4}
     capped = results_from_records(suite, te, me, {"steps": 100}, {"lr": LogUniform(1e-5, 1e-3)}, ["1"], tmp_path, TuneSettings(trials=1))
