@@ -141,16 +141,29 @@ def search_plan(te: TaskEntry, me: MethodEntry):
 
 
 def _progress_callback(bar):
+    """A Ray Tune callback that ticks `bar` once per finished trial. Ray pickles the Tuner (callbacks
+    included) into its experiment directory; the bar holds a stream (under pytest, an unpicklable
+    capture file), so it stays out of the pickled state: a restored Tuner simply shows no ticks."""
     from ray import tune
 
     class Progress(tune.Callback):
+        def __init__(self, bar):
+            self.bar = bar
+
+        def __getstate__(self):
+            return {"bar": None}
+
+        def _tick(self):
+            if self.bar is not None:
+                self.bar.update(1)
+
         def on_trial_complete(self, iteration, trials, trial, **info):
-            bar.update(1)
+            self._tick()
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            bar.update(1)
+            self._tick()
 
-    return Progress()
+    return Progress(bar)
 
 
 def tune_one(suite: Suite, te: TaskEntry, me: MethodEntry, base: dict, space: dict, targets: list[str], originals: dict,
