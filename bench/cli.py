@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 DEFAULT_OUT = "results"
 
@@ -23,9 +23,17 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local", action="store_true", help="run jobs in this process, one by one (debugging)")
     p.add_argument("--cpus-per-job", type=int, default=None,
                    help="CPU cores Ray reserves per job (= its torch threads); default: cores per GPU, or the cores split between the jobs (≥ 1)")
-    p.add_argument("--fast-paths", help="run options, e.g. 'autocast=none,compile=1' (bench/fast.py; default: bf16 autocast + SDPA on CUDA, plain fp32 on CPU)")
+    p.add_argument("--fast-paths", help="run options, e.g. 'autocast=none,compile=1' (bench/core/fast.py; default: bf16 autocast + SDPA on CUDA, plain fp32 on CPU)")
     p.add_argument("--data-root", help="data set root for tasks with a data_root option (e.g. cifar10-class)")
     p.add_argument("--base-model", help="base checkpoint for tasks with a base_model option (e.g. cifar10-class)")
+
+
+def _add_validate_parser(sub) -> None:
+    va = sub.add_parser("validate", help="check that the mini tasks separate known-good from known-bad methods")
+    va.add_argument("--retrain", action="store_true", help="also run Retrain (its full recipe: minutes on CPU) and check it forgets and keeps")
+    va.add_argument("--max-steps", type=int, default=None, help="cap every method's steps (smoke runs; default: 200)")
+    _add_selection(va)
+    va.set_defaults(out="results-validate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,15 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     pre.add_argument("--data-root", help="data set root, for recipes that read one (e.g. cifar10)")
 
-    from bench.validate import add_parser as add_validate_parser
-
-    add_validate_parser(sub)
+    _add_validate_parser(sub)
     return ap
 
 
 def cmd_list(args) -> int:
     if args.what == "methods":
-        from bench.plugins import resolve_method
+        from bench.runner.plugins import resolve_method
         from methods.base import METHODS
 
         for name in METHODS.names():
@@ -101,86 +107,16 @@ def cmd_list(args) -> int:
             doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
             print(f"{name:16s} {doc}")
     else:
-        from bench.plan import available_suites, load_suite
+        from bench.runner.plan import available_suites, load_suite
 
         for name in available_suites():
             print(f"{name:12s} {load_suite(name).description}")
     return 0
 
 
-CLI_TASK_OPTIONS = {"data_root": "data_root", "base_model": "base_model"}  # args attribute -> task option
-
-
-def with_cli_task_options(suite, args):
-    """`--data-root` / `--base-model` become task options of the tasks that have such an option."""
-    import dataclasses
-
-    from bench.plan import TaskEntry
-    from tasks.base import TASKS
-
-    given = {opt: getattr(args, attr) for attr, opt in CLI_TASK_OPTIONS.items() if getattr(args, attr, None)}
-    if not given:
-        return suite
-    entries = list(suite.tasks) + [TaskEntry(t) for t in (getattr(args, "tasks", None) or []) if t not in {e.task for e in suite.tasks}]
-    out = []
-    for e in entries:
-        fields = {f.name for f in dataclasses.fields(TASKS.get(e.task).Config)}
-        extra = {k: v for k, v in given.items() if k in fields}
-        out.append(dataclasses.replace(e, options={**e.options, **extra}) if extra else e)
-    return dataclasses.replace(suite, tasks=out)
-
-
-def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> list[dict]:
-    from bench.plan import load_suite, plan_jobs
-    from bench.scheduler import pending_jobs, run_local, run_ray
-
-    from bench.fast import parse_overrides
-
-    fast_paths = getattr(args, "fast_paths", None)
-    parse_overrides(fast_paths)  # a typo fails here, before any job starts
-    args.out = str(Path(args.out).expanduser().resolve())  # the driver's directory, never a worker's
-    suite = with_cli_task_options(load_suite(suite_ref), args)
-    timeout = getattr(args, "timeout", None)
-    if timeout is not None:
-        from bench.plan import check_timeout
-
-        check_timeout(timeout, "--timeout")
-    jobs = plan_jobs(suite, tasks=args.tasks, methods=method_refs, targets=args.targets, seeds=args.seeds, timeout_s=timeout)
-    todo = pending_jobs(jobs, args.out)
-    print(f"suite {suite.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run -> {args.out}", file=sys.stderr)
-    if getattr(args, "dry_run", False):
-        from bench.dryrun import describe_plan
-
-        print(describe_plan(suite, jobs, todo))
-        return []
-    if todo:
-        if args.local:
-            run_local(todo, args.out, fast_paths=fast_paths)
-        else:
-            run_ray(todo, args.out, address=args.address, cpus_per_job=args.cpus_per_job, fast_paths=fast_paths)
-    return jobs
-
-
-def write_leaderboard(results: str, fmt: str = "markdown", out: str | None = None, tasks=None, methods=None, echo: bool = True) -> str:
-    from leaderboard.build import build
-
-    from bench.records import iter_records
-
-    if fmt == "markdown":
-        out = out or str(Path(results) / "LEADERBOARD.md")
-    # markdown: plots go to plots/ next to the file it is written to
-    text = build(list(iter_records(results)), fmt, Path(out).parent if out else None, tasks, methods)
-    if out:
-        from bench.records import write_text_atomic
-
-        write_text_atomic(out, text)
-    if echo:
-        print(text)
-    return text
-
-
 def cmd_run(args) -> int:
-    from bench.outdir import results_lock
+    from bench.runner.evaluator import count_failed, run_suite, write_leaderboard
+    from bench.runner.outdir import results_lock
 
     t0 = time.time()
     if args.dry_run:
@@ -189,26 +125,20 @@ def cmd_run(args) -> int:
     with results_lock(args.out):  # writable and ours, before any job starts
         jobs = run_suite(args.suite, args, method_refs=args.methods)
         write_leaderboard(args.out)
-    failed = _count_failed(args.out, jobs)
+    failed = count_failed(args.out, jobs)
     print(f"done in {time.time() - t0:.0f} s; {len(jobs) - failed} ok, {failed} failed; leaderboard: {Path(args.out) / 'LEADERBOARD.md'}", file=sys.stderr)
     return 1 if failed else 0
 
 
-def _count_failed(out: str, jobs) -> int:
-    from bench.records import read_record, record_path
-
-    return sum(1 for j in jobs if (read_record(record_path(out, j.job_id)) or {}).get("status") != "ok")
-
-
 def cmd_submit(args) -> int:
-    from bench.submit import submit
+    from bench.runner.submit import submit
 
     return submit(args)
 
 
 def cmd_tune(args) -> int:
-    from bench.plan import load_suite
-    from bench.tune import TuneSettings, report_from_records, tune_suite
+    from bench.runner.plan import load_suite
+    from bench.runner.tune import TuneSettings, report_from_records, tune_suite
 
     settings = TuneSettings(trials=args.trials, validation_targets=args.validation_targets, seed=args.seed)
     suite = load_suite(args.suite)
@@ -222,6 +152,8 @@ def cmd_tune(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
+    from bench.runner.evaluator import write_leaderboard
+
     if not Path(args.results).exists():
         raise BenchError(f"no results directory {args.results!r}; run `unlearn-bench run` first or pass --results")
     write_leaderboard(args.results, args.format, args.out, args.tasks, args.methods)
@@ -233,7 +165,7 @@ def cmd_pretrain(args) -> int:
 
     import torch
 
-    from bench.pretrain import PRETRAIN
+    from bench.core.pretrain import PRETRAIN
 
     fn = PRETRAIN.get(args.name)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -252,7 +184,7 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from bench.validate import cmd_validate as run_validate
+    from bench.runner.validate import cmd_validate as run_validate
 
     return run_validate(args)
 

@@ -26,8 +26,8 @@ def build_mini_shapes_sized(device="cpu", seed: int = 0):
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from bench.adapters.text_encoders import HFCLIPTextEncoder, write_clip_tokenizer_files
-    from bench.adapters.text_to_image import TextToImageModel
+    from bench.core.adapters.text_encoders import HFCLIPTextEncoder, write_clip_tokenizer_files
+    from bench.core.adapters.text_to_image import TextToImageModel
     from tasks.mini.shapes_recipes import MINI_SHAPES_RECIPE
 
     torch.manual_seed(seed)
@@ -45,7 +45,7 @@ def build_mini_shapes_sized(device="cpu", seed: int = 0):
 
 def build_tiny_sd_model(device="cpu", seed: int = 0):
     """tests/t2i_fixtures.py's tiny SD-shaped pipeline, saved and loaded through the SD loading path."""
-    from bench.adapters.text_to_image import TextToImageModel
+    from bench.core.adapters.text_to_image import TextToImageModel
     from tests.t2i_fixtures import build_tiny_sd
 
     path = build_tiny_sd(Path(tempfile.mkdtemp(prefix="bench-tiny-sd-")), seed=seed, latent=True)

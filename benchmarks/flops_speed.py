@@ -1,5 +1,5 @@
 """FLOPs per UNet step (sampling: one CFG forward at 2×batch; training: forward + backward) and the
-achieved FLOP/s; on a GPU with a known peak also the MFU (bench/flops.py)."""
+achieved FLOP/s; on a GPU with a known peak also the MFU (bench/runner/flops.py)."""
 from __future__ import annotations
 
 import statistics
@@ -7,8 +7,8 @@ import time
 
 import torch
 
-from bench.fast import FastPaths, apply_fast_paths
-from bench.flops import count_flops, mfu, peak_tflops, sampling_step, training_step
+from bench.core.fast import FastPaths, apply_fast_paths
+from bench.runner.flops import count_flops, mfu, peak_tflops, sampling_step, training_step
 from bench_models import build, sync
 
 
@@ -37,7 +37,7 @@ def _precision(fast: FastPaths, device, training: bool) -> str:
 
 def load_model(size: str, device: str, resolution: int = 512):
     if size == "mini-digits":
-        from bench.adapters.class_conditional import ClassConditionalModel
+        from bench.core.adapters.class_conditional import ClassConditionalModel
         from tasks.mini_digits import MODEL_DIR
 
         return ClassConditionalModel.load(MODEL_DIR, device=device)

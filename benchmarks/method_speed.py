@@ -17,10 +17,10 @@ import traceback
 def _run_one(name: str, task_name: str, target: str, steps: int, threads: int, fast: dict | None, device: str) -> dict:
     import torch
 
-    from bench.context import Budget, RunContext
-    from bench.fast import FastPaths, apply_fast_paths
-    from bench.job import seed_everything
-    from bench.memory import PeakMemory
+    from bench.core.context import Budget, RunContext
+    from bench.core.fast import FastPaths, apply_fast_paths
+    from bench.runner.job import seed_everything
+    from bench.runner.memory import PeakMemory
     from methods.base import METHODS, hparams_dict, make_hparams
     from tasks.base import TASKS
 

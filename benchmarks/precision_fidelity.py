@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench.fast import FastPaths, apply_fast_paths
+from bench.core.fast import FastPaths, apply_fast_paths
 
 
 def _timed_sample(model, keys, seeds, steps, guidance, fast: FastPaths):
@@ -24,7 +24,7 @@ def _timed_sample(model, keys, seeds, steps, guidance, fast: FastPaths):
 
 
 def bench_fidelity(device: str = "cpu", low: FastPaths | None = None, n: int = 100) -> list[dict]:
-    from bench.adapters.class_conditional import ClassConditionalModel
+    from bench.core.adapters.class_conditional import ClassConditionalModel
     from metrics.classification import predict
     from tasks.mini.recipes import load_digit_classifier
     from tasks.mini_digits import MODEL_DIR
@@ -51,7 +51,7 @@ def bench_fidelity(device: str = "cpu", low: FastPaths | None = None, n: int = 1
     from tasks.mini.shapes_recipes import MODEL_DIR as SHAPES_DIR
 
     if Path(SHAPES_DIR).exists():
-        from bench.adapters.text_to_image import TextToImageModel
+        from bench.core.adapters.text_to_image import TextToImageModel
         from metrics.retention import paired_cosine_distance
         from tasks.mini.shapes_recipes import load_shapes_judge
         from tasks.mini_shapes import concept_sets

@@ -2,7 +2,7 @@
 
 Suite: `DiffusionModel.sample` — batched classifier-free guidance (cond + null in one forward),
 per-sample seeded noise, cached text embeddings (cold cache at every timed run, so encoding is
-paid), run options from bench/fast.py. Naive: a diffusers StableDiffusionPipeline over the same
+paid), run options from bench/core/fast.py. Naive: a diffusers StableDiffusionPipeline over the same
 modules, called once per prompt with a seeded generator, as reference evaluation scripts do.
 Both run DDIM (eta 0) with the same steps and guidance; with the same (fp32) options they
 produce the same images, which is checked and reported (max |Δ|).
@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from bench.fast import FastPaths, apply_fast_paths
+from bench.core.fast import FastPaths, apply_fast_paths
 from bench_models import build, naive_pipeline_loop, pipeline_from, sync
 
 

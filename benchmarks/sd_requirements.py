@@ -36,8 +36,8 @@ def build_random_sd14(resolution: int, device: str):
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from bench.adapters.text_encoders import HFCLIPTextEncoder, write_clip_tokenizer_files
-    from bench.adapters.text_to_image import TextToImageModel
+    from bench.core.adapters.text_encoders import HFCLIPTextEncoder, write_clip_tokenizer_files
+    from bench.core.adapters.text_to_image import TextToImageModel
 
     tok_dir = Path(tempfile.mkdtemp()) / "tokenizer"
     vocab = write_clip_tokenizer_files(tok_dir)

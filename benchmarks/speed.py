@@ -1,7 +1,7 @@
 """Speed of the suite, measured side by side in one run; prints a markdown report.
 
 1. Sampler: images/s of `DiffusionModel.sample` (batched CFG, seeded per-sample noise, cached text
-   embeddings, bench/fast.py options) vs a StableDiffusionPipeline built from the same
+   embeddings, bench/core/fast.py options) vs a StableDiffusionPipeline built from the same
    components and called once per prompt, same steps/guidance (and the same images, checked).
 2. Methods: steps/s, setup time and peak memory of every registered unlearning method (mini-digits).
 3. FLOPs per UNet step (sampling with CFG, training fwd+bwd), achieved GFLOP/s; MFU on GPUs.
@@ -26,7 +26,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from bench.fast import FastPaths  # noqa: E402
+from bench.core.fast import FastPaths  # noqa: E402
 
 
 def machine_load(sample_s: float = 1.0) -> dict:

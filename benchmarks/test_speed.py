@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.context import Budget, RunContext
-from bench.fast import FastPaths, apply_fast_paths
+from bench.core.context import Budget, RunContext
+from bench.core.fast import FastPaths, apply_fast_paths
 from bench_models import build, naive_pipeline_loop, pipeline_from
 from flops_speed import load_model
 
@@ -83,7 +83,7 @@ def test_method_three_steps_mini_digits(benchmark, name):
 
 @pytest.mark.parametrize("size", ["mini-digits", "mini-shapes", "tiny-sd"])
 def test_unet_training_step(benchmark, size):
-    from bench.flops import count_flops, training_step
+    from bench.runner.flops import count_flops, training_step
 
     model = load_model(size, "cpu")
     model.denoiser.train()

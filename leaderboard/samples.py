@@ -1,7 +1,7 @@
 """Per task, one sample grid: a row per method, forget images beside remain images.
 
 Every row shows the same target and the same evaluation prompts/classes and seeds (the task fixes
-them), taken from each row's record (`samples`, written by bench/sample_strip.py): the target most
+them), taken from each row's record (`samples`, written by bench/runner/sample_strip.py): the target most
 rows have (natural order on ties) and the row's lowest job seed.  A row without samples for that
 target is left out and named in the figure's note.
 """

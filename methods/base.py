@@ -11,11 +11,11 @@ import dataclasses
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from bench.adapters.base import DiffusionModel
-from bench.context import Budget, RunContext
-from bench.data import UnlearnData
-from bench.errors import ConfigError
-from bench.registry import Registry
+from bench.core.adapters.base import DiffusionModel
+from bench.core.context import Budget, RunContext
+from bench.core.data import UnlearnData
+from bench.core.errors import ConfigError
+from bench.core.registry import Registry
 
 BUILTIN_METHOD_MODULES = (
     "methods.original",

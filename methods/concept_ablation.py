@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from methods.base import Method, register_method
 from methods.training import select_trainable
 

@@ -37,7 +37,7 @@ from typing import ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from methods.base import Method, register_method
 from methods.losses import esd_target
 from methods.parameter_subsets import esd_subset

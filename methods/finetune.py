@@ -2,7 +2,7 @@
 from dataclasses import dataclass
 
 from methods.base import Method, register_method
-from methods.losses import simple_loss
+from bench.core.denoising import simple_loss
 from methods.training import adam
 
 

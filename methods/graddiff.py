@@ -10,9 +10,10 @@ remain gradient.
 """
 from dataclasses import dataclass
 
-from bench.data import paired_batches
+from bench.core.data import paired_batches
+from bench.core.denoising import simple_loss
 from methods.base import Method, register_method
-from methods.losses import Truncation, TruncationSpace, forget_loss, simple_loss
+from methods.losses import Truncation, TruncationSpace, forget_loss
 from methods.remain_sampling import RemainSampling, remain_subset
 from methods.search_space import AroundResolved, LogUniform
 from methods.training import adam

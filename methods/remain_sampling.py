@@ -14,8 +14,8 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
-from bench.data import UnlearnData
-from bench.errors import ConfigError
+from bench.core.data import UnlearnData
+from bench.core.errors import ConfigError
 
 RemainSampling = Literal["balanced", "narrow", "uniform"]
 NARROW_CLASSES = 2

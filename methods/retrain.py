@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from methods.base import Method, register_method
 
 
@@ -28,7 +28,7 @@ class Retrain(Method):
     task_kinds = ("class",)
 
     def unlearn(self, model, forget, remain, budget, ctx):
-        from tasks.class_training import train_class_conditional
+        from bench.core.class_training import train_class_conditional
 
         recipe = remain.meta.get("pretrain_recipe")
         if recipe is None or remain.groups is None:

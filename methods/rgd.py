@@ -20,8 +20,9 @@ import torch
 
 from methods.base import Method, register_method
 from methods.gradients import grads_of, restricted_update_lists
-from bench.data import paired_batches
-from methods.losses import Truncation, TruncationSpace, forget_loss, simple_loss
+from bench.core.data import paired_batches
+from bench.core.denoising import simple_loss
+from methods.losses import Truncation, TruncationSpace, forget_loss
 from methods.remain_sampling import RemainSampling, remain_subset
 from methods.search_space import AroundResolved, LogUniform
 from methods.training import adam

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from methods.base import Method, register_method
 from methods.losses import antithetic_timesteps, drop_condition
 from methods.saliency import MaskSelect, saliency_masks

@@ -7,8 +7,8 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
-from bench.adapters.base import DiffusionModel
-from bench.errors import ConfigError, NonFiniteLossError
+from bench.core.adapters.base import DiffusionModel
+from bench.core.errors import ConfigError, NonFiniteLossError
 
 
 def select_trainable(model: DiffusionModel, names: Iterable[str]) -> list[nn.Parameter]:

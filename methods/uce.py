@@ -32,7 +32,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor, nn
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from methods.base import Method, register_method
 from methods.search_space import LogUniform
 

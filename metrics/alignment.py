@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.errors import MissingWeightsError
+from bench.core.errors import MissingWeightsError
 from metrics.base import Metric, generated, register_metric
 
 OPENCLIP_HF_REPO = {("ViT-B-32", "laion2b_s34b_b79k"): "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar, Literal
 
-from bench.adapters.base import DiffusionModel
-from bench.context import RunContext
-from bench.registry import Registry
+from bench.core.adapters.base import DiffusionModel
+from bench.core.context import RunContext
+from bench.core.registry import Registry
 
 Direction = Literal["↑", "↓"]
 

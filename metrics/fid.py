@@ -5,27 +5,8 @@ uses clean-fid's Inception (2048-d) and its reference statistics.
 """
 from __future__ import annotations
 
-import numpy as np
-import torch
-from cleanfid import fid as cleanfid
-
 from metrics.base import Metric, generated, register_metric
-
-
-def batch_features(extractor, images01: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Features via clean-fid's batch helper (the extractor takes images in [0, 1])."""
-    device = next(extractor.parameters()).device if hasattr(extractor, "parameters") else torch.device("cpu")
-    feats = [cleanfid.get_batch_features(images01[i : i + batch_size], extractor, device) for i in range(0, len(images01), batch_size)]
-    return np.concatenate(feats)
-
-
-def fid_from_features(gen_feats: np.ndarray, ref_feats: np.ndarray | dict) -> float:
-    """`ref_feats`: reference features, or precomputed statistics {"mu", "sigma"} (clean-fid's format)."""
-    if isinstance(ref_feats, dict):
-        from metrics.inception_fid import fid_against_stats
-
-        return fid_against_stats(gen_feats, ref_feats)
-    return float(cleanfid.fid_from_feats(gen_feats, ref_feats))
+from metrics.frechet import batch_features, fid_from_features
 
 
 @register_metric

@@ -21,14 +21,12 @@ from cleanfid.downloads_helper import inception_url
 from cleanfid.resize import build_resizer
 from torch import Tensor, nn
 
-from bench.errors import ConfigError, MissingWeightsError
+from bench.core.cache import cache_root
+from bench.core.errors import ConfigError, MissingWeightsError
+from metrics.frechet import batch_features, stats_of
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
 CLEANFID_STATS_URL = "https://www.cs.cmu.edu/~clean-fid/stats"
-
-
-def _cache_root() -> Path:
-    return Path(os.environ.get("UNLEARN_BENCH_CACHE", Path.home() / ".cache" / "unlearn-bench"))
 
 
 def inception_candidates(explicit: str | None = None) -> list[Path]:
@@ -38,7 +36,7 @@ def inception_candidates(explicit: str | None = None) -> list[Path]:
     if os.environ.get("UNLEARN_BENCH_INCEPTION"):
         out.append(Path(os.environ["UNLEARN_BENCH_INCEPTION"]).expanduser())
     cleanfid_dir = Path("./" if platform.system() == "Windows" else "/tmp")  # where clean-fid downloads it
-    out += [cleanfid_dir / INCEPTION_FILE, _cache_root() / "inception" / INCEPTION_FILE]
+    out += [cleanfid_dir / INCEPTION_FILE, cache_root() / "inception" / INCEPTION_FILE]
     return out
 
 
@@ -88,14 +86,10 @@ class CleanInception(nn.Module):
         return self.base.layers((x - 128) / 128).flatten(1)
 
 
-def stats_of(features: np.ndarray) -> dict:
-    return {"mu": np.mean(features, axis=0), "sigma": np.cov(features, rowvar=False)}
-
-
 def cifar10_train_stats(
     extractor: CleanInception,
     stats_file: str | None = None,
-    data_root: str | None = None,
+    load_train=None,
     batch_size: int = 250,
 ) -> dict:
     """{"mu", "sigma", "source"} of the CIFAR-10 train set in the extractor's feature space.
@@ -114,14 +108,11 @@ def cifar10_train_stats(
     cleanfid_file = Path(_cf.__file__).parent / "stats" / "cifar10_clean_train_32.npz"
     if cleanfid_file.is_file():
         return _load_stats(cleanfid_file)
-    cached = _cache_root() / "fid-stats" / f"cifar10_clean_train_32_{file_digest(extractor.path)}.npz"
+    cached = cache_root() / "fid-stats" / f"cifar10_clean_train_32_{file_digest(extractor.path)}.npz"
     if cached.is_file():
         return _load_stats(cached)
-    from metrics.fid import batch_features
-    from tasks.cifar10_data import load_cifar10
-
     try:
-        train = load_cifar10(data_root, True)
+        train = load_train()
     except Exception as exc:  # noqa: BLE001 - say what else would have worked
         raise type(exc)(
             f"{exc}; alternatively put clean-fid's reference statistics at {cleanfid_file} "
@@ -144,9 +135,3 @@ def _load_stats(path: Path) -> dict:
         return {"mu": f["mu"], "sigma": f["sigma"], "source": str(path)}
 
 
-def fid_against_stats(gen_features: np.ndarray, ref: dict) -> float:
-    """Fréchet distance of generated features to reference mean/covariance (clean-fid's formula)."""
-    mu, sigma = np.mean(gen_features, axis=0), np.cov(gen_features, rowvar=False)
-    if mu.shape != np.shape(ref["mu"]):
-        raise ConfigError(f"FID reference has {np.shape(ref['mu'])[0]}-d statistics but the network gives {mu.shape[0]}-d features")
-    return float(cleanfid.frechet_distance(mu, sigma, ref["mu"], ref["sigma"]))

@@ -9,11 +9,11 @@ from typing import Any, Callable, ClassVar, Sequence
 import torch
 from torch import Tensor
 
-from bench.adapters.base import DiffusionModel
-from bench.context import RunContext
-from bench.data import UnlearnData
-from bench.errors import ConfigError
-from bench.registry import Registry
+from bench.core.adapters.base import DiffusionModel
+from bench.core.context import RunContext
+from bench.core.data import UnlearnData
+from bench.core.errors import ConfigError
+from bench.core.registry import Registry
 
 BUILTIN_TASK_MODULES = ("tasks.mini_digits", "tasks.mini_shapes", "tasks.stable_diffusion", "tasks.cifar10")
 

@@ -17,7 +17,7 @@ FID of the remain-class images against the CIFAR-10 train set with clean-fid's I
 Paper sizes: 5,000 + 9 × 5,000 = 50k images per job; quick: `forget_samples: 500,
 remain_samples_per_class: 500`.
 
-Everything is read offline: data from `data_root` (tasks/cifar10_data.py), the base model from
+Everything is read offline: data from `data_root` (tasks/cifar/data.py), the base model from
 `base_model` (default: where `unlearn-bench pretrain cifar10` writes), CLIP/Inception weights from
 local files or caches; each missing piece is one clear error naming how to get it.
 """
@@ -30,14 +30,15 @@ from pathlib import Path
 
 import torch
 
-from bench.adapters.class_conditional import ClassConditionalModel
-from bench.context import RunContext
-from bench.data import UnlearnData
-from bench.errors import MissingWeightsError
-from bench.pretrain import register_pretrain
+from bench.core.adapters.class_conditional import ClassConditionalModel
+from bench.core.context import RunContext
+from bench.core.data import UnlearnData
+from bench.core.errors import MissingWeightsError
+from bench.core.pretrain import register_pretrain
 from tasks.base import Task, TaskInstance, register_task
-from tasks.cifar10_data import CIFAR10_CLASSES, cache_root, load_cifar10, resolve_data_root
-from tasks.cifar10_models import (
+from bench.core.cache import cache_root
+from tasks.cifar.data import CIFAR10_CLASSES, load_cifar10, resolve_data_root
+from tasks.cifar.models import (
     UNET_GFLOPS_PER_IMAGE,
     ClassifierRecipe,
     classifier_accuracy,
@@ -48,7 +49,7 @@ from tasks.cifar10_models import (
     save_classifier,
     train_classifier,
 )
-from tasks.class_training import ClassDiffusionRecipe, train_class_conditional
+from bench.core.class_training import ClassDiffusionRecipe, train_class_conditional
 
 CLASSIFIERS = ("clip", "resnet34")
 
@@ -196,7 +197,7 @@ class Cifar10Class(Task):
         model = self.load_base_model(class_names, ctx.device)
         classifier, clf_name, clf_key = self.load_classifier(class_names, ctx.device)
         extractor = CleanInception(resolve_inception_weights(c.inception_weights), device=ctx.device)
-        reference = cifar10_train_stats(extractor, c.fid_stats, c.data_root)
+        reference = cifar10_train_stats(extractor, c.fid_stats, lambda: load_cifar10(c.data_root, True))
 
         feats, labels = classifier_class_features(classifier, (*clf_key, str(resolve_data_root(c.data_root)), c.neighbour_images_per_class),
                                                   c.data_root, c.neighbour_images_per_class)

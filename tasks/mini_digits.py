@@ -11,10 +11,10 @@ from functools import lru_cache
 
 import torch
 
-from bench.adapters.class_conditional import ClassConditionalModel
-from bench.context import RunContext
-from bench.data import UnlearnData
-from bench.errors import MissingWeightsError
+from bench.core.adapters.class_conditional import ClassConditionalModel
+from bench.core.context import RunContext
+from bench.core.data import UnlearnData
+from bench.core.errors import MissingWeightsError
 from tasks.base import Task, TaskInstance, register_task
 from tasks.mini import CHECKPOINT_DIR
 from tasks.mini.digits import CLASS_NAMES, load_digits_splits
@@ -35,7 +35,7 @@ class MiniDigitsConfig:
 @lru_cache(maxsize=1)
 def _reference_features():
     """Classifier features of all real digits, per class (FID reference)."""
-    from metrics.fid import batch_features
+    from metrics.frechet import batch_features
 
     clf = load_digit_classifier()
     train, test = load_digits_splits()
@@ -55,7 +55,7 @@ def neighbour_classes(target: int) -> list[int]:
 @register_task
 class MiniDigitsClass(Task):
     name = "mini-digits-class"
-    timeout_s = 3600.0  # per-job wall-clock default (bench/timeout.py): minutes on a CPU
+    timeout_s = 3600.0  # per-job wall-clock default (bench/runner/timeout.py): minutes on a CPU
     kind = "class"
     metrics = ("class-accuracy", "fid")
     Config = MiniDigitsConfig

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import torch
 
-from bench.adapters.text_to_image import TextToImageModel
-from bench.context import RunContext
-from bench.data import UnlearnData
-from bench.errors import ConfigError, MissingWeightsError
+from bench.core.adapters.text_to_image import TextToImageModel
+from bench.core.cache import cache_root, cached
+from bench.core.context import RunContext
+from bench.core.data import UnlearnData
+from bench.core.errors import ConfigError, MissingWeightsError
 from tasks.base import Task, TaskInstance, register_task
 from tasks.mini import shapes
 from tasks.mini.recipes import checkpoint_hash
 from tasks.mini.shapes_recipes import ENCODER_DIR, JUDGE_DIR, MODEL_DIR, load_shapes_judge  # registers pretrain recipes
-from tasks.stable_diffusion import cache_root
 
 VOCAB = {
     "train": {"colours": ("red", "green", "blue"), "backgrounds": ("black", "white")},
@@ -109,7 +109,7 @@ class MiniShapesConfig:
 class MiniShapesTask(Task):
     Config = MiniShapesConfig
     metrics = ("zero-shot-ua", "alignment", "retention")
-    timeout_s = 3600.0  # per-job wall-clock default (bench/timeout.py): minutes on a CPU
+    timeout_s = 3600.0  # per-job wall-clock default (bench/runner/timeout.py): minutes on a CPU
     target_list: tuple[str, ...]
     zero_shot_what: str
 
@@ -154,14 +154,7 @@ class MiniShapesTask(Task):
         spec = {"weights": weights_hash, "prompts": prompts, "seeds": seeds, "sampler": self.sampler()}
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
         path = cache_root() / "mini-shapes-images" / f"{key}.pt"
-        if path.exists():
-            return torch.load(path, map_location="cpu", weights_only=True).float() / 255
-        images = model.sample(prompts, seeds, **self.sampler())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{random.getrandbits(32)}.tmp")
-        torch.save((images * 255).round().to(torch.uint8), tmp)
-        tmp.replace(path)
-        return images
+        return cached(path, lambda: (model.sample(prompts, seeds, **self.sampler()) * 255).round().to(torch.uint8)).float() / 255
 
     def build(self, target: str, ctx: RunContext) -> TaskInstance:
         self.validate_target(target)

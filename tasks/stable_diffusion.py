@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
-from bench.adapters.text_to_image import SD14, TextToImageModel
-from bench.context import RunContext
-from bench.data import UnlearnData
-from bench.errors import ConfigError
+from bench.core.adapters.text_to_image import SD14, TextToImageModel
+from bench.core.cache import cache_root, cached
+from bench.core.context import RunContext
+from bench.core.data import UnlearnData
+from bench.core.errors import ConfigError
 from tasks.base import Task, TaskInstance, register_task
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
@@ -33,10 +34,6 @@ def vocabulary() -> dict:
 
 def artists() -> dict:
     return json.loads((PROMPT_DIR / "artists.json").read_text())
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("UNLEARN_BENCH_CACHE", Path.home() / ".cache" / "unlearn-bench"))
 
 
 def scene_prompts(split: str, n: int, seed: int) -> list[str]:
@@ -169,18 +166,15 @@ class StableDiffusionTask(Task):
                 "sampler": self.sampler(), "shape": list(model.sample_shape), "dtype": self.config.dtype}
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
         path = cache_root() / "sd-images" / f"{label}-{key}.pt"
-        if path.exists():
-            return torch.load(path, map_location="cpu", weights_only=True)
-        s = self.sampler()
-        images = model.sample(prompts, seeds, steps=s["steps"], guidance=s["guidance"], batch_size=s["batch_size"])
-        latents = torch.cat([model.encode(images[i : i + s["batch_size"]].to(model.device) * 2 - 1).float().cpu()
-                             for i in range(0, len(images), s["batch_size"])])
-        out = {"images": (images * 255).round().to(torch.uint8), "latents": latents, "spec": spec}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(out, tmp)
-        tmp.replace(path)
-        return out
+
+        def make() -> dict:
+            s = self.sampler()
+            images = model.sample(prompts, seeds, steps=s["steps"], guidance=s["guidance"], batch_size=s["batch_size"])
+            latents = torch.cat([model.encode(images[i : i + s["batch_size"]].to(model.device) * 2 - 1).float().cpu()
+                                 for i in range(0, len(images), s["batch_size"])])
+            return {"images": (images * 255).round().to(torch.uint8), "latents": latents, "spec": spec}
+
+        return cached(path, make)
 
     def make_sets(self) -> dict:
         """forget/safe/remain training prompts and eval prompt sets (concept-specific)."""

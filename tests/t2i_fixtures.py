@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from bench.adapters.text_encoders import write_clip_tokenizer_files
+from bench.core.adapters.text_encoders import write_clip_tokenizer_files
 
 
 def build_tiny_sd(path: Path, seed: int = 0, latent: bool = True) -> Path:

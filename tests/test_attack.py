@@ -12,7 +12,7 @@ PROMPTS = ["a photo of a cat", "a painting of a cat"]
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from bench.adapters.text_to_image import TextToImageModel
+    from bench.core.adapters.text_to_image import TextToImageModel
 
     return TextToImageModel.from_pretrained_sd(str(build_tiny_sd(tmp_path_factory.mktemp("atk-sd"))))
 

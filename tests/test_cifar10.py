@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import ConfigError, MissingDataError, MissingWeightsError
-from bench.job import run_job
-from bench.plan import JobSpec, load_suite, plan_jobs
+from bench.core.errors import ConfigError, MissingDataError, MissingWeightsError
+from bench.runner.job import run_job
+from bench.runner.plan import JobSpec, load_suite, plan_jobs
 from methods.base import METHODS
-from tasks.cifar10_data import CIFAR10_CLASSES, load_cifar10
+from tasks.cifar.data import CIFAR10_CLASSES, load_cifar10
 
 PER_CLASS_TRAIN = 10
 
@@ -56,7 +56,7 @@ def env(tmp_path_factory):
     import torchvision
 
     from tasks.cifar10 import pretrain_cifar10
-    from tasks.cifar10_models import CifarResNet34, save_classifier
+    from tasks.cifar.models import CifarResNet34, save_classifier
     from tests.t2i_fixtures import build_tiny_openclip
 
     root = tmp_path_factory.mktemp("cifar")
@@ -112,7 +112,7 @@ def test_missing_data_is_one_clear_error(tmp_path):
 
 
 def test_missing_weights_errors(env, tmp_path):
-    from bench.context import RunContext
+    from bench.core.context import RunContext
     from tasks.base import TASKS
 
     ctx = RunContext(device=torch.device("cpu"), seed=0, task_kind="class")
@@ -143,10 +143,10 @@ def test_job_end_to_end_resnet_judge(env, tmp_path):
 
 
 def test_remain_meta_contract(env):
-    from bench.context import RunContext
+    from bench.core.context import RunContext
     from tasks.base import TASKS
-    from tasks.class_training import ClassDiffusionRecipe
-    from tasks.cifar10_models import TINY_RECIPE
+    from bench.core.class_training import ClassDiffusionRecipe
+    from tasks.cifar.models import TINY_RECIPE
 
     task = TASKS.get("cifar10-class").make(env["options"])
     inst = task.build("5", RunContext(device=torch.device("cpu"), seed=0, task_kind="class"))
@@ -206,8 +206,7 @@ def test_class_neighbours_orders_by_centroid_distance():
 def test_fid_against_stats_matches_clean_fid():
     from cleanfid import fid as cleanfid
 
-    from metrics.fid import fid_from_features
-    from metrics.inception_fid import stats_of
+    from metrics.frechet import fid_from_features, stats_of
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(200, 6)), rng.normal(0.3, 1.2, size=(300, 6))
@@ -217,7 +216,7 @@ def test_fid_against_stats_matches_clean_fid():
 
 
 def test_classifier_training_and_augmentation(env):
-    from tasks.cifar10_models import ClassifierRecipe, augment_crop_flip, classifier_accuracy, train_classifier
+    from tasks.cifar.models import ClassifierRecipe, augment_crop_flip, classifier_accuracy, train_classifier
 
     x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).view(2, 3, 32, 32)
     out = augment_crop_flip(x, torch.Generator().manual_seed(0))
@@ -232,8 +231,8 @@ def test_classifier_training_and_augmentation(env):
 
 
 def test_training_state_resumes_bit_for_bit(env, tmp_path):
-    from tasks.cifar10_models import TINY_RECIPE
-    from tasks.class_training import ClassDiffusionRecipe, train_class_conditional
+    from tasks.cifar.models import TINY_RECIPE
+    from bench.core.class_training import ClassDiffusionRecipe, train_class_conditional
 
     recipe = ClassDiffusionRecipe(**{**TINY_RECIPE.to_dict(), "steps": 4})
     train = load_cifar10(str(env["data"]), True)
@@ -257,7 +256,7 @@ def test_reference_unet_size_and_flops():
     from diffusers import UNet2DModel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from tasks.cifar10_models import CIFAR10_UNET, UNET_GFLOPS_PER_IMAGE
+    from tasks.cifar.models import CIFAR10_UNET, UNET_GFLOPS_PER_IMAGE
 
     with torch.device("meta"):
         unet = UNet2DModel(**CIFAR10_UNET, num_class_embeds=11)
@@ -285,7 +284,7 @@ def test_paper_dry_run_loads_nothing(tmp_path, capsys, monkeypatch):
 def test_cli_data_root_and_base_model_reach_tasks_that_have_them():
     from argparse import Namespace
 
-    from bench.cli import with_cli_task_options
+    from bench.runner.evaluator import with_cli_task_options
 
     suite = with_cli_task_options(load_suite("paper"), Namespace(data_root="/d", base_model="/m", tasks=None))
     opts = {t.task: t.options for t in suite.tasks}

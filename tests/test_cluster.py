@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.records import iter_records
+from bench.runner.records import iter_records
 from tests.conftest import write_suite
 
 pytestmark = pytest.mark.slow

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from bench.context import Budget, RunContext
-from bench.data import UnlearnData
+from bench.core.context import Budget, RunContext
+from bench.core.data import UnlearnData
 from methods.base import METHODS
 from methods.concept_ablation import CAHParams, ConceptAblation, ca_parameter_names
 from tests.t2i_fixtures import build_tiny_sd
@@ -17,7 +17,7 @@ FAST = dict(lr=3e-3, steps=40, batch_size=4, anchor_images=4, anchor_sample_step
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from bench.adapters.text_to_image import TextToImageModel
+    from bench.core.adapters.text_to_image import TextToImageModel
 
     return TextToImageModel.from_pretrained_sd(str(build_tiny_sd(tmp_path_factory.mktemp("ca-sd"))))
 

@@ -2,7 +2,7 @@
 import json
 
 from bench.cli import main
-from bench.records import iter_records
+from bench.runner.records import iter_records
 from tests.conftest import write_suite
 
 CRASHING_METHOD = '''

@@ -3,10 +3,10 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from bench.adapters.class_conditional import ClassConditionalModel
-from bench.context import Budget, RunContext
-from bench.data import UnlearnData
-from bench.errors import ConfigError
+from bench.core.adapters.class_conditional import ClassConditionalModel
+from bench.core.context import Budget, RunContext
+from bench.core.data import UnlearnData
+from bench.core.errors import ConfigError
 from methods.base import METHODS
 from methods.esd import ESDU, ESDX, esd_schedule
 from methods.losses import esd_target
@@ -23,7 +23,7 @@ TIME_AND_OUTPUT = ["time_embedding.linear_1.weight", "time_embedding.linear_1.bi
 
 @pytest.fixture(scope="module")
 def tiny_sd(tmp_path_factory):
-    from bench.adapters.text_to_image import TextToImageModel
+    from bench.core.adapters.text_to_image import TextToImageModel
 
     return TextToImageModel.from_pretrained_sd(str(build_tiny_sd(tmp_path_factory.mktemp("esd-sd"))))
 

@@ -4,11 +4,11 @@ import os
 import pytest
 import torch
 
-from bench.adapters import model_cache
-from bench.adapters.class_conditional import ClassConditionalModel
-from bench.adapters.text_to_image import TextToImageModel
-from bench.errors import ConfigError
-from bench.fast import ENV_VAR, FastPaths, apply_fast_paths, attention_processors, parse_overrides, set_attention
+from bench.core.adapters import model_cache
+from bench.core.adapters.class_conditional import ClassConditionalModel
+from bench.core.adapters.text_to_image import TextToImageModel
+from bench.core.errors import ConfigError
+from bench.core.fast import ENV_VAR, FastPaths, apply_fast_paths, attention_processors, parse_overrides, set_attention
 from tests.t2i_fixtures import build_tiny_sd
 
 UNET = dict(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
@@ -211,9 +211,9 @@ def _check_compiled_denoiser():
 
 def test_compiled_denoiser_wiring(monkeypatch):
     """Graph capture + AOT autograd without code generation: the adapter wiring, in seconds."""
-    import bench.fast
+    import bench.core.fast
 
-    monkeypatch.setattr(bench.fast, "COMPILE_OPTIONS", {"backend": "aot_eager"})
+    monkeypatch.setattr(bench.core.fast, "COMPILE_OPTIONS", {"backend": "aot_eager"})
     _check_compiled_denoiser()
 
 

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from bench.adapters.class_conditional import ClassConditionalModel
-from bench.fast import set_attention
-from bench.flops import count_flops, mfu, peak_tflops, sampling_step, training_step
+from bench.core.adapters.class_conditional import ClassConditionalModel
+from bench.core.fast import set_attention
+from bench.runner.flops import count_flops, mfu, peak_tflops, sampling_step, training_step
 from tests.t2i_fixtures import build_tiny_sd
 
 UNET = dict(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
@@ -50,7 +50,7 @@ def test_counts_do_not_depend_on_the_attention_processor():
 
 
 def test_sampling_step_counts_the_unet_only(tmp_path):
-    from bench.adapters.text_to_image import TextToImageModel
+    from bench.core.adapters.text_to_image import TextToImageModel
 
     m = TextToImageModel.from_pretrained_sd(str(build_tiny_sd(tmp_path / "sd")))
     m._cache = {}

@@ -2,8 +2,8 @@
 import torch
 from torch import nn
 
-from bench.context import Budget, RunContext
-from bench.data import UnlearnData
+from bench.core.context import Budget, RunContext
+from bench.core.data import UnlearnData
 from methods.base import make_hparams
 from methods.graddiff import GradDiff
 from methods.losses import truncated_forget_loss

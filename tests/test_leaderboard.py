@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.plan import JobSpec
+from bench.runner.plan import JobSpec
 from leaderboard.aggregate import aggregate, column_order_key, short_name
 from leaderboard.build import build
 from leaderboard.reported import load_reported, reported_rows

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 import methods.rgd as rgd_module
-from bench.context import Budget
-from bench.data import UnlearnData, paired_batches
+from bench.core.context import Budget
+from bench.core.data import UnlearnData, paired_batches
 from methods.base import METHODS, make_hparams
 from methods.gradients import flatten_grads, restricted_update
-from methods.losses import noised_batch
+from bench.core.denoising import noised_batch
 from methods.remain_sampling import remain_subset
 from tiny_models import class_ctx, class_data, fixed_loss, tiny_class_model
 
@@ -368,7 +368,7 @@ def test_salun_mask_is_computed_without_dropout():
 # -- precision -------------------------------------------------------------------------------------------
 
 def test_fp16_checkpoints_train_on_fp32_master_weights():
-    from bench.errors import ConfigError
+    from bench.core.errors import ConfigError
     from methods.training import adam
 
     model = tiny_class_model()

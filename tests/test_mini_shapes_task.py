@@ -5,11 +5,11 @@ import os
 import pytest
 import torch
 
-from bench.adapters.text_encoders import TextEncoder
-from bench.adapters.text_to_image import TextToImageModel
-from bench.context import RunContext
-from bench.job import execute
-from bench.plan import JobSpec
+from bench.core.adapters.text_encoders import TextEncoder
+from bench.core.adapters.text_to_image import TextToImageModel
+from bench.core.context import RunContext
+from bench.runner.job import execute
+from bench.runner.plan import JobSpec
 from methods.base import METHODS
 from metrics.clip_judge import ClipJudge
 from tasks.base import TASKS

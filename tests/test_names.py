@@ -4,9 +4,9 @@ import copy
 import pytest
 
 from bench.cli import main
-from bench.errors import BenchError
-from bench.plan import parse_suite, plan_jobs
-from bench.plugins import load_submission
+from bench.core.errors import BenchError
+from bench.runner.plan import parse_suite, plan_jobs
+from bench.runner.plugins import load_submission
 from leaderboard.aggregate import aggregate
 from tests.test_leaderboard import fixture_records
 from tests.test_submit import method_file

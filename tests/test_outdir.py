@@ -4,8 +4,9 @@ import stat
 
 import pytest
 
-from bench.cli import main, write_leaderboard
-from bench.outdir import results_lock
+from bench.cli import main
+from bench.runner.evaluator import write_leaderboard
+from bench.runner.outdir import results_lock
 from tests.conftest import write_suite
 
 
@@ -14,8 +15,8 @@ def no_jobs(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("a job started")
 
-    monkeypatch.setattr("bench.scheduler.run_local", refuse)
-    monkeypatch.setattr("bench.scheduler.run_ray", refuse)
+    monkeypatch.setattr("bench.runner.scheduler.run_local", refuse)
+    monkeypatch.setattr("bench.runner.scheduler.run_ray", refuse)
 
 
 def test_unwritable_out_fails_before_any_job(tmp_path, capsys, no_jobs):

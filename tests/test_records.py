@@ -3,7 +3,7 @@ import os
 import stat
 
 from bench.cli import main
-from bench.records import finished_ok, iter_records, record_path, write_record
+from bench.runner.records import finished_ok, iter_records, record_path, write_record
 
 
 def rec(job_id="a__b", status="ok", **extra):

@@ -1,8 +1,8 @@
 import pytest
 
-from bench.errors import ConfigError, PluginError, UnknownNameError
-from bench.plan import load_suite, parse_suite, plan_jobs
-from bench.registry import Registry
+from bench.core.errors import ConfigError, PluginError, UnknownNameError
+from bench.runner.plan import load_suite, parse_suite, plan_jobs
+from bench.core.registry import Registry
 from methods.base import METHODS
 from metrics.base import METRICS
 from tasks.base import TASKS
@@ -87,7 +87,7 @@ def test_malformed_yaml_file(tmp_path):
 
 
 def test_methods_from_shares_a_suite_method_list_and_jobs_say_where_hparams_came_from():
-    from bench.plan import load_suite, parse_suite, plan_jobs
+    from bench.runner.plan import load_suite, parse_suite, plan_jobs
 
     ref = load_suite("mini-reference")
     assert ref.hparams_source == "reference"

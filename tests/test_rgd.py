@@ -4,8 +4,8 @@ import dataclasses
 import pytest
 import torch
 
-from bench.context import Budget, RunContext
-from bench.errors import ConfigError
+from bench.core.context import Budget, RunContext
+from bench.core.errors import ConfigError
 from methods.base import METHODS, make_hparams
 from methods.gradients import grads_of, restricted_update_lists
 from methods.remain_sampling import class_subset_indices
@@ -115,7 +115,7 @@ def test_defaults_per_kind_and_rg_is_rgd_with_a_minibatch_remain_gradient():
 
 
 def test_retrain_reruns_the_pretrain_recipe_without_the_forget_class(digits):
-    from tasks.class_training import train_class_conditional
+    from bench.core.class_training import train_class_conditional
 
     recipe = digits.remain.meta["pretrain_recipe"]
     assert 3 not in set(digits.remain.groups.tolist())
@@ -131,7 +131,7 @@ def test_retrain_reruns_the_pretrain_recipe_without_the_forget_class(digits):
 
 
 def test_concept_tasks_narrow_is_the_tasks_slice_balanced_the_whole_diverse_set():
-    from bench.data import UnlearnData
+    from bench.core.data import UnlearnData
     from methods.remain_sampling import remain_subset
 
     prompts = [f"a {c} shape" for c in ("red", "green", "red", "blue")]

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from bench.adapters.class_conditional import ClassConditionalModel
-from bench.context import Budget, RunContext
-from bench.data import UnlearnData
+from bench.core.adapters.class_conditional import ClassConditionalModel
+from bench.core.context import Budget, RunContext
+from bench.core.data import UnlearnData
 from methods.base import METHODS
 from methods.salun import REFERENCE_CLASS_ALPHA, SalUn, guided_prediction, relabel_classes
 from methods.saliency import saliency_masks
@@ -121,7 +121,7 @@ def test_masked_weights_stay_bit_identical(clip):
 
 
 def test_text_model_uses_paired_prompts(tmp_path):
-    from bench.adapters.text_to_image import TextToImageModel
+    from bench.core.adapters.text_to_image import TextToImageModel
     from tests.t2i_fixtures import build_tiny_sd
 
     m = TextToImageModel.from_pretrained_sd(str(build_tiny_sd(tmp_path / "sd")))

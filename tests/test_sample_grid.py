@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.job import execute
-from bench.plan import JobSpec
-from bench.sample_strip import to_png
+from bench.runner.job import execute
+from bench.runner.plan import JobSpec
+from bench.runner.sample_strip import to_png
 from leaderboard.build import build
 
 TINY = {"forget_samples": 4, "remain_samples_per_class": 1, "sample_steps": 2}

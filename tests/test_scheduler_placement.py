@@ -3,8 +3,8 @@ from collections import defaultdict
 
 import pytest
 
-from bench.plan import load_suite, plan_jobs
-from bench.scheduler import auto_cpus_per_job, grouped_by_model, run_ray
+from bench.runner.plan import load_suite, plan_jobs
+from bench.runner.scheduler import auto_cpus_per_job, grouped_by_model, run_ray
 from tests.conftest import write_suite
 
 

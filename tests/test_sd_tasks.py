@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.context import RunContext
-from bench.errors import ConfigError, MissingWeightsError
-from bench.job import execute
-from bench.plan import JobSpec
+from bench.core.context import RunContext
+from bench.core.errors import ConfigError, MissingWeightsError
+from bench.runner.job import execute
+from bench.runner.plan import JobSpec
 from methods.base import METHODS
 from tasks.base import TASKS
 from tasks.stable_diffusion import nudity_pairs, read_i2p, scene_prompts, style_pairs, vocabulary

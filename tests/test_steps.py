@@ -1,6 +1,6 @@
 """The step budget is enforced by the harness: optimiser steps are counted, hidden steps fail the job."""
 from bench.cli import main
-from bench.records import iter_records
+from bench.runner.records import iter_records
 from tests.conftest import write_suite
 
 HIDDEN = '''

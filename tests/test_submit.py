@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.errors import PluginError
-from bench.plugins import load_submission
-from bench.records import iter_records
-from bench.submit import smoke_test
+from bench.core.errors import PluginError
+from bench.runner.plugins import load_submission
+from bench.runner.records import iter_records
+from bench.runner.submit import smoke_test
 from tests.conftest import write_suite
 
 README = Path(__file__).resolve().parent.parent / "README.md"

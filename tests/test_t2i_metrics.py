@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bench.errors import MissingWeightsError
+from bench.core.errors import MissingWeightsError
 from metrics.alignment import OpenClipJudge, alignment_score
 from metrics.base import METRICS
 from metrics.nudity import EXPOSED_CLASSES, count_exposed, detect

@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from bench.adapters import load_model
-from bench.adapters.text_encoders import HFCLIPTextEncoder, TextEncoder
-from bench.adapters.text_to_image import TextToImageModel
-from bench.errors import MissingWeightsError
+from bench.core.adapters import load_model
+from bench.core.adapters.text_encoders import HFCLIPTextEncoder, TextEncoder
+from bench.core.adapters.text_to_image import TextToImageModel
+from bench.core.errors import MissingWeightsError
 from tests.t2i_fixtures import build_tiny_sd
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.errors import ConfigError
-from bench.plan import load_suite, parse_suite, plan_jobs
-from bench.records import iter_records
+from bench.core.errors import ConfigError
+from bench.runner.plan import load_suite, parse_suite, plan_jobs
+from bench.runner.records import iter_records
 from tests.conftest import FAST_DIGITS, write_suite
 
 HANG = '''
@@ -70,7 +70,7 @@ def test_ray_hung_job_times_out(tmp_path):
 def test_watchdog_ends_a_process_whose_job_swallows_the_stop():
     code = (
         "import time\n"
-        "from bench.timeout import time_limit, worker_watchdog\n"
+        "from bench.runner.timeout import time_limit, worker_watchdog\n"
         "with time_limit(1), worker_watchdog(1):\n"
         "    while True:\n"
         "        try:\n"

@@ -4,9 +4,9 @@ import math
 import pytest
 import yaml
 
-from bench.errors import ConfigError
-from bench.plan import MethodEntry, Suite, TaskEntry, parse_suite
-from bench.tune import Trial, TuneResult, TuneSettings, tuned_suite, validation_targets
+from bench.core.errors import ConfigError
+from bench.runner.plan import MethodEntry, Suite, TaskEntry, parse_suite
+from bench.runner.tune import Trial, TuneResult, TuneSettings, tuned_suite, validation_targets
 from methods.base import METHODS
 from methods.search_space import AroundResolved, LogUniform, Uniform, declared_space, resolve_space
 
@@ -102,8 +102,8 @@ def _trial_record(label, target, hparams, ua, ra, started, status="ok"):
 
 
 def test_report_from_records_numbers_trials_in_start_order_and_scores_against_original(tmp_path):
-    from bench.records import write_record
-    from bench.tune import results_from_records
+    from bench.runner.records import write_record
+    from bench.runner.tune import results_from_records
 
     te = TaskEntry("mini-digits-class", ("0",))
     me = MethodEntry("finetune", "finetune", {"steps": 100})

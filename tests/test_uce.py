@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from bench.context import Budget, RunContext
-from bench.data import UnlearnData
+from bench.core.context import Budget, RunContext
+from bench.core.data import UnlearnData
 from methods.base import METHODS
 from methods.uce import UCE, UCEHParams, aligned_spans, closed_form_edit, cross_attention_projections, real_token_counts
 from tests.t2i_fixtures import build_tiny_sd
@@ -11,7 +11,7 @@ from tests.t2i_fixtures import build_tiny_sd
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from bench.adapters.text_to_image import TextToImageModel
+    from bench.core.adapters.text_to_image import TextToImageModel
 
     return TextToImageModel.from_pretrained_sd(str(build_tiny_sd(tmp_path_factory.mktemp("uce-sd"))))
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 ROOT = Path(__file__).resolve().parents[1]
 RAN = []
@@ -18,7 +18,7 @@ class Payload:
 
 
 def test_resume_state_is_loaded_weights_only(tmp_path):
-    from tasks.class_training import STATE_FILE, _resume
+    from bench.core.class_training import STATE_FILE, _resume
 
     torch.save({"step": 1, "recipe": {}, "evil": Payload()}, tmp_path / STATE_FILE)
     with pytest.raises(ValueError, match="holds more than tensors and plain values"):
@@ -27,7 +27,7 @@ def test_resume_state_is_loaded_weights_only(tmp_path):
 
 
 def test_checkpoint_json_cannot_name_code_to_import(tmp_path):
-    from bench.adapters.text_to_image import TextToImageModel
+    from bench.core.adapters.text_to_image import TextToImageModel
 
     (tmp_path / "unlearn_bench.json").write_text(json.dumps({"text_encoder": "os:system"}))
     with pytest.raises(BenchError, match="names text encoder 'os:system', not one of the loadable kinds"):

@@ -4,8 +4,8 @@ import argparse
 
 import pytest
 
-from bench.records import iter_records
-from bench.validate import DESTRUCTIVE_LABEL, checks, validation_suite
+from bench.runner.records import iter_records
+from bench.runner.validate import DESTRUCTIVE_LABEL, checks, validation_suite
 
 DIGITS = "mini-digits-class"
 SMALL = {"forget_samples": 6, "remain_samples_per_class": 2, "sample_steps": 4}
@@ -14,7 +14,7 @@ SMALL = {"forget_samples": 6, "remain_samples_per_class": 2, "sample_steps": 4}
 def test_validate_on_a_small_real_run(tmp_path):
     import yaml
 
-    from bench.cli import run_suite
+    from bench.runner.evaluator import run_suite
 
     out = tmp_path / "res"
     suite = validation_suite({DIGITS: ["0"]}, retrain=False, max_steps=2, options={DIGITS: SMALL})

@@ -2,8 +2,8 @@
 import pytest
 
 from bench.cli import main
-from bench.errors import ConfigError
-from bench.plan import parse_suite, plan_jobs
+from bench.core.errors import ConfigError
+from bench.runner.plan import parse_suite, plan_jobs
 from tests.conftest import FAST_DIGITS
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from bench.adapters.class_conditional import ClassConditionalModel
-from bench.context import RunContext
-from bench.data import UnlearnData
+from bench.core.adapters.class_conditional import ClassConditionalModel
+from bench.core.context import RunContext
+from bench.core.data import UnlearnData
 
 NUM_CLASSES = 3
 

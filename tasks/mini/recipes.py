@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from bench.errors import MissingWeightsError
-from bench.pretrain import register_pretrain
-from tasks.class_training import ClassDiffusionRecipe, train_class_conditional
+from bench.core.errors import MissingWeightsError
+from bench.core.pretrain import register_pretrain
+from bench.core.class_training import ClassDiffusionRecipe, train_class_conditional
 from tasks.mini import CHECKPOINT_DIR
 from tasks.mini.digits import CLASS_NAMES, DigitClassifier, digit_accuracy, load_digits_splits, train_digit_classifier
 

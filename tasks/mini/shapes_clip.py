@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.errors import MissingWeightsError
+from bench.core.errors import MissingWeightsError
 from tasks.mini import shapes
 
 CONTEXT_LENGTH = 16

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from tasks.class_training import ema_update
+from bench.core.class_training import ema_update
 
-from bench.adapters.text_to_image import TextToImageModel
-from bench.errors import MissingWeightsError
-from bench.pretrain import register_pretrain
-from methods.losses import simple_loss
+from bench.core.adapters.text_to_image import TextToImageModel
+from bench.core.errors import MissingWeightsError
+from bench.core.pretrain import register_pretrain
+from bench.core.denoising import simple_loss
 from tasks.mini import CHECKPOINT_DIR, shapes
 from tasks.mini.recipes import _write_recipe
 from tasks.mini.shapes_clip import ClipRecipe, MiniClip, MiniClipJudge, OpenClipTextEncoder, pretrain_clip

@@ -11,8 +11,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from bench.adapters.class_conditional import ClassConditionalModel
-from methods.losses import simple_loss
+from bench.core.adapters.class_conditional import ClassConditionalModel
+from bench.core.denoising import simple_loss
 
 
 @dataclass

@@ -3,13 +3,13 @@
 The driver owns the results: a worker returns its record and the driver writes it (atomically)
 into its own `--out` the moment it arrives, so nothing depends on a disk shared with the workers;
 a worker that dies gets a 'failed' record from the driver. Method files travel with the job by
-content (bench.plugins.MethodSource), never by path. Without an address the run starts its own
+content (bench.runner.plugins.MethodSource), never by path. Without an address the run starts its own
 local Ray instance (`address="local"`), even when `ray start` or RAY_ADDRESS names another.
 
 Placement: a job reserves `cpus_per_job` CPUs and sets torch's threads to exactly what Ray
 assigned it, so concurrent jobs × threads never exceed the cores Ray was given. Workers are
 reused across jobs (`max_calls=0`, also for GPU tasks, where Ray's default is one task per
-process), so the per-process model cache (bench/adapters/model_cache.py) loads each base
+process), so the per-process model cache (bench/core/adapters/model_cache.py) loads each base
 checkpoint once per worker; jobs are submitted grouped by task to make those hits likely.
 """
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from bench.fast import ENV_VAR as FAST_PATHS_ENV
-from bench.job import base_record, failure, run_job
-from bench.plan import JobSpec
-from bench.records import finished_ok, write_record
-from bench.timeout import timeout_message
+from bench.core.fast import ENV_VAR as FAST_PATHS_ENV
+from bench.runner.job import base_record, failure, run_job
+from bench.runner.plan import JobSpec
+from bench.runner.records import finished_ok, write_record
+from bench.runner.timeout import timeout_message
 
 
 def pending_jobs(jobs: list[JobSpec], out_dir) -> list[JobSpec]:
@@ -36,7 +36,7 @@ def pending_jobs(jobs: list[JobSpec], out_dir) -> list[JobSpec]:
 
 def method_sources(jobs: list[JobSpec]) -> dict:
     """The file methods of these jobs, read here on the driver (ref -> MethodSource)."""
-    from bench.plugins import is_file_reference, read_method_source
+    from bench.runner.plugins import is_file_reference, read_method_source
 
     return {j.method: read_method_source(j.method) for j in jobs if is_file_reference(j.method)}
 
@@ -84,7 +84,7 @@ def run_ray(
     fast_paths=None,
 ) -> list[dict]:
     """`cpus_per_job` None or ≤ 0: `auto_cpus_per_job`. `fast_paths`: run options for every job
-    (bench/fast.py; default: the driver's UNLEARN_BENCH_FAST_PATHS, shipped to workers on any cluster)."""
+    (bench/core/fast.py; default: the driver's UNLEARN_BENCH_FAST_PATHS, shipped to workers on any cluster)."""
     import ray
 
     if fast_paths is None:

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from bench.errors import ConfigError
-from bench.records import RECORD_DIR
+from bench.core.errors import ConfigError
+from bench.runner.records import RECORD_DIR
 
 LOCK_FILE = ".lock"
 

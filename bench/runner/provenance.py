@@ -24,7 +24,7 @@ def package_versions() -> dict[str, str]:
 
 @lru_cache(maxsize=1)
 def git_revision() -> str:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         if rev.returncode != 0:

@@ -1,5 +1,5 @@
-from bench.adapters.base import DiffusionModel, standard_parameter_groups
-from bench.adapters.class_conditional import ClassConditionalModel
+from bench.core.adapters.base import DiffusionModel, standard_parameter_groups
+from bench.core.adapters.class_conditional import ClassConditionalModel
 
 __all__ = ["DiffusionModel", "ClassConditionalModel", "standard_parameter_groups", "load_model"]
 
@@ -9,7 +9,7 @@ def load_model(path, device="cpu") -> DiffusionModel:
     import json
     from pathlib import Path
 
-    from bench.errors import MissingWeightsError
+    from bench.core.errors import MissingWeightsError
 
     index = Path(path) / "unlearn_bench.json"
     if not index.exists():
@@ -18,7 +18,7 @@ def load_model(path, device="cpu") -> DiffusionModel:
     if kind == "class":
         return ClassConditionalModel.load(path, device=device)
     if kind == "text":
-        from bench.adapters.text_to_image import TextToImageModel
+        from bench.core.adapters.text_to_image import TextToImageModel
 
         return TextToImageModel.load(path, device=device)
     raise MissingWeightsError(f"unknown model kind {kind!r} in {index}")

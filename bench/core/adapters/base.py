@@ -14,8 +14,8 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import Tensor, nn
 
-from bench import fast as _fast
-from bench.fast import FastPaths, autocast_context
+from bench.core import fast as _fast
+from bench.core.fast import FastPaths, autocast_context
 
 
 def standard_parameter_groups(denoiser: nn.Module) -> dict[str, list[str]]:
@@ -43,7 +43,7 @@ class DiffusionModel(ABC):
     denoiser: nn.Module
     noise_scheduler: DDPMScheduler
     sample_shape: tuple[int, int, int]  # (C, H, W) of the space the denoiser works in
-    fast_paths: FastPaths | None = None  # run options (bench/fast.py); None: plain fp32 eager forward
+    fast_paths: FastPaths | None = None  # run options (bench/core/fast.py); None: plain fp32 eager forward
     _compiled: tuple | None = None  # (denoiser, torch.compile(denoiser)) when fast_paths.compile
 
     # -- conditioning ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ import sys
 import types
 from pathlib import Path
 
-from bench.errors import ConfigError, PluginError
+from bench.core.errors import ConfigError, PluginError
 
 NAME_FORMAT = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # lower-case words joined by hyphens (DESIGN.md)
 

@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any, Literal, Union
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 
 _NO = object()
 

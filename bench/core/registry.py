@@ -4,7 +4,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Callable, Generic, Iterator, TypeVar
 
-from bench.errors import PluginError, UnknownNameError
+from bench.core.errors import PluginError, UnknownNameError
 
 T = TypeVar("T")
 

@@ -12,16 +12,16 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from bench.context import Budget, RunContext
-from bench.errors import BenchError
-from bench.fast import FastPaths, apply_fast_paths
-from bench.memory import PeakMemory, Timer
-from bench.plan import JobSpec
-from bench.provenance import git_revision, hardware, package_versions
-from bench.records import write_record
-from bench.sample_strip import sample_strip
-from bench.steps import check_steps, count_optimizer_steps, weights_changed
-from bench.timeout import JobTimeout, time_limit, worker_watchdog
+from bench.core.context import Budget, RunContext
+from bench.core.errors import BenchError
+from bench.core.fast import FastPaths, apply_fast_paths
+from bench.runner.memory import PeakMemory, Timer
+from bench.runner.plan import JobSpec
+from bench.runner.provenance import git_revision, hardware, package_versions
+from bench.runner.records import write_record
+from bench.runner.sample_strip import sample_strip
+from bench.runner.steps import check_steps, count_optimizer_steps, weights_changed
+from bench.runner.timeout import JobTimeout, time_limit, worker_watchdog
 
 
 def pick_device() -> torch.device:
@@ -47,13 +47,13 @@ def base_record(spec: JobSpec) -> dict:
 
 def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, sources=None) -> dict:
     """The job itself; raises on failure. `fast_paths`: FastPaths, dict or "k=v,..." overrides;
-    `sources`: method files shipped by the driver (bench.plugins.MethodSource by reference)."""
+    `sources`: method files shipped by the driver (bench.runner.plugins.MethodSource by reference)."""
     from methods.base import hparams_dict, make_hparams
     from methods.training import assert_finite_weights
     from metrics.base import METRICS
     from tasks.base import TASKS, config_dict
 
-    from bench.plugins import resolve_method
+    from bench.runner.plugins import resolve_method
 
     device = device or pick_device()
     task_cls = TASKS.get(spec.task)
@@ -95,7 +95,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
             "eval_seconds": round(eval_timer.seconds, 3),
             "metric_seconds": metric_seconds,  # eval_seconds per metric
             "steps": ctx.steps_done,
-            "optimizer_steps": counted.optimizer_steps,  # counted by the harness (bench/steps.py)
+            "optimizer_steps": counted.optimizer_steps,  # counted by the harness (bench/runner/steps.py)
             "peak_host_mem_mb": round(mem.peak_host_mb, 1),
             "peak_gpu_mem_mb": None if mem.peak_gpu_mb is None else round(mem.peak_gpu_mb, 1),
             "images_generated_unlearning": images_for_unlearning,
@@ -115,7 +115,7 @@ def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=
 
     `threads`: torch intra-op threads (the CPUs the scheduler reserved for this job);
     `end_stuck_process`: a Ray worker ends itself when the job ignores its time limit."""
-    from bench.adapters import model_cache
+    from bench.core.adapters import model_cache
 
     if threads:
         torch.set_num_threads(threads)

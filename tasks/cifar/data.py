@@ -14,14 +14,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from bench.errors import MissingDataError
+from bench.core.cache import cache_root
+from bench.core.errors import MissingDataError
 
 # torchvision's label order (batches.meta); the task's targets are these indices
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("UNLEARN_BENCH_CACHE", Path.home() / ".cache" / "unlearn-bench"))
 
 
 def default_data_root() -> Path:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from bench.context import Budget, RunContext
-from bench.errors import NonFiniteLossError, PluginError
-from bench.steps import StepBudgetError, check_steps, count_optimizer_steps, weights_changed
-from bench.timeout import SMOKE_TIMEOUT_S, JobTimeout, time_limit
+from bench.core.context import Budget, RunContext
+from bench.core.errors import NonFiniteLossError, PluginError
+from bench.runner.steps import StepBudgetError, check_steps, count_optimizer_steps, weights_changed
+from bench.runner.timeout import SMOKE_TIMEOUT_S, JobTimeout, time_limit
 
 SMOKE_TASK = "mini-digits-class"
 SMOKE_STEPS = 2
@@ -78,10 +78,10 @@ def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0", timeo
 
 
 def submit(args) -> int:
-    from bench.cli import run_suite, write_leaderboard
-    from bench.outdir import results_lock
-    from bench.plan import load_suite
-    from bench.plugins import is_file_reference, load_submission
+    from bench.runner.evaluator import run_suite, write_leaderboard
+    from bench.runner.outdir import results_lock
+    from bench.runner.plan import load_suite
+    from bench.runner.plugins import is_file_reference, load_submission
 
     t0 = time.time()
     ref = args.file
@@ -104,7 +104,7 @@ def submit(args) -> int:
 
 
 def _all_ok(results: str, label: str) -> bool:
-    from bench.records import iter_records
+    from bench.runner.records import iter_records
 
     recs = [r for r in iter_records(results) if r["label"] == label]
     return bool(recs) and all(r["status"] == "ok" for r in recs)
@@ -116,7 +116,7 @@ def ranking_summary(results: str, label: str) -> str:
     from leaderboard.rank import overall_ranks, rank_table
     from leaderboard.render import fmt
 
-    from bench.records import iter_records
+    from bench.runner.records import iter_records
 
     records = list(iter_records(results))
     tables = aggregate(records)

@@ -12,8 +12,8 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from torch import Tensor
 
-from bench.adapters.base import DiffusionModel
-from bench.errors import MissingWeightsError
+from bench.core.adapters.base import DiffusionModel
+from bench.core.errors import MissingWeightsError
 
 
 class ClassConditionalModel(DiffusionModel):
@@ -64,8 +64,8 @@ class ClassConditionalModel(DiffusionModel):
 
     @classmethod
     def load(cls, path, device="cpu") -> "ClassConditionalModel":
-        """Load a saved checkpoint; read from disk once per process (bench/adapters/model_cache.py)."""
-        from bench.adapters.model_cache import cached_load
+        """Load a saved checkpoint; read from disk once per process (bench/core/adapters/model_cache.py)."""
+        from bench.core.adapters.model_cache import cached_load
 
         return cached_load("class", path, device, (), lambda: cls._load_uncached(path, device))
 

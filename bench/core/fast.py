@@ -2,7 +2,7 @@
 
 One frozen dataclass, resolved per job from the device's defaults plus overrides (a suite/CLI
 string or dict, or the `UNLEARN_BENCH_FAST_PATHS` environment variable), applied to a
-DiffusionModel in one place (`apply_fast_paths`, called by bench/job.py right after the task
+DiffusionModel in one place (`apply_fast_paths`, called by bench/runner/job.py right after the task
 builds the model) and written to the run record. Method code never sees these options: autocast
 and compile live inside the adapter's `predict_noise`; SDPA and gradient checkpointing are set on
 the denoiser module, so frozen/trainable copies inherit them.
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 from torch import nn
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from bench.adapters.base import DiffusionModel
+    from bench.core.adapters.base import DiffusionModel
 
 ENV_VAR = "UNLEARN_BENCH_FAST_PATHS"
 COMPILE_OPTIONS: dict[str, Any] = {}  # extra torch.compile keyword arguments (tests use a cheap backend)

@@ -1,7 +1,7 @@
 """`unlearn-bench validate`: does the mini world tell known-good from known-bad?
 
 Runs Original, Finetune, a deliberately destructive method (re-initialised denoiser,
-bench/validity_reinit.py) and, with --retrain, Retrain on the mini tasks through the ordinary
+bench/runner/validity_reinit.py) and, with --retrain, Retrain on the mini tasks through the ordinary
 harness, then checks the verdicts the leaderboard would give:
 
 - original-recognised    the judge recognises the target in Original's samples (UA ≤ 0.3)
@@ -106,19 +106,9 @@ def checks(records: list[dict]) -> list[Check]:
     return out
 
 
-def add_parser(sub) -> None:
-    from bench.cli import _add_selection
-
-    va = sub.add_parser("validate", help="check that the mini tasks separate known-good from known-bad methods")
-    va.add_argument("--retrain", action="store_true", help="also run Retrain (its full recipe: minutes on CPU) and check it forgets and keeps")
-    va.add_argument("--max-steps", type=int, default=None, help="cap every method's steps (smoke runs; default: 200)")
-    _add_selection(va)
-    va.set_defaults(out="results-validate")
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
-    from bench.cli import run_suite, write_leaderboard
-    from bench.records import iter_records
+    from bench.runner.evaluator import run_suite, write_leaderboard
+    from bench.runner.records import iter_records
 
     tasks = {t: (args.targets or TASKS.get(t) or ["0"]) for t in (args.tasks or TASKS)}
     suite = validation_suite(tasks, args.retrain, args.max_steps)

@@ -15,9 +15,9 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from torch import Tensor
 
-from bench.adapters.base import DiffusionModel
-from bench.adapters.text_encoders import HFCLIPTextEncoder, TextEncoder
-from bench.errors import ConfigError, MissingWeightsError
+from bench.core.adapters.base import DiffusionModel
+from bench.core.adapters.text_encoders import HFCLIPTextEncoder, TextEncoder
+from bench.core.errors import ConfigError, MissingWeightsError
 
 SD14 = "CompVis/stable-diffusion-v1-4"
 
@@ -39,7 +39,7 @@ def _local_snapshot(repo_or_path: str) -> str | None:
         return None
 
 
-DEFAULT_TEXT_ENCODER = "bench.adapters.text_encoders:HFCLIPTextEncoder"
+DEFAULT_TEXT_ENCODER = "bench.core.adapters.text_encoders:HFCLIPTextEncoder"
 # the text-encoder classes a checkpoint's unlearn_bench.json may name (module:qualname)
 TEXT_ENCODERS = frozenset({DEFAULT_TEXT_ENCODER, "tasks.mini.shapes_clip:OpenClipTextEncoder"})
 
@@ -144,7 +144,7 @@ class TextToImageModel(DiffusionModel):
     @classmethod
     def load(cls, path, device="cpu") -> "TextToImageModel":
         """Load a saved adapter directory (or an SD layout); read from disk once per process."""
-        from bench.adapters.model_cache import cached_load
+        from bench.core.adapters.model_cache import cached_load
 
         if not (Path(path) / "unlearn_bench.json").exists():
             return cls.from_pretrained_sd(str(path), device=device)
@@ -176,9 +176,9 @@ class TextToImageModel(DiffusionModel):
     def from_pretrained_sd(cls, repo_or_path: str = SD14, device="cpu", dtype=None) -> "TextToImageModel":
         """A Stable Diffusion 1.x layout (unet/, text_encoder/, tokenizer/, vae/, scheduler/), offline.
 
-        Read from disk once per process (bench/adapters/model_cache.py), keyed by the local directory
+        Read from disk once per process (bench/core/adapters/model_cache.py), keyed by the local directory
         or the hub id's snapshot in the HF cache."""
-        from bench.adapters.model_cache import cached_load
+        from bench.core.adapters.model_cache import cached_load
 
         return cached_load(
             "sd", _local_snapshot(repo_or_path), device, (str(dtype),),

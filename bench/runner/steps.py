@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 class StepBudgetError(BenchError):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from bench.registry import Registry
+from bench.core.registry import Registry
 
 # name -> callable(out_dir: str | None, device: str) -> summary dict (printed, and saved beside the weights)
 PRETRAIN: Registry[Callable[..., dict]] = Registry(

@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from bench.errors import NonFiniteLossError
+from bench.core.errors import NonFiniteLossError
 
 
 @dataclass

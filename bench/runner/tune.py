@@ -27,9 +27,9 @@ from pathlib import Path
 
 import yaml
 
-from bench.errors import ConfigError
-from bench.plan import JobSpec, MethodEntry, Suite, TaskEntry
-from bench.records import finished_ok, read_record, record_path
+from bench.core.errors import ConfigError
+from bench.runner.plan import JobSpec, MethodEntry, Suite, TaskEntry
+from bench.runner.records import finished_ok, read_record, record_path
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def _job(suite: Suite, te: TaskEntry, me: MethodEntry, hparams: dict, target: st
 
 def _ok_record(spec: JobSpec, out_dir, threads: int | None) -> dict:
     """The job's record: read back when it already finished ok (resume), else run now."""
-    from bench.job import run_job
+    from bench.runner.job import run_job
 
     if finished_ok(out_dir, spec.job_id):
         return read_record(record_path(out_dir, spec.job_id))
@@ -128,7 +128,7 @@ def search_plan(te: TaskEntry, me: MethodEntry):
     from methods.search_space import declared_space, resolve_space
     from tasks.base import TASKS
 
-    from bench.plugins import resolve_method
+    from bench.runner.plugins import resolve_method
 
     method_cls = resolve_method(me.method)
     kind = TASKS.get(te.task).kind
@@ -204,7 +204,7 @@ def results_from_records(suite: Suite, te: TaskEntry, me: MethodEntry, base: dic
     runs one at a time), the first `settings.trials` of them; None when no trial has a record."""
     from leaderboard.score import score
 
-    from bench.records import iter_records
+    from bench.runner.records import iter_records
 
     recs = [r for r in iter_records(out_dir / "records") if r.get("suite") == f"tune:{suite.name}" and r.get("task") == te.task
             and str(r.get("target")) in targets and r.get("status") in ("ok", "failed")]
@@ -299,7 +299,7 @@ def tune_suite(suite: Suite, out_dir, settings: TuneSettings, tasks=None, method
 def tuned_suite(suite: Suite, results: list[TuneResult], settings: TuneSettings, name: str | None = None) -> dict:
     """The suite as YAML data with each tuned method's chosen values in `hparams_by_task`, those tasks
     listed under the entry's `tuned`, and the budget under `tuning` (the leaderboard shows both)."""
-    from bench.plan import _entry_data
+    from bench.runner.plan import _entry_data
 
     chosen = {(r.task, r.label): r.best.hparams for r in results if r.best}
     tasks = {te.task: {k: v for k, v in (("targets", list(te.targets) if te.targets else None), ("options", te.options)) if v}
@@ -366,7 +366,7 @@ def plot_trials(results: list[TuneResult], out_dir: Path) -> None:
 
 
 def write_outputs(suite: Suite, results: list[TuneResult], settings: TuneSettings, out_dir: Path, name: str | None = None) -> None:
-    from bench.provenance import git_revision
+    from bench.runner.provenance import git_revision
 
     stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     header = (f"# Tuned by `unlearn-bench tune --suite {suite.name} --trials {settings.trials} --validation-targets "

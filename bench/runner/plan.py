@@ -9,9 +9,9 @@ from typing import Any, Iterable
 
 import yaml
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 
-SUITE_DIR = Path(__file__).parent / "suites"
+SUITE_DIR = Path(__file__).parent.parent / "suites"  # run specs live apart from the code: bench/suites/
 PROTOCOL_VERSION = "2"  # bump when a definition in PROTOCOL.md changes meaning (2: issue 11 method fidelity)
 
 
@@ -39,7 +39,7 @@ class Suite:
     seeds: list[int]
     budget: dict = field(default_factory=dict)
     description: str = ""
-    timeout_s: float | None = None  # per-job wall-clock limit; None: each task's default (bench/timeout.py)
+    timeout_s: float | None = None  # per-job wall-clock limit; None: each task's default (bench/runner/timeout.py)
     hparams_source: str = "given"  # where untuned hyper-parameters come from: "reference" (the papers') or "given"
     tuning: dict = field(default_factory=dict)  # the tuning budget behind the `tuned` entries (trials, held-out targets)
 
@@ -225,9 +225,9 @@ def plan_jobs(
     from methods.base import make_hparams
     from tasks.base import TASKS
 
-    from bench.plugins import builtin_names, check_name_format, check_name_free, is_file_reference, resolve_method
-    from bench.timeout import default_timeout
-    from bench.field_types import check_fields
+    from bench.runner.plugins import builtin_names, check_name_format, check_name_free, is_file_reference, resolve_method
+    from bench.runner.timeout import default_timeout
+    from bench.runner.field_types import check_fields
 
     tasks = list(tasks) if tasks else None
     methods = list(methods) if methods else None

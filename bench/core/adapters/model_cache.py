@@ -14,7 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
-from bench.adapters.base import DiffusionModel
+from bench.core.adapters.base import DiffusionModel
 
 MAX_ENTRIES = int(os.environ.get("UNLEARN_BENCH_MODEL_CACHE_SIZE", "2"))
 _CACHE: "OrderedDict[tuple, tuple[DiffusionModel, str]]" = OrderedDict()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from bench.plan import JobSpec, Suite
+from bench.runner.plan import JobSpec, Suite
 
 EFFECTIVE_TFLOPS = 100.0  # assumed sustained TFLOP/s of one H100 on these UNets (mixed bf16/TF32)
 
@@ -57,7 +57,7 @@ def job_gflops(task_name: str, task_obj, info: dict, job: JobSpec) -> float | No
     """Estimated GFLOPs of one job, or None when the task declares no cost."""
     from methods.base import make_hparams
 
-    from bench.plugins import resolve_method
+    from bench.runner.plugins import resolve_method
 
     cost = {**DOCUMENTED_COSTS.get(task_name, {}), **{k: v for k, v in info.items() if k.startswith("gflops")}}
     if "gflops_forward" not in cost:
@@ -106,7 +106,7 @@ def describe_plan(suite: Suite, jobs: list[JobSpec], todo: list[JobSpec]) -> str
     if hours_by_task:
         per_task = ", ".join(f"{t} {h:.1f}" for t, h in sorted(hours_by_task.items()))
         lines.append(
-            f"estimated GPU hours per task (one H100 at an assumed {EFFECTIVE_TFLOPS:.0f} TFLOP/s; see bench/dryrun.py): "
+            f"estimated GPU hours per task (one H100 at an assumed {EFFECTIVE_TFLOPS:.0f} TFLOP/s; see bench/runner/dryrun.py): "
             f"{per_task}; total {sum(hours_by_task.values()):.1f}"
         )
     if unknown_cost:

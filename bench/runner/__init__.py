@@ -1,0 +1,1 @@
+"""The runner: plans suites into jobs, runs them (Ray), writes records; imports every layer below."""

@@ -1,0 +1,82 @@
+"""The evaluator: run a suite's pending jobs (Ray or in-process) and write the leaderboard from the
+records. The CLI, `submit` and `validate` are thin shells over these functions."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+CLI_TASK_OPTIONS = {"data_root": "data_root", "base_model": "base_model"}  # args attribute -> task option
+
+
+def with_cli_task_options(suite, args):
+    """`--data-root` / `--base-model` become task options of the tasks that have such an option."""
+    import dataclasses
+
+    from bench.runner.plan import TaskEntry
+    from tasks.base import TASKS
+
+    given = {opt: getattr(args, attr) for attr, opt in CLI_TASK_OPTIONS.items() if getattr(args, attr, None)}
+    if not given:
+        return suite
+    entries = list(suite.tasks) + [TaskEntry(t) for t in (getattr(args, "tasks", None) or []) if t not in {e.task for e in suite.tasks}]
+    out = []
+    for e in entries:
+        fields = {f.name for f in dataclasses.fields(TASKS.get(e.task).Config)}
+        extra = {k: v for k, v in given.items() if k in fields}
+        out.append(dataclasses.replace(e, options={**e.options, **extra}) if extra else e)
+    return dataclasses.replace(suite, tasks=out)
+
+
+def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> list[dict]:
+    from bench.runner.plan import load_suite, plan_jobs
+    from bench.runner.scheduler import pending_jobs, run_local, run_ray
+
+    from bench.core.fast import parse_overrides
+
+    fast_paths = getattr(args, "fast_paths", None)
+    parse_overrides(fast_paths)  # a typo fails here, before any job starts
+    args.out = str(Path(args.out).expanduser().resolve())  # the driver's directory, never a worker's
+    suite = with_cli_task_options(load_suite(suite_ref), args)
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None:
+        from bench.runner.plan import check_timeout
+
+        check_timeout(timeout, "--timeout")
+    jobs = plan_jobs(suite, tasks=args.tasks, methods=method_refs, targets=args.targets, seeds=args.seeds, timeout_s=timeout)
+    todo = pending_jobs(jobs, args.out)
+    print(f"suite {suite.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run -> {args.out}", file=sys.stderr)
+    if getattr(args, "dry_run", False):
+        from bench.runner.dryrun import describe_plan
+
+        print(describe_plan(suite, jobs, todo))
+        return []
+    if todo:
+        if args.local:
+            run_local(todo, args.out, fast_paths=fast_paths)
+        else:
+            run_ray(todo, args.out, address=args.address, cpus_per_job=args.cpus_per_job, fast_paths=fast_paths)
+    return jobs
+
+
+def write_leaderboard(results: str, fmt: str = "markdown", out: str | None = None, tasks=None, methods=None, echo: bool = True) -> str:
+    from leaderboard.build import build
+
+    from bench.runner.records import iter_records
+
+    if fmt == "markdown":
+        out = out or str(Path(results) / "LEADERBOARD.md")
+    # markdown: plots go to plots/ next to the file it is written to
+    text = build(list(iter_records(results)), fmt, Path(out).parent if out else None, tasks, methods)
+    if out:
+        from bench.runner.records import write_text_atomic
+
+        write_text_atomic(out, text)
+    if echo:
+        print(text)
+    return text
+
+
+def count_failed(out: str, jobs) -> int:
+    from bench.runner.records import read_record, record_path
+
+    return sum(1 for j in jobs if (read_record(record_path(out, j.job_id)) or {}).get("status") != "ok")

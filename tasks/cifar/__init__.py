@@ -1,0 +1,1 @@
+"""Support of the cifar10-class task family: the data set reader and the models."""
