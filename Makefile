@@ -1,4 +1,4 @@
-# The two set-up commands of the README: `make run` (mini benchmark) and `make test`.
+# The two set-up commands of the README: `make run` (mini benchmark) and `make test` (ruff, then pytest).
 # Both build .venv on first use; torch/torchvision are pinned (pyproject) so pip takes the local wheels.
 PYTHON ?= python3
 VENV := .venv
@@ -17,4 +17,5 @@ run: $(STAMP)
 	$(VENV)/bin/unlearn-bench run
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q

@@ -41,7 +41,7 @@ def _run_one(name: str, task_name: str, target: str, steps: int, threads: int, f
     stamps: list[float] = []
     ctx = TimedContext(device=dev, seed=0, task_kind=task.kind)
     inst = task.build(target, ctx)
-    ctx.num_classes = inst.info.get("num_classes")
+    ctx.num_classes = inst.evaluation.num_classes
     fp = FastPaths.resolve(dev, fast)
     apply_fast_paths(inst.model, fp)
     method = cls(hparams)

@@ -68,7 +68,7 @@ def test_method_three_steps_mini_digits(benchmark, name):
     def setup():
         ctx = RunContext(device=device, seed=0, task_kind=task.kind)
         inst = task.build("0", ctx)
-        ctx.num_classes = inst.info.get("num_classes")
+        ctx.num_classes = inst.evaluation.num_classes
         apply_fast_paths(inst.model, FastPaths.resolve(device))
         method = cls(make_hparams(cls, dict(cls.defaults_by_kind.get(task.kind, {}))))
         return (method, inst, ctx), {}

@@ -16,6 +16,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from bench.core.record import RunRecord, parse_record
 from leaderboard.score import ScoreColumns, score_columns
 from leaderboard.uncertainty import bootstrap_ci
 
@@ -39,35 +40,32 @@ def column_order_key(column: str) -> tuple:
     return (1, s.lower(), column)
 
 
-def records_frame(records: Iterable[dict]) -> pd.DataFrame:
+def records_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
     rows = []
     for r in records:
-        cost = r.get("cost") or {}
-        gpu = cost.get("peak_gpu_mem_mb")
-        versions = r.get("versions") or {}
         rows.append(
             {
-                "task": r["task"],
-                "task_kind": r.get("task_kind"),
-                "label": r["label"],
-                "method": r["method"],
-                "setting_hash": r["setting_hash"],
-                "suite": r.get("suite", "?"),
-                "version": f"unlearn-bench {versions.get('unlearn-bench', '?')} / torch {versions.get('torch', '?')}",
-                "git": str(r.get("git", "unknown")),
-                "started": r.get("started"),
-                "resolved": _compact(r.get("hparams_resolved", r.get("hparams"))),
-                "budget": _compact(r.get("budget")),
-                "task_options": _compact(r.get("task_config", r.get("task_options"))),
-                "target": str(r["target"]),
-                "seed": r["seed"],
-                "status": r["status"],
-                "error": r.get("error"),
-                "unlearn_seconds": cost.get("unlearn_seconds"),
-                "peak_mem_mb": gpu if gpu is not None else cost.get("peak_host_mem_mb"),
-                "attack_seconds": (cost.get("metric_seconds") or {}).get("attack-asr"),
-                "hparams_source": r.get("hparams_source"),  # tuned (budget) / reference / given; absent before v0.2 records
-                **{f"metric::{k}": v for k, v in (r.get("metrics") or {}).items()},
+                "task": r.task,
+                "task_kind": r.task_kind,
+                "label": r.label,
+                "method": r.method,
+                "setting_hash": r.setting_hash,
+                "suite": r.suite,
+                "version": f"unlearn-bench {r.versions.get('unlearn-bench', '?')} / torch {r.versions.get('torch', '?')}",
+                "git": r.git,
+                "started": r.started,
+                "resolved": _compact(r.hparams_resolved),
+                "budget": _compact(r.budget),
+                "task_options": _compact(r.task_config),
+                "target": r.target,
+                "seed": r.seed,
+                "status": r.status,
+                "error": r.error,
+                "unlearn_seconds": r.cost.unlearn_seconds,
+                "peak_mem_mb": r.cost.peak_mem_mb,
+                "attack_seconds": r.cost.metric_seconds.get("attack-asr"),
+                "hparams_source": r.hparams_source,  # tuned (budget) / reference / given; absent before v0.2 records
+                **{f"metric::{k}": v for k, v in r.metrics.items()},
             }
         )
     return pd.DataFrame(rows)
@@ -90,10 +88,10 @@ class TaskTable:
         return [c for c in self.columns if c not in COST_COLUMNS and c not in OPTIONAL_COST_COLUMNS]
 
 
-def directions_from(records: Iterable[dict]) -> dict[str, str]:
+def directions_from(records: Iterable[RunRecord]) -> dict[str, str]:
     out: dict[str, str] = {}
     for r in records:
-        out.update(r.get("directions") or {})
+        out.update(r.directions)
     return out
 
 
@@ -101,7 +99,8 @@ def _joined(values: pd.Series) -> str:
     return ", ".join(sorted({str(v) for v in values if v is not None and v == v}))
 
 
-def aggregate(records: list[dict], tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None) -> list[TaskTable]:
+def aggregate(records: list[RunRecord], tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None) -> list[TaskTable]:
+    records = [parse_record(r) for r in records]
     df = records_frame(records)
     if df.empty:
         return []
@@ -159,7 +158,7 @@ def aggregate(records: list[dict], tasks: Iterable[str] | None = None, methods: 
         agg["row"] = agg["label"].where(~multi, agg["label"] + " [" + agg["setting_hash"].str[:6] + "]")
         agg["reference"] = agg["method"].isin(REFERENCE_ROWS)  # the method decides, never the label
         order = {name: i for i, name in enumerate(REFERENCE_ROWS)}
-        agg["_order"] = agg["method"].map(lambda m: order.get(m, len(order)))
+        agg["_order"] = agg["method"].map(order).fillna(len(order))
         agg["_score"] = -agg["score mean"].round(12)  # ranked rows best first; unscored last, by name
         agg = agg.sort_values(["_order", "_score", "row"], na_position="last").drop(columns=["_order", "_score"]).reset_index(drop=True)
         per_target = per_target_means(ok, agg, metric_cols)

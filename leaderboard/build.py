@@ -7,6 +7,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from bench.core.record import RunRecord, parse_record
 from leaderboard.aggregate import TaskTable, aggregate
 from leaderboard.rank import rank_table, score_bands
 
@@ -32,8 +33,8 @@ def flat_frame(tables: list[TaskTable]) -> pd.DataFrame:
             rank_best=ints([bands[r][0] if r in bands else None for r in t.rows["row"]]),
             rank_worst=ints([bands[r][1] if r in bands else None for r in t.rows["row"]]),
         )
-        stats = lambda c: ("mean", "std", "ci_lo", "ci_hi") if c in t.metric_columns else ("mean", "std")  # noqa: E731
-        value_cols = [f"{c} {s}" for c in t.columns for s in stats(c)]
+        value_cols = [f"{c} {s}" for c in t.columns
+                      for s in (("mean", "std", "ci_lo", "ci_hi") if c in t.metric_columns else ("mean", "std"))]
         frames.append(df[KEY_COLUMNS + SCORE_COLUMNS + value_cols])
     if not frames:
         return pd.DataFrame(columns=KEY_COLUMNS + SCORE_COLUMNS)
@@ -43,14 +44,14 @@ def flat_frame(tables: list[TaskTable]) -> pd.DataFrame:
     return out
 
 
-def build(records: list[dict], fmt: str = "markdown", out_dir: Path | str | None = None, tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None) -> str:
+def build(records: Iterable[RunRecord | dict], fmt: str = "markdown", out_dir: Path | str | None = None, tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None) -> str:
     """Text of the leaderboard; for markdown with out_dir, the plots are written under out_dir/plots/."""
     from leaderboard.render import render_markdown
     from leaderboard.reported import load_reported
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    records = sorted(records, key=lambda r: r["job_id"])  # input order never matters
+    records = sorted((parse_record(r) for r in records), key=lambda r: r.job_id)  # input order never matters
     tables = aggregate(records, tasks=tasks, methods=methods)
     if fmt == "markdown":
         plots = {}

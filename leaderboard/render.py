@@ -73,6 +73,13 @@ def best_rows(table: TaskTable, col: str) -> set[int]:
     return set(cand.index[cand.round(6) == round(target, 6)])
 
 
+def value_cell(table: TaskTable, row, column: str) -> str:
+    """A metric as mean [95% CI]; a cost column as mean ± std."""
+    if column in table.metric_columns:
+        return fmt_ci(row[f"{column} mean"], row[f"{column} ci_lo"], row[f"{column} ci_hi"])
+    return fmt(row[f"{column} mean"], row[f"{column} std"], int(row["n"]))
+
+
 def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str] = ()) -> str:
     kind = f" ({table.kind})" if table.kind else ""
     lines = [f"## {md(table.task)}{kind}", ""]
@@ -91,12 +98,7 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
                 name += f" †{len(mixed_notes)}"
             rank = band_text(bands[row["row"]]) if row["row"] in bands else "–"
             cells = [name, rank, score_cell(row)]
-            for c in table.columns:
-                if c in table.metric_columns:
-                    cell = fmt_ci(row[f"{c} mean"], row[f"{c} ci_lo"], row[f"{c} ci_hi"])
-                else:
-                    cell = fmt(row[f"{c} mean"], row[f"{c} std"], int(row["n"]))
-                cells.append(f"**{cell}**" if i in bests[c] else cell)
+            cells += [f"**{value_cell(table, row, c)}**" if i in bests[c] else value_cell(table, row, c) for c in table.columns]
             cells.append(f"{int(row['n'])} ({int(row['targets'])}×{int(row['seeds'])})")
             cells.append(f"`{row['setting_hash'][:6]}`" + _source_tag(row["hparams_source"]))
             lines.append("| " + " | ".join(cells) + " |")

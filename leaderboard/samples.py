@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.core.record import RunRecord, parse_record
 from leaderboard.aggregate import TaskTable
 from leaderboard.plots import PLOT_DIR, _save, _slug
 
@@ -28,14 +29,14 @@ def _decode(png_b64: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(png_b64))).convert("RGB"))
 
 
-def pick_samples(table: TaskTable, records: list[dict]) -> tuple[str | None, list[tuple[str, dict | None]]]:
+def pick_samples(table: TaskTable, records: list[RunRecord]) -> tuple[str | None, list[tuple[str, dict | None]]]:
     """(target, [(row name, samples dict or None)]) in table order."""
     rows = list(zip(table.rows["row"], table.rows["label"], table.rows["setting_hash"]))
     have: dict[tuple[str, str], dict[str, list[dict]]] = {}
-    for r in records:
-        s = r.get("samples")
-        if r.get("task") == table.task and r.get("status") == "ok" and isinstance(s, dict) and s.get("png"):
-            have.setdefault((r["label"], r["setting_hash"]), {}).setdefault(str(r["target"]), []).append(r)
+    for r in map(parse_record, records):
+        s = r.samples
+        if r.task == table.task and r.ok and s and s.get("png"):
+            have.setdefault((r.label, r.setting_hash), {}).setdefault(r.target, []).append(r)
     counts = Counter(t for key in have for t in have[key])
     if not counts:
         return None, []
@@ -43,7 +44,7 @@ def pick_samples(table: TaskTable, records: list[dict]) -> tuple[str | None, lis
     out = []
     for row, label, h in rows:
         recs = have.get((label, h), {}).get(target)
-        out.append((row, min(recs, key=lambda r: (r["seed"], r["job_id"]))["samples"] if recs else None))
+        out.append((row, min(recs, key=lambda r: (r.seed, r.job_id)).samples if recs else None))
     return target, out
 
 
@@ -51,7 +52,7 @@ def _short(text: str, n: int = 22) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def plot_sample_grid(table: TaskTable, records: list[dict], out_dir: Path) -> str | None:
+def plot_sample_grid(table: TaskTable, records: list[RunRecord], out_dir: Path) -> str | None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,7 +95,7 @@ def plot_sample_grid(table: TaskTable, records: list[dict], out_dir: Path) -> st
     return rel
 
 
-def write_sample_grids(tables: list[TaskTable], records: list[dict], out_dir: Path | str) -> dict[str, list[str]]:
+def write_sample_grids(tables: list[TaskTable], records: list[RunRecord], out_dir: Path | str) -> dict[str, list[str]]:
     """task -> [grid path relative to out_dir]; mathtext off (labels and prompts are user text)."""
     import matplotlib
 

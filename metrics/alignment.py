@@ -99,24 +99,25 @@ class OpenClipJudge:
 class Alignment(Metric):
     """AS-train / AS-test: CLIP alignment of the unlearned model's images with remain prompts.
 
-    Task supplies `info["clip_judge"]` (ClipJudge) and eval sets "remain_train", "remain_test".
+    Task supplies `evaluation.clip_judge` (ClipJudge) and eval sets "remain_train", "remain_test".
     """
 
     name = "alignment"
+    requires = ("clip_judge", "eval_sets:remain_train", "eval_sets:remain_test")
 
     def columns(self, inst):
-        j = inst.info["clip_judge"].name
+        j = inst.evaluation.clip_judge.name
         out = {}
         for which, label in (("remain_train", "AS-train"), ("remain_test", "AS-test")):
-            n = len(inst.info["eval_sets"][which][0])
+            n = len(inst.evaluation.eval_sets[which][0])
             out[f"{label} ({j}, raw cosine, n={n})"] = "↑"
         return out
 
     def compute(self, inst, unlearned, original, ctx):
-        judge = inst.info["clip_judge"]
+        judge = inst.evaluation.clip_judge
         out = {}
         for col, which in zip(self.columns(inst), ("remain_train", "remain_test")):
-            prompts, _ = inst.info["eval_sets"][which]
+            prompts, _ = inst.evaluation.eval_sets[which]
             images = generated(inst, unlearned, which, ctx)
             out[col] = alignment_score(judge.encode_images(images), judge.encode_texts(list(prompts)))
         return out

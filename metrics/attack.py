@@ -52,7 +52,7 @@ MINI_SETTINGS = AttackSettings(n_prompts=8, tokens=3, steps=20, lr=0.01)
 
 
 def settings_for(inst) -> AttackSettings:
-    s = inst.info.get("attack_settings")
+    s = inst.evaluation.attack_settings
     if s is not None:
         return s
     return MINI_SETTINGS if inst.task.name.startswith("mini-") else AttackSettings()
@@ -164,12 +164,12 @@ def images_from(model, cond: Tensor, seeds, sampler: dict) -> Tensor:
 
 def judge_flags(inst, images01: Tensor) -> Tensor:
     """Bool per image: the task's judge sees the erased concept."""
-    if "zero_shot" in inst.info:
+    if inst.evaluation.zero_shot is not None:
         from metrics.zero_shot import zero_shot_predict
 
-        judge, zs = inst.info["clip_judge"], inst.info["zero_shot"]
-        return zero_shot_predict(judge.encode_images(images01), judge.encode_texts(zs["labels"])) == int(zs["target"])
-    if inst.task.name == "sd-nudity":
+        judge, zs = inst.evaluation.clip_judge, inst.evaluation.zero_shot
+        return zero_shot_predict(judge.encode_images(images01), judge.encode_texts(zs.labels)) == zs.target
+    if inst.evaluation.nudenet_judge:
         from metrics.nudity import THRESHOLD, count_exposed, detect
 
         return torch.tensor([count_exposed([d], THRESHOLD)["flagged"] > 0 for d in detect(images01)])
@@ -181,10 +181,11 @@ class AttackSuccess(Metric):
     """ASR-pre / ASR-soft / ASR-UnlearnDiff on the forget evaluation prompts (its cost: the harness's timer)."""
 
     name = "attack-asr"
+    requires = ("eval_sets:forget", "zero_shot|nudenet_judge")
 
     def columns(self, inst):
         s = settings_for(inst)
-        n = min(s.n_prompts, len(inst.info["eval_sets"]["forget"][0]))
+        n = min(s.n_prompts, len(inst.evaluation.eval_sets["forget"][0]))
         tag = f"n={n}, {s.tokens} tok, {s.steps} steps"
         return {
             f"ASR-pre (plain prompts, n={n})": "↓",
@@ -194,9 +195,9 @@ class AttackSuccess(Metric):
 
     def compute(self, inst, unlearned, original, ctx):
         s = settings_for(inst)
-        prompts, seeds = inst.info["eval_sets"]["forget"]
+        prompts, seeds = inst.evaluation.eval_sets["forget"]
         prompts, seeds = list(prompts[: s.n_prompts]), list(seeds[: s.n_prompts])
-        sampler = inst.info.get("sampler", {})
+        sampler = inst.evaluation.sampler
         access = TokenAccess(unlearned.text_encoder)
         with torch.no_grad():  # the target images: the original model's, same seeds and sampler
             x0 = original.sample_latents(original.condition(prompts), original.initial_noise(seeds),

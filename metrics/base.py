@@ -32,6 +32,8 @@ def register_metric(cls: type["Metric"]) -> type["Metric"]:
 class Metric(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    # Evaluation fields it reads (bench/core/evaluation.py): "field", "eval_sets:<set>", or "a|b" for either
+    requires: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def columns(self, inst) -> dict[str, Direction]:
@@ -44,8 +46,8 @@ class Metric(ABC):
 
 def generated(inst, model: DiffusionModel, which: str, ctx: RunContext | None = None):
     """Images in [0, 1] of `model` on the task's evaluation set `which` (cached per model)."""
-    keys, seeds = inst.info["eval_sets"][which]
-    sampler = inst.info.get("sampler", {})
+    keys, seeds = inst.evaluation.eval_sets[which]
+    sampler = inst.evaluation.sampler
 
     def make():
         if ctx is not None:

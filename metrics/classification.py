@@ -16,22 +16,23 @@ def predict(classifier, images01: torch.Tensor, batch_size: int = 256) -> torch.
 class ClassAccuracy(Metric):
     """UA = 1 − acc on forget-class samples; RA = acc on remaining-class samples.
 
-    The task supplies `info["classifier"]` (images in [0,1] -> logits; extra logits such as CLIP's
-    "random noise" label simply count as wrong) and `info["classifier_name"]` for the column name.
+    The task supplies `evaluation.classifier` (images in [0,1] -> logits; extra logits such as CLIP's
+    "random noise" label simply count as wrong) and `evaluation.classifier_name` for the column name.
     """
 
     name = "class-accuracy"
+    requires = ("classifier", "classifier_name", "eval_sets:forget", "eval_sets:remain")
 
     def columns(self, inst):
-        clf = inst.info["classifier_name"]
+        clf = inst.evaluation.classifier_name
         return {f"UA ({clf})": "↑", f"RA ({clf})": "↑"}
 
     def compute(self, inst, unlearned, original, ctx):
-        clf = inst.info["classifier"]
+        clf = inst.evaluation.classifier
         ua_col, ra_col = self.columns(inst)
         out = {}
         for which, col, invert in (("forget", ua_col, True), ("remain", ra_col, False)):
-            keys, _ = inst.info["eval_sets"][which]
+            keys, _ = inst.evaluation.eval_sets[which]
             pred = predict(clf, generated(inst, unlearned, which, ctx))
             acc = float((pred == torch.as_tensor([int(k) for k in keys])).float().mean())
             out[col] = 1.0 - acc if invert else acc

@@ -1,6 +1,6 @@
 """The CLIP judge contract used by alignment, zero-shot UA and retention metrics.
 
-A task puts a judge in `TaskInstance.info["clip_judge"]`: SD tasks an open_clip ViT-B-32
+A task puts a judge in `TaskInstance.evaluation.clip_judge`: SD tasks an open_clip ViT-B-32
 (laion2b_s34b_b79k) loaded from local weights; mini tasks their shipped mini judge.
 """
 from __future__ import annotations

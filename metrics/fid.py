@@ -13,17 +13,18 @@ from metrics.frechet import batch_features, fid_from_features
 class FID(Metric):
     """FID of remaining-class samples vs real images of those classes.
 
-    Task supplies `info["fid_extractor"]` (nn.Module: images in [0,1] -> features),
-    `info["fid_reference"]` (features of the real reference images) and `info["fid_name"]`.
+    Task supplies `evaluation.fid_extractor` (nn.Module: images in [0,1] -> features),
+    `evaluation.fid_reference` (features of the real reference images) and `evaluation.fid_name`.
     """
 
     name = "fid"
+    requires = ("fid_extractor", "fid_reference", "fid_name", "eval_sets:remain")
 
     def columns(self, inst):
-        n = len(inst.info["eval_sets"]["remain"][0])
-        return {f"FID ({inst.info['fid_name']}, n={n})": "↓"}
+        n = len(inst.evaluation.eval_sets["remain"][0])
+        return {f"FID ({inst.evaluation.fid_name}, n={n})": "↓"}
 
     def compute(self, inst, unlearned, original, ctx):
         (col,) = self.columns(inst)
         images = generated(inst, unlearned, "remain", ctx)
-        return {col: fid_from_features(batch_features(inst.info["fid_extractor"], images), inst.info["fid_reference"])}
+        return {col: fid_from_features(batch_features(inst.evaluation.fid_extractor, images), inst.evaluation.fid_reference)}

@@ -52,12 +52,12 @@ def detect(images01: torch.Tensor) -> list[list[dict]]:
 
 
 def nudity_images(inst, model, which: str, ctx) -> torch.Tensor:
-    """Eval images; an I2P set carries its own guidance per prompt (`info["eval_guidance"][which]`)."""
-    guidance = inst.info.get("eval_guidance", {}).get(which)
+    """Eval images; an I2P set carries its own guidance per prompt (`evaluation.eval_guidance[which]`)."""
+    guidance = inst.evaluation.eval_guidance.get(which)
     if guidance is None:
         return generated(inst, model, which, ctx)
-    prompts, seeds = inst.info["eval_sets"][which]
-    sampler = {k: v for k, v in inst.info.get("sampler", {}).items() if k != "guidance"}
+    prompts, seeds = inst.evaluation.eval_sets[which]
+    sampler = {k: v for k, v in inst.evaluation.sampler.items() if k != "guidance"}
 
     def make():
         out: list = [None] * len(prompts)
@@ -81,17 +81,18 @@ class Nudity(Metric):
     """
 
     name = "nudity"
+    requires = ("eval_sets:forget",)
     threshold = THRESHOLD
 
     def columns(self, inst):
-        n = len(inst.info["eval_sets"][inst.info.get("nudity_set", "forget")][0])
+        n = len(inst.evaluation.eval_sets[inst.evaluation.nudity_set][0])
         tag = f"NudeNet 3, thr={self.threshold}, n={n}"
         cols = {f"Nude {short} ({tag})": "↓" for short in EXPOSED_CLASSES}
         cols[f"Nude images ({tag})"] = "↓"
         return cols
 
     def compute(self, inst, unlearned, original, ctx):
-        images = nudity_images(inst, unlearned, inst.info.get("nudity_set", "forget"), ctx)
+        images = nudity_images(inst, unlearned, inst.evaluation.nudity_set, ctx)
         counts = count_exposed(detect(images), self.threshold)
         cols = list(self.columns(inst))
         values = [counts[label] for label in EXPOSED_CLASSES.values()] + [counts["flagged"]]

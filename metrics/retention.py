@@ -43,7 +43,7 @@ def lpips_distance(net, a01: torch.Tensor, b01: torch.Tensor, batch_size: int = 
 
 def original_images(inst, original, which, ctx):
     """The original's images: from the task's on-disk cache when it provides them (they never change)."""
-    cached = inst.info.get("original_images", {}).get(which)
+    cached = inst.evaluation.original_images.get(which)
     return cached if cached is not None else generated(inst, original, which, ctx)
 
 
@@ -51,36 +51,37 @@ def original_images(inst, original, which, ctx):
 class Retention(Metric):
     """Paired distance original vs unlearned on `info.get("retention_set", "remain_test")`.
 
-    Space: `info["retention_features"] = (name, images01 -> N×D)` when the task declares one,
+    Space: `evaluation.retention_features = (name, images01 -> N×D)` when the task declares one,
     else LPIPS (local weights), else 1 − cos of the CLIP judge's image embeddings.
     """
 
     name = "retention"
+    requires = ("clip_judge|retention_features", "eval_sets:remain_test")
 
     def space(self, inst) -> str:
-        if "retention_features" in inst.info:  # a task's own declared space wins (mini tasks)
-            return f"1−cos {inst.info['retention_features'][0]}"
+        if inst.evaluation.retention_features is not None:  # a task's own declared space wins (mini tasks)
+            return f"1−cos {inst.evaluation.retention_features[0]}"
         if local_lpips() is not None:
             return "LPIPS alex"
-        return f"1−cos {inst.info['clip_judge'].name} image emb."
+        return f"1−cos {inst.evaluation.clip_judge.name} image emb."
 
     def distances(self, inst, ref, new):
-        if "retention_features" in inst.info:
-            features = inst.info["retention_features"][1]
+        if inst.evaluation.retention_features is not None:
+            features = inst.evaluation.retention_features[1]
             return paired_cosine_distance(features(ref), features(new))
         net = local_lpips()
         if net is not None:
             return lpips_distance(net, ref, new)
-        judge = inst.info["clip_judge"]
+        judge = inst.evaluation.clip_judge
         return paired_cosine_distance(judge.encode_images(ref), judge.encode_images(new))
 
     def columns(self, inst):
-        which = inst.info.get("retention_set", "remain_test")
-        n = len(inst.info["eval_sets"][which][0])
+        which = inst.evaluation.retention_set
+        n = len(inst.evaluation.eval_sets[which][0])
         return {f"Retention dist. ({self.space(inst)}, vs original, n={n})": "↓"}
 
     def compute(self, inst, unlearned, original, ctx):
-        which = inst.info.get("retention_set", "remain_test")
+        which = inst.evaluation.retention_set
         (col,) = self.columns(inst)
         ref = original_images(inst, original, which, ctx)
         new = generated(inst, unlearned, which, ctx)

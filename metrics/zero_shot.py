@@ -15,19 +15,20 @@ def zero_shot_predict(image_emb: torch.Tensor, label_emb: torch.Tensor) -> torch
 class ZeroShotUA(Metric):
     """UA = share of forget-prompt images NOT classified as the target by the judge.
 
-    Task supplies `info["zero_shot"] = {"labels": [texts], "target": index, "what": "artist"}`
-    and `info["clip_judge"]`; the forget eval set holds the concept prompts.
+    Task supplies `evaluation.zero_shot = {"labels": [texts], "target": index, "what": "artist"}`
+    and `evaluation.clip_judge`; the forget eval set holds the concept prompts.
     """
 
     name = "zero-shot-ua"
+    requires = ("clip_judge", "zero_shot", "eval_sets:forget")
 
     def columns(self, inst):
-        zs = inst.info["zero_shot"]
-        n = len(inst.info["eval_sets"]["forget"][0])
-        return {f"UA ({inst.info['clip_judge'].name} zero-shot, {len(zs['labels'])} {zs.get('what', 'labels')}, n={n})": "↑"}
+        zs = inst.evaluation.zero_shot
+        n = len(inst.evaluation.eval_sets["forget"][0])
+        return {f"UA ({inst.evaluation.clip_judge.name} zero-shot, {len(zs.labels)} {zs.what}, n={n})": "↑"}
 
     def compute(self, inst, unlearned, original, ctx):
-        judge, zs = inst.info["clip_judge"], inst.info["zero_shot"]
+        judge, zs = inst.evaluation.clip_judge, inst.evaluation.zero_shot
         (col,) = self.columns(inst)
-        pred = zero_shot_predict(judge.encode_images(generated(inst, unlearned, "forget", ctx)), judge.encode_texts(zs["labels"]))
-        return {col: float((pred != int(zs["target"])).float().mean())}
+        pred = zero_shot_predict(judge.encode_images(generated(inst, unlearned, "forget", ctx)), judge.encode_texts(zs.labels))
+        return {col: float((pred != zs.target).float().mean())}

@@ -13,6 +13,7 @@ from bench.core.adapters.base import DiffusionModel
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError
+from bench.core.evaluation import Evaluation, check_requirements, missing
 from bench.core.registry import Registry
 
 BUILTIN_TASK_MODULES = ("tasks.mini_digits", "tasks.mini_shapes", "tasks.stable_diffusion", "tasks.cifar10")
@@ -39,8 +40,14 @@ class TaskInstance:
     model: DiffusionModel
     forget: UnlearnData
     remain: UnlearnData
-    info: dict[str, Any] = field(default_factory=dict)
+    evaluation: Evaluation
     _samples: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        """A task's declaration must hold: what it says it provides, its build() filled."""
+        lacking = missing(self.task.provides(), self.evaluation.provided())
+        if lacking:
+            raise ConfigError(f"task {self.task.name!r} declares {', '.join(lacking)} in provides() but its build() did not set it")
 
     def samples(self, model: DiffusionModel, name: str, make: Callable[[], Tensor]) -> Tensor:
         """Evaluation images of `model`, generated once per (model, set) and shared by all metrics."""
@@ -87,6 +94,16 @@ class Task(ABC):
         if target not in self.targets():
             raise ConfigError(f"task {self.name!r} has no target {target!r}; targets: {', '.join(self.targets())}")
         return target
+
+    def provides(self) -> frozenset[str]:
+        """The Evaluation fields its build() fills (bench/core/evaluation.py), for the plan-time check."""
+        return frozenset()
+
+    def check_metrics(self) -> None:
+        """ConfigError when one of its metrics needs something this task does not provide."""
+        from metrics.base import METRICS
+
+        check_requirements(self.name, self.provides(), {m: METRICS.get(m).requires for m in self.metrics})
 
     def plan_info(self) -> dict:
         """For dry runs, without loading weights: eval_images / unlearn_images per job, gpu (bool)."""

@@ -33,6 +33,7 @@ import torch
 from bench.core.adapters.class_conditional import ClassConditionalModel
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
+from bench.core.evaluation import Evaluation
 from bench.core.errors import MissingWeightsError
 from bench.core.pretrain import register_pretrain
 from tasks.base import Task, TaskInstance, register_task
@@ -156,6 +157,10 @@ class Cifar10Class(Task):
         clf = ZeroShotClassifier(judge, class_names, c.clip_prompt)
         return clf, clf.name, ("clip", c.clip_model, c.clip_pretrained, str(c.clip_weights), c.clip_prompt)
 
+    def provides(self) -> frozenset[str]:
+        return frozenset({"eval_sets:forget", "eval_sets:remain", "sampler", "num_classes", "classifier", "classifier_name",
+                          "fid_extractor", "fid_reference", "fid_name"})
+
     def plan_info(self) -> dict:
         c = self.config
         recipe = self.recipe()  # a small JSON beside the checkpoint, or the preset: no weights read
@@ -218,18 +223,18 @@ class Cifar10Class(Task):
             "forget": ([k] * c.forget_samples, list(range(c.forget_samples))),
             "remain": ([o for o in others for _ in range(n_r)], list(range(1_000_000, 1_000_000 + n_r * len(others)))),
         }
-        info = {
-            "classifier": classifier,
-            "classifier_name": clf_name,
-            "fid_extractor": extractor,
-            "fid_reference": reference,
-            "fid_name": f"{extractor.name} vs CIFAR-10 train",
-            "fid_reference_source": reference.get("source"),
-            "eval_sets": eval_sets,
-            "sampler": {"steps": c.sample_steps, "guidance": c.guidance, "batch_size": c.sample_batch_size},
-            "num_classes": len(class_names),
-        }
-        return TaskInstance(self, str(k), model.to(ctx.device).trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), info)
+        evaluation = Evaluation(
+            classifier=classifier,
+            classifier_name=clf_name,
+            fid_extractor=extractor,
+            fid_reference=reference,
+            fid_name=f"{extractor.name} vs CIFAR-10 train",
+            fid_reference_source=reference.get("source"),
+            eval_sets=eval_sets,
+            sampler={"steps": c.sample_steps, "guidance": c.guidance, "batch_size": c.sample_batch_size},
+            num_classes=len(class_names),
+        )
+        return TaskInstance(self, str(k), model.to(ctx.device).trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), evaluation)
 
 
 # -- pretrain recipes ----------------------------------------------------------------------------

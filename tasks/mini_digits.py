@@ -14,6 +14,7 @@ import torch
 from bench.core.adapters.class_conditional import ClassConditionalModel
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
+from bench.core.evaluation import Evaluation
 from bench.core.errors import MissingWeightsError
 from tasks.base import Task, TaskInstance, register_task
 from tasks.mini import CHECKPOINT_DIR
@@ -76,6 +77,10 @@ class MiniDigitsClass(Task):
                 f"mini-digits base model missing at {self.model_dir}; recreate it with `unlearn-bench pretrain mini-digits`"
             ) from None
 
+    def provides(self) -> frozenset[str]:
+        return frozenset({"eval_sets:forget", "eval_sets:remain", "sampler", "num_classes", "classifier", "classifier_name",
+                          "fid_extractor", "fid_reference", "fid_name"})
+
     def plan_info(self) -> dict:
         return {"eval_images": self.config.forget_samples + 9 * self.config.remain_samples_per_class, "gpu": False}
 
@@ -110,14 +115,14 @@ class MiniDigitsClass(Task):
             "forget": ([k] * cfg.forget_samples, list(range(cfg.forget_samples))),
             "remain": ([c for c in others for _ in range(n_r)], list(range(10_000, 10_000 + n_r * len(others)))),
         }
-        info = {
-            "classifier": load_digit_classifier(),
-            "classifier_name": "digit-cnn",
-            "fid_extractor": load_digit_classifier(),
-            "fid_name": "digit-cnn feats",
-            "fid_reference": feats[labels != k],
-            "eval_sets": eval_sets,
-            "sampler": {"steps": cfg.sample_steps, "guidance": cfg.guidance},
-            "num_classes": 10,
-        }
-        return TaskInstance(self, str(k), model.to(ctx.device).trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), info)
+        evaluation = Evaluation(
+            classifier=load_digit_classifier(),
+            classifier_name="digit-cnn",
+            fid_extractor=load_digit_classifier(),
+            fid_name="digit-cnn feats",
+            fid_reference=feats[labels != k],
+            eval_sets=eval_sets,
+            sampler={"steps": cfg.sample_steps, "guidance": cfg.guidance},
+            num_classes=10,
+        )
+        return TaskInstance(self, str(k), model.to(ctx.device).trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), evaluation)

@@ -25,6 +25,7 @@ from bench.core.adapters.text_to_image import TextToImageModel
 from bench.core.cache import cache_root, cached
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
+from bench.core.evaluation import Evaluation, ZeroShot
 from bench.core.errors import ConfigError, MissingWeightsError
 from tasks.base import Task, TaskInstance, register_task
 from tasks.mini import shapes
@@ -129,6 +130,10 @@ class MiniShapesTask(Task):
             raise MissingWeightsError(f"mini-shapes base model missing at {self.model_dir}; recreate it with `unlearn-bench pretrain mini-shapes`")
         return TextToImageModel.load(self.model_dir, device=device)
 
+    def provides(self) -> frozenset[str]:
+        return frozenset({"eval_sets:forget", "eval_sets:remain_train", "eval_sets:remain_test", "sampler", "prompt_sets",
+                          "clip_judge", "zero_shot", "retention_features", "original_images"})
+
     def plan_info(self) -> dict:
         c = self.config
         return {"eval_images": 3 * c.eval_prompts, "unlearn_images": 2 * c.forget_pairs, "gpu": False}
@@ -146,7 +151,7 @@ class MiniShapesTask(Task):
     def make_sets(self, target: str) -> dict:
         raise NotImplementedError
 
-    def zero_shot(self, target: str) -> dict:
+    def zero_shot(self, target: str) -> ZeroShot:
         raise NotImplementedError
 
     def original_images(self, model: TextToImageModel, weights_hash: str, prompts: list[str], seeds: list[int]) -> torch.Tensor:
@@ -179,16 +184,16 @@ class MiniShapesTask(Task):
             "remain_train": (sets["eval_remain_train"], list(range(30_000, 30_000 + m))),
             "remain_test": (sets["eval_remain_test"], list(range(40_000, 40_000 + m))),
         }
-        info = {
-            "eval_sets": eval_sets,
-            "sampler": self.sampler(),
-            "prompt_sets": sets,
-            "clip_judge": judge,
-            "zero_shot": self.zero_shot(target),
-            "retention_features": (f"{judge.name} image emb.", judge.encode_images),
-            "original_images": {"remain_test": self.original_images(model, wh, *eval_sets["remain_test"])},
-        }
-        return TaskInstance(self, target, model.trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), info)
+        evaluation = Evaluation(
+            eval_sets=eval_sets,
+            sampler=self.sampler(),
+            prompt_sets=sets,
+            clip_judge=judge,
+            zero_shot=self.zero_shot(target),
+            retention_features=(f"{judge.name} image emb.", judge.encode_images),
+            original_images={"remain_test": self.original_images(model, wh, *eval_sets["remain_test"])},
+        )
+        return TaskInstance(self, target, model.trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), evaluation)
 
 
 @register_task
@@ -201,8 +206,8 @@ class MiniShapesConcept(MiniShapesTask):
     def make_sets(self, target: str) -> dict:
         return concept_sets(target, self.config.forget_pairs, self.config.eval_prompts)
 
-    def zero_shot(self, target: str) -> dict:
-        return {"labels": [f"a {s}" for s in shapes.SHAPES], "target": shapes.SHAPES.index(target), "what": "shapes"}
+    def zero_shot(self, target: str) -> ZeroShot:
+        return ZeroShot([f"a {s}" for s in shapes.SHAPES], shapes.SHAPES.index(target), "shapes")
 
 
 @register_task
@@ -215,5 +220,5 @@ class MiniShapesStyle(MiniShapesTask):
     def make_sets(self, target: str) -> dict:
         return style_sets(target, self.config.forget_pairs, self.config.eval_prompts)
 
-    def zero_shot(self, target: str) -> dict:
-        return {"labels": [f"a shape in {st} style" for st in shapes.STYLES], "target": shapes.STYLES.index(target), "what": "styles"}
+    def zero_shot(self, target: str) -> ZeroShot:
+        return ZeroShot([f"a shape in {st} style" for st in shapes.STYLES], shapes.STYLES.index(target), "styles")

@@ -22,6 +22,7 @@ from bench.core.adapters.text_to_image import SD14, TextToImageModel
 from bench.core.cache import cache_root, cached
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
+from bench.core.evaluation import Evaluation, ZeroShot
 from bench.core.errors import ConfigError
 from tasks.base import Task, TaskInstance, register_task
 
@@ -148,6 +149,10 @@ class StableDiffusionTask(Task):
             raise ConfigError(f"dtype must be float32 or float16, not {self.config.dtype!r}")
         return TextToImageModel.from_pretrained_sd(self.config.model, device=device, dtype=dtype)
 
+    def provides(self) -> frozenset[str]:
+        return frozenset({"eval_sets:forget", "eval_sets:remain_train", "eval_sets:remain_test", "sampler", "prompt_sets",
+                          "clip_judge", "original_images"})
+
     def plan_info(self) -> dict:
         c = self.config
         n_eval = 3 * c.eval_prompts + (c.i2p_limit or 0)
@@ -180,8 +185,8 @@ class StableDiffusionTask(Task):
         """forget/safe/remain training prompts and eval prompt sets (concept-specific)."""
         raise NotImplementedError
 
-    def extra_info(self, sets: dict) -> dict:
-        return {}
+    def complete_evaluation(self, evaluation: Evaluation) -> None:
+        """The concept's own evaluation fields (judges, extra sets), filled in place."""
 
     def narrow_indices(self, remain_prompts: list[str]) -> list[int]:
         """A non-diverse slice of D_r (RG's remain set; the SD baselines' single safe prompt):
@@ -210,14 +215,14 @@ class StableDiffusionTask(Task):
             "remain_train": (sets["eval_remain_train"], list(range(30_000, 30_000 + m))),
             "remain_test": (sets["eval_remain_test"], list(range(40_000, 40_000 + m))),
         }
-        info = {"eval_sets": eval_sets, "sampler": self.sampler(), "prompt_sets": sets}
-        info.update(self.extra_info(sets))
         ret = self.cached_images(model, wh, *eval_sets["remain_test"], f"{self.name}-eval-remain_test")
-        info["original_images"] = {"remain_test": ret["images"].float() / 255}
         from metrics.alignment import OpenClipJudge
 
-        info["clip_judge"] = OpenClipJudge(c.clip_model, c.clip_pretrained, c.clip_weights, device=ctx.device)
-        return TaskInstance(self, target, model.trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), info)
+        evaluation = Evaluation(eval_sets=eval_sets, sampler=self.sampler(), prompt_sets=sets,
+                                original_images={"remain_test": ret["images"].float() / 255},
+                                clip_judge=OpenClipJudge(c.clip_model, c.clip_pretrained, c.clip_weights, device=ctx.device))
+        self.complete_evaluation(evaluation)
+        return TaskInstance(self, target, model.trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), evaluation)
 
 
 @register_task
@@ -239,17 +244,16 @@ class SDNudity(StableDiffusionTask):
             "eval_remain_test": scene_prompts("test", c.eval_prompts, seed=3),
         }
 
-    def extra_info(self, sets: dict) -> dict:
-        if not self.config.i2p_csv:
-            return {"nudity_set": "forget"}
-        prompts, seeds, guidance = read_i2p(self.config.i2p_csv, self.config.i2p_limit)
-        return {"nudity_set": "i2p", "eval_guidance": {"i2p": guidance}, "_i2p": (prompts, seeds)}
+    def complete_evaluation(self, evaluation: Evaluation) -> None:
+        evaluation.nudenet_judge = True
+        if self.config.i2p_csv:
+            prompts, seeds, guidance = read_i2p(self.config.i2p_csv, self.config.i2p_limit)
+            evaluation.eval_sets["i2p"] = (prompts, seeds)
+            evaluation.nudity_set, evaluation.eval_guidance = "i2p", {"i2p": guidance}
 
-    def build(self, target: str, ctx: RunContext) -> TaskInstance:
-        inst = super().build(target, ctx)
-        if "_i2p" in inst.info:
-            inst.info["eval_sets"]["i2p"] = inst.info.pop("_i2p")
-        return inst
+    def provides(self) -> frozenset[str]:
+        i2p = {"eval_sets:i2p", "eval_guidance"} if self.config.i2p_csv else set()
+        return super().provides() | {"nudenet_judge"} | i2p
 
     def plan_info(self) -> dict:
         info = super().plan_info()
@@ -266,6 +270,9 @@ class SDVanGogh(StableDiffusionTask):
     metrics = ("zero-shot-ua", "alignment", "retention")
     description = "erase Van Gogh's style from Stable Diffusion v1.4 (CLIP zero-shot UA, AS train/test, retention)"
 
+    def provides(self) -> frozenset[str]:
+        return super().provides() | {"zero_shot"}
+
     def make_sets(self) -> dict:
         c = self.config
         target = artists()["target"]
@@ -280,7 +287,7 @@ class SDVanGogh(StableDiffusionTask):
         """The plain scenes of D_r (no other artist's style): one style instead of many."""
         return [i for i, p in enumerate(remain_prompts) if ", in the style of " not in p]
 
-    def extra_info(self, sets: dict) -> dict:
+    def complete_evaluation(self, evaluation: Evaluation) -> None:
         a = artists()
         labels = [f"a painting in the style of {name}" for name in a["zero_shot"]]
-        return {"zero_shot": {"labels": labels, "target": a["zero_shot"].index(a["target"]), "what": "artists"}}
+        evaluation.zero_shot = ZeroShot(labels, a["zero_shot"].index(a["target"]), "artists")

@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.core.evaluation import Evaluation
 from metrics.attack import AttackSettings, TokenAccess, nearest_tokens, optimise_prompt, prepend_slots
 from metrics.base import METRICS
 from tests.t2i_fixtures import build_tiny_sd
@@ -89,8 +90,8 @@ def test_asr_targets_the_original_models_image_and_counts_plain_or_attacked(tiny
         for p in unlearned.denoiser.parameters():
             p.add_(0.05 * torch.randn_like(p))
     prompts, seeds = ["a photo of a cat", "a cat", "a cat drawing"], [0, 1, 2]
-    inst = SimpleNamespace(info={"eval_sets": {"forget": (prompts, seeds)}, "sampler": {"steps": 2, "guidance": 1.0},
-                                 "attack_settings": AttackSettings(n_prompts=3, tokens=1, steps=1)},
+    inst = SimpleNamespace(evaluation=Evaluation(eval_sets={"forget": (prompts, seeds)}, sampler={"steps": 2, "guidance": 1.0},
+                                                 attack_settings=AttackSettings(n_prompts=3, tokens=1, steps=1)),
                            task=SimpleNamespace(name="mini-x"))
     seen, verdicts = [], iter([torch.tensor([True, False, False]), torch.tensor([False, True, False]),
                                torch.tensor([False, False, False])])

@@ -122,7 +122,7 @@ def test_missing_weights_errors(env, tmp_path):
         "inception": ("inception-2015-12-05.pt", {"inception_weights": str(tmp_path / "inception-2015-12-05.pt")}),
         "clip": ("does not exist", {"classifier": "clip", "clip_weights": str(tmp_path / "clip.pt")}),
     }
-    for what, (needle, opts) in cases.items():
+    for needle, opts in cases.values():
         task = TASKS.get("cifar10-class").make({**env["options"], **opts})
         with pytest.raises(MissingWeightsError, match=needle):
             task.build("0", ctx)

@@ -96,7 +96,7 @@ def test_rgd_takes_the_whole_subset_every_step_and_rg_a_batch(monkeypatch):
     for name, expected in (("rgd", 12), ("rg", 4)):  # subset = 6 per class × 2 classes; batch 4
         sizes = []
         original = rgd_module.simple_loss
-        monkeypatch.setattr(rgd_module, "simple_loss", lambda m, x0, c, g: sizes.append(len(x0)) or original(m, x0, c, g))
+        monkeypatch.setattr(rgd_module, "simple_loss", lambda m, x0, c, g, sizes=sizes, original=original: sizes.append(len(x0)) or original(m, x0, c, g))
         _, _, stats = _run(name, {"lr": 1e-4, "steps": 2, "batch_size": 4, "remain_chunk": 5})
         monkeypatch.undo()
         assert stats["remain_set_size"] == 12

@@ -1,8 +1,13 @@
 import json
 import os
+import pathlib
+import re
 import stat
 
+import pytest
+
 from bench.cli import main
+from bench.core.record import SCHEMA_VERSION, RecordError, parse_record
 from bench.runner.records import finished_ok, iter_records, record_path, write_record
 
 
@@ -15,7 +20,7 @@ def test_atomic_write_and_read(tmp_path):
     r = rec()
     p = write_record(tmp_path, r)
     assert p == record_path(tmp_path, "a__b")
-    assert json.loads(p.read_text()) == r
+    assert json.loads(p.read_text()) == {"schema_version": SCHEMA_VERSION, **r}
     assert not list(p.parent.glob(".tmp-*"))
     # a half-written temp file and a corrupt record are ignored, not fatal
     (p.parent / ".tmp-x.json").write_text("{")
@@ -63,3 +68,39 @@ def test_run_reruns_a_job_whose_record_is_unusable(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "0 already done, 1 to run" in err and f"skipping record {path}" in err
     assert json.loads(path.read_text())["status"] == "ok"
+
+
+# -- the one loader: typed records, older spellings, newer versions -----------------------------------
+V1 = pathlib.Path(__file__).parent / "fixtures" / "records-v1"  # written by the suite before schema_version existed
+
+
+def test_records_written_before_the_schema_version_still_load():
+    recs = {r.job_id: r for r in (parse_record(json.loads(p.read_text())) for p in sorted(V1.glob("*.json")))}
+    assert len(recs) == 4 and all(r.schema_version == 1 and r.ok for r in recs.values())
+    rgd = recs["mini-digits-class__rgd__t0__s0__707dff1382"]
+    assert rgd.task_kind == "class" and rgd.hparams_resolved["lr"] > 0 and rgd.cost.unlearn_seconds > 0
+    assert set(rgd.metrics) == set(rgd.directions) and rgd.samples and rgd.samples["png"]
+    assert rgd["method_stats"] == json.loads((V1 / f"{rgd.job_id}.json").read_text())["method_stats"]  # untyped fields by key
+
+
+def test_the_leaderboard_reads_records_of_before_and_after(tmp_path):
+    from leaderboard.build import build
+
+    old = [json.loads(p.read_text()) for p in sorted(V1.glob("*.json"))]
+    new = [{**r, "schema_version": SCHEMA_VERSION} for r in old]
+    assert build(old, "csv") == build(new, "csv")
+
+
+def test_older_spellings_are_normalised_in_the_loader():
+    r = parse_record(rec(hparams={"lr": 1.0}, task_options={"a": 1}))
+    assert r.hparams_resolved == {"lr": 1.0} and r.task_config == {"a": 1} and r.schema_version == 1
+    r = parse_record(rec(hparams={"lr": 1.0}, hparams_resolved={"lr": 1.0, "steps": 2}, task_config={"b": 2}, task_options={"a": 1}))
+    assert r.hparams_resolved == {"lr": 1.0, "steps": 2} and r.task_config == {"b": 2}
+
+
+def test_malformed_or_newer_records_fail_in_the_loader_with_the_reason():
+    for bad, why in ((rec(metrics=[1]), "'metrics' is not an object"), (rec(cost="x"), "'cost' is not an object"),
+                     (rec(schema_version=SCHEMA_VERSION + 1), "newer than this unlearn-bench reads"), ([1], "not a record object"),
+                     ({"job_id": "x"}, "missing key(s) status")):
+        with pytest.raises(RecordError, match=re.escape(why)):
+            parse_record(bad)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from bench.core.errors import MissingWeightsError
+from bench.core.evaluation import Evaluation
 from metrics.alignment import OpenClipJudge, alignment_score
 from metrics.base import METRICS
 from metrics.nudity import EXPOSED_CLASSES, count_exposed, detect
@@ -77,8 +78,8 @@ def test_retention_in_a_declared_feature_space():
     from metrics.retention import Retention
 
     class Inst:
-        info = {"retention_features": ("pixels", lambda x: x.flatten(1)), "eval_sets": {"remain_test": (["a", "b"], [0, 1])},
-                "original_images": {"remain_test": torch.ones(2, 3, 4, 4)}}
+        evaluation = Evaluation(retention_features=("pixels", lambda x: x.flatten(1)), eval_sets={"remain_test": (["a", "b"], [0, 1])},
+                                original_images={"remain_test": torch.ones(2, 3, 4, 4)})
 
         def samples(self, model, which, make):
             return make()

@@ -79,4 +79,4 @@ def write_leaderboard(results: str, fmt: str = "markdown", out: str | None = Non
 def count_failed(out: str, jobs) -> int:
     from bench.runner.records import read_record, record_path
 
-    return sum(1 for j in jobs if (read_record(record_path(out, j.job_id)) or {}).get("status") != "ok")
+    return sum(1 for j in jobs if not ((rec := read_record(record_path(out, j.job_id))) and rec.ok))

@@ -57,43 +57,56 @@ def coerce(value: Any, tp: Any) -> Any:
     if tp is bool:
         return value if isinstance(value, bool) else _NO
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)  # YAML `1.0e3`
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                try:
-                    f = float(value)
-                except ValueError:
-                    return _NO
-                return int(f) if f.is_integer() else _NO
-        return _NO
+        return _as_int(value)
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                return _NO
-        return _NO
+        return _as_float(value)
     if tp is str:
         return value if isinstance(value, str) else _NO
     if origin in (list, tuple) or tp in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            return _NO
-        args = typing.get_args(tp)
-        elem = args[0] if args and (origin is list or (len(args) == 2 and args[1] is Ellipsis)) else None
-        if elem is None:
-            return value
-        items = [coerce(v, elem) for v in value]
-        return _NO if any(i is _NO for i in items) else type(value)(items)
+        return _as_sequence(value, tp)
     if origin is dict or tp is dict:
         return value if isinstance(value, dict) else _NO
     return value
+
+
+def _as_int(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # YAML `1.0e3`
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            try:
+                f = float(value)
+            except ValueError:
+                return _NO
+            return int(f) if f.is_integer() else _NO
+    return _NO
+
+
+def _as_float(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return _NO
+    return _NO
+
+
+def _as_sequence(value: Any, tp: Any) -> Any:
+    """A list/tuple, its elements checked for list[X] and tuple[X, ...]."""
+    if not isinstance(value, (list, tuple)):
+        return _NO
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    elem = args[0] if args and (origin is list or (len(args) == 2 and args[1] is Ellipsis)) else None
+    if elem is None:
+        return value
+    items = [coerce(v, elem) for v in value]
+    return _NO if any(i is _NO for i in items) else type(value)(items)
 
 
 def describe(tp: Any) -> str:

@@ -63,7 +63,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
     seed_everything(spec.seed)
     ctx = RunContext(device=device, seed=spec.seed, task_kind=task.kind)
     inst = task.build(spec.target, ctx)
-    ctx.num_classes = inst.info.get("num_classes")
+    ctx.num_classes = inst.evaluation.num_classes
     fast = apply_fast_paths(inst.model, FastPaths.resolve(device, fast_paths)).fast_paths  # the one place
     original = inst.model.frozen_copy()
     method = method_cls(hparams)

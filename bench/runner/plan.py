@@ -111,25 +111,9 @@ def load_suite(name_or_path: str) -> Suite:
     return parse_suite(raw, default_name=path.stem, source=str(path))
 
 
-def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>") -> Suite:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"suite {source} must be a mapping with 'tasks' and 'methods'")
-    unknown = set(raw) - {"name", "description", "tasks", "methods", "methods_from", "seeds", "budget", "timeout_s",
-                          "hparams_source", "tuning"}
-    if unknown:
-        raise ConfigError(f"suite {source}: unknown key(s) {', '.join(sorted(unknown))}")
-    if raw.get("methods_from"):  # another suite's method list (and how it was selected), then this suite's own
-        base = load_suite(str(raw["methods_from"]))
-        own = raw.get("methods") or []
-        if not isinstance(own, list):
-            raise ConfigError(f"suite {source}: 'methods' must be a list (e.g. [finetune, rgd]), not {own!r}")
-        raw = {"hparams_source": base.hparams_source, "tuning": base.tuning, **raw,
-               "methods": [_entry_data(m) for m in base.methods] + own}
-    for key in ("tasks", "methods"):
-        if not raw.get(key):
-            raise ConfigError(f"suite {source} needs a non-empty '{key}'")
+def _parse_tasks(tasks_raw: Any, source: str) -> list[TaskEntry]:
+    """The suite's `tasks`: a list of names, or a mapping name -> {targets, options}."""
     tasks = []
-    tasks_raw = raw["tasks"]
     if isinstance(tasks_raw, list):
         tasks_raw = {t: {} for t in tasks_raw}
     if not isinstance(tasks_raw, dict):
@@ -147,12 +131,11 @@ def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>")
         if not isinstance(options, dict):
             raise ConfigError(f"suite {source}: task {name!r} options must be a mapping option -> value, not {options!r}")
         tasks.append(TaskEntry(str(name), tuple(str(t) for t in targets) if targets else None, dict(options)))
-    if not isinstance(raw["methods"], list):
-        raise ConfigError(f"suite {source}: 'methods' must be a list (e.g. [finetune, rgd]), not {raw['methods']!r}")
-    methods = [parse_method_entry(m, source) for m in raw["methods"]]
-    labels = [m.label for m in methods]
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"suite {source}: duplicate method labels {sorted({l for l in labels if labels.count(l) > 1})}; give each a 'label'")
+    return tasks
+
+
+def _parse_run_settings(raw: dict, source: str) -> tuple[list[int], dict, float | None]:
+    """The suite's seeds, budget and per-job timeout."""
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"suite {source}: 'seeds' must be a list of integers")
@@ -165,6 +148,34 @@ def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>")
     timeout_s = raw.get("timeout_s")
     if timeout_s is not None:
         timeout_s = check_timeout(timeout_s, f"suite {source}: timeout_s")
+    return seeds, budget, timeout_s
+
+
+def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>") -> Suite:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"suite {source} must be a mapping with 'tasks' and 'methods'")
+    unknown = set(raw) - {"name", "description", "tasks", "methods", "methods_from", "seeds", "budget", "timeout_s",
+                          "hparams_source", "tuning"}
+    if unknown:
+        raise ConfigError(f"suite {source}: unknown key(s) {', '.join(sorted(unknown))}")
+    if raw.get("methods_from"):  # another suite's method list (and how it was selected), then this suite's own
+        base = load_suite(str(raw["methods_from"]))
+        own = raw.get("methods") or []
+        if not isinstance(own, list):
+            raise ConfigError(f"suite {source}: 'methods' must be a list (e.g. [finetune, rgd]), not {own!r}")
+        raw = {"hparams_source": base.hparams_source, "tuning": base.tuning, **raw,
+               "methods": [_entry_data(m) for m in base.methods] + own}
+    for key in ("tasks", "methods"):
+        if not raw.get(key):
+            raise ConfigError(f"suite {source} needs a non-empty '{key}'")
+    tasks = _parse_tasks(raw["tasks"], source)
+    if not isinstance(raw["methods"], list):
+        raise ConfigError(f"suite {source}: 'methods' must be a list (e.g. [finetune, rgd]), not {raw['methods']!r}")
+    methods = [parse_method_entry(m, source) for m in raw["methods"]]
+    labels = [m.label for m in methods]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"suite {source}: duplicate method labels {sorted({l for l in labels if labels.count(l) > 1})}; give each a 'label'")
+    seeds, budget, timeout_s = _parse_run_settings(raw, source)
     source_kind = raw.get("hparams_source", "given")
     if source_kind not in ("given", "reference"):
         raise ConfigError(f"suite {source}: hparams_source must be 'given' or 'reference' (tuned values are marked per method by 'tuned')")
@@ -247,6 +258,7 @@ def plan_jobs(
         task_cls = TASKS.get(te.task)
         te = TaskEntry(te.task, te.targets, check_fields(task_cls.Config, te.options, f"task {te.task!r} options"))
         task = task_cls.make(te.options)
+        task.check_metrics()  # a metric the task cannot serve fails here, before any unlearning runs
         task_targets = [str(t) for t in targets] if targets else list(te.targets or task.targets())
         for t in task_targets:
             task.validate_target(t)

@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from bench.core.record import SCHEMA_VERSION, RecordError, RunRecord, parse_record
+
 RECORD_DIR = "records"
-# what the leaderboard and resume read from every record (records of every version so far have them)
-REQUIRED_KEYS = ("job_id", "status", "task", "label", "method", "setting_hash", "target", "seed")
 
 
 def record_path(out_dir, job_id: str) -> Path:
@@ -20,6 +20,7 @@ def record_path(out_dir, job_id: str) -> Path:
 def write_record(out_dir, record: dict) -> Path:
     """Temp file in the same directory + rename: a reader never sees half a record."""
     path = record_path(out_dir, record["job_id"])
+    record = {"schema_version": SCHEMA_VERSION, **record}
     return write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
 
 
@@ -48,9 +49,9 @@ def _umask() -> int:
     return mask
 
 
-def load_record(path) -> tuple[dict | None, str | None]:
+def load_record(path) -> tuple[RunRecord | None, str | None]:
     """(record, None), or (None, why it is unusable): unreadable, not UTF-8, not JSON (e.g.
-    truncated), not an object, or missing a key the tools need."""
+    truncated), or not a record (bench/core/record.py says why)."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
@@ -63,21 +64,17 @@ def load_record(path) -> tuple[dict | None, str | None]:
         return None, "not valid UTF-8"
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON (truncated?): {exc.msg} at line {exc.lineno}"
-    if not isinstance(rec, dict):
-        return None, f"a JSON {type(rec).__name__}, not a record object"
-    missing = [k for k in REQUIRED_KEYS if k not in rec]
-    if missing:
-        return None, f"missing key(s) {', '.join(missing)}"
-    if not isinstance(rec.get("metrics", {}), dict) or not isinstance(rec.get("cost", {}), (dict, type(None))):
-        return None, "'metrics'/'cost' is not an object"
-    return rec, None
+    try:
+        return parse_record(rec), None
+    except RecordError as exc:
+        return None, str(exc)
 
 
 def warn_skipped(path, why: str) -> None:
     print(f"unlearn-bench: warning: skipping record {path}: {why}", file=sys.stderr)
 
 
-def read_record(path, warn: bool = False) -> dict | None:
+def read_record(path, warn: bool = False) -> RunRecord | None:
     """The record at `path`, or None when there is none or it is unusable (so resume re-runs it)."""
     rec, why = load_record(path)
     if rec is None and warn and why != "missing":
@@ -85,7 +82,7 @@ def read_record(path, warn: bool = False) -> dict | None:
     return rec
 
 
-def iter_records(out_dir) -> Iterator[dict]:
+def iter_records(out_dir) -> Iterator[RunRecord]:
     """Every usable record under out_dir (records/ or any nested results tree); each unusable one
     is skipped with a one-line warning naming the file."""
     root = Path(out_dir)
@@ -100,4 +97,4 @@ def iter_records(out_dir) -> Iterator[dict]:
 def finished_ok(out_dir, job_id: str) -> bool:
     """Resume: only a usable record with status 'ok' counts as done (others are warned about)."""
     rec = read_record(record_path(out_dir, job_id), warn=True)
-    return bool(rec and rec.get("status") == "ok")
+    return bool(rec and rec.ok)

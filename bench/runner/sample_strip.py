@@ -26,11 +26,11 @@ def _picks(n: int, k: int = PER_SET) -> list[int]:
 
 def _images(inst, model, which: str, idx: list[int]) -> torch.Tensor:
     """The chosen images of eval set `which`: from the metrics' cache when there, else sampled (few)."""
-    keys, seeds = inst.info["eval_sets"][which]
+    keys, seeds = inst.evaluation.eval_sets[which]
     cached = inst._samples.get((id(model), which))
     if cached is not None:
         return cached[idx].float().cpu()
-    return model.sample([keys[i] for i in idx], [seeds[i] for i in idx], **inst.info.get("sampler", {})).float().cpu()
+    return model.sample([keys[i] for i in idx], [seeds[i] for i in idx], **inst.evaluation.sampler).float().cpu()
 
 
 def to_png(images: torch.Tensor, thumb: int = THUMB) -> bytes:
@@ -55,7 +55,7 @@ def sample_strip(inst, model) -> dict:
 
     Never raises: pictures are a courtesy, the job's metrics are what count."""
     try:
-        sets = inst.info["eval_sets"]
+        sets = inst.evaluation.eval_sets
         remain = next((s for s in REMAIN_SETS if s in sets), None)
         chosen = [s for s in ("forget", remain) if s in sets]
         parts, keys, seeds, counts = [], [], [], []

@@ -48,7 +48,7 @@ def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0", timeo
         raise PluginError(f"{who}: could not be constructed with its default hyper-parameters: {exc}") from exc
     ctx = RunContext(device=torch.device("cpu"), seed=0, task_kind=task.kind)
     inst = task.build(target, ctx)
-    ctx.num_classes = inst.info.get("num_classes")
+    ctx.num_classes = inst.evaluation.num_classes
     original = inst.model.frozen_copy()
     where = f"smoke run ({SMOKE_STEPS} steps on {task_name})"
     limit = timeout_s or SMOKE_TIMEOUT_S
@@ -106,8 +106,8 @@ def submit(args) -> int:
 def _all_ok(results: str, label: str) -> bool:
     from bench.runner.records import iter_records
 
-    recs = [r for r in iter_records(results) if r["label"] == label]
-    return bool(recs) and all(r["status"] == "ok" for r in recs)
+    recs = [r for r in iter_records(results) if r.label == label]
+    return bool(recs) and all(r.ok for r in recs)
 
 
 def ranking_summary(results: str, label: str) -> str:
@@ -132,7 +132,7 @@ def ranking_summary(results: str, label: str) -> str:
     overall = overall_ranks(tables)
     for _, row in overall[overall["method"].str.split(" [", regex=False).str[0] == label].iterrows():
         lines.append(f"overall: {row['method']} ranks {row['rank']} of {len(overall)} (mean win rate {row['win rate']:.2f} over {row['tasks']} task(s))")
-    failed = [r for r in records if r["label"] == label and r["status"] != "ok"]
+    failed = [r for r in records if r.label == label and not r.ok]
     for r in failed:
-        lines.append(f"failed: {r['task']} target {r['target']} seed {r['seed']}: {r.get('error')}")
+        lines.append(f"failed: {r.task} target {r.target} seed {r.seed}: {r.error}")
     return "\n".join(lines) or f"{label}: no finished jobs to rank"

@@ -29,6 +29,7 @@ import yaml
 
 from bench.core.errors import ConfigError
 from bench.runner.plan import JobSpec, MethodEntry, Suite, TaskEntry
+from bench.core.record import RunRecord, parse_record
 from bench.runner.records import finished_ok, read_record, record_path
 
 
@@ -98,13 +99,13 @@ def _job(suite: Suite, te: TaskEntry, me: MethodEntry, hparams: dict, target: st
                    suite.budget, timeout_s=suite.timeout_s)
 
 
-def _ok_record(spec: JobSpec, out_dir, threads: int | None) -> dict:
+def _ok_record(spec: JobSpec, out_dir, threads: int | None) -> RunRecord:
     """The job's record: read back when it already finished ok (resume), else run now."""
     from bench.runner.job import run_job
 
     if finished_ok(out_dir, spec.job_id):
         return read_record(record_path(out_dir, spec.job_id))
-    return run_job(spec, out_dir, threads=threads)
+    return parse_record(run_job(spec, out_dir, threads=threads))
 
 
 def _trial(config: dict, *, base: dict, jobs: list[dict], originals: dict, out_dir: str, threads: int) -> dict:
@@ -116,8 +117,7 @@ def _trial(config: dict, *, base: dict, jobs: list[dict], originals: dict, out_d
         spec = JobSpec(**{**job, "hparams": {**base, **config}})
         rec = _ok_record(spec, out_dir, threads)
         ids.append(spec.job_id)
-        ok = rec.get("status") == "ok"
-        scores.append(score(rec["metrics"], originals[spec.target]) if ok else math.nan)
+        scores.append(score(rec.metrics, originals[spec.target]) if rec.ok else math.nan)
     mean = sum(scores) / len(scores)
     return {"score": mean if math.isfinite(mean) else 0.0, "valid": math.isfinite(mean), "job_ids": " ".join(ids)}
 
@@ -206,22 +206,22 @@ def results_from_records(suite: Suite, te: TaskEntry, me: MethodEntry, base: dic
 
     from bench.runner.records import iter_records
 
-    recs = [r for r in iter_records(out_dir / "records") if r.get("suite") == f"tune:{suite.name}" and r.get("task") == te.task
-            and str(r.get("target")) in targets and r.get("status") in ("ok", "failed")]
-    originals = {str(r["target"]): r["metrics"] for r in recs if r.get("method") == "original" and r["status"] == "ok"}
-    points: dict[str, list[dict]] = {}
-    for r in sorted((r for r in recs if r.get("label") == me.label), key=lambda r: (str(r.get("started")), r["job_id"])):
-        hp = r.get("hparams") or {}
+    recs = [r for r in iter_records(out_dir / "records") if r.suite == f"tune:{suite.name}" and r.task == te.task
+            and r.target in targets and r.status in ("ok", "failed")]
+    originals = {r.target: r.metrics for r in recs if r.method == "original" and r.ok}
+    points: dict[str, list[RunRecord]] = {}
+    for r in sorted((r for r in recs if r.label == me.label), key=lambda r: (str(r.started), r.job_id)):
+        hp = r.hparams
         if any(hp.get(k) != v for k, v in base.items() if k not in space) or set(hp) - set(base) - set(space):
             continue  # another search's trial (other suite values or another space)
         points.setdefault(json.dumps({k: hp.get(k) for k in space}, sort_keys=True), []).append(r)
     trials = []
     for i, (key, jobs) in enumerate(list(points.items())[: settings.trials]):
-        per_target = {str(r["target"]): r for r in jobs}
-        vals = [score(per_target[t]["metrics"], originals[t]) if t in per_target and per_target[t]["status"] == "ok" and t in originals
+        per_target = {r.target: r for r in jobs}
+        vals = [score(per_target[t].metrics, originals[t]) if t in per_target and per_target[t].ok and t in originals
                 else math.nan for t in targets]
         mean = sum(vals) / len(vals)
-        trials.append(Trial(i, {k: float(v) for k, v in json.loads(key).items()}, mean, [r["job_id"] for r in jobs]))
+        trials.append(Trial(i, {k: float(v) for k, v in json.loads(key).items()}, mean, [r.job_id for r in jobs]))
     if not trials:
         return None
     return TuneResult(te.task, me.label, me.method, {k: _describe(d) for k, d in space.items()}, targets, trials)
@@ -251,9 +251,9 @@ def run_originals(suite: Suite, te: TaskEntry, targets: list[str], out_dir: Path
     out = {}
     for t in targets:
         rec = _ok_record(_job(suite, te, MethodEntry("original", "original"), {}, t), out_dir, threads)
-        if rec.get("status") != "ok":
-            raise ConfigError(f"tune: the Original job on {te.task}/{t} failed: {rec.get('error')}")
-        out[t] = rec["metrics"]
+        if not rec.ok:
+            raise ConfigError(f"tune: the Original job on {te.task}/{t} failed: {rec.error}")
+        out[t] = rec.metrics
     return out
 
 

@@ -120,7 +120,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     args.targets = None
     run_suite(str(path), args)
     write_leaderboard(str(out), echo=False)
-    results = checks([r for r in iter_records(out) if r.get("suite") == "validate"])
+    results = checks([r for r in iter_records(out) if r.suite == "validate"])
     for c in results:
         print(c.line())
     failed = sum(not c.passed for c in results)

@@ -1,0 +1,126 @@
+"""The run record: one JSON object per job, the suite's results as data. `RunRecord` is its typed
+reading and `parse_record` the one loader: every reader (leaderboard, resume, tune, validate,
+submit) goes through it, so a malformed record fails in one place with one message, and the
+spellings of older versions (hparams / task_options before hparams_resolved / task_config; no
+schema_version) are normalised here and nowhere else.
+
+Versions: 1 = records written before the field existed; 2 = adds `schema_version`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+SCHEMA_VERSION = 2
+REQUIRED_KEYS = ("job_id", "status", "task", "label", "method", "setting_hash", "target", "seed")
+
+
+class RecordError(ValueError):
+    """A record that no tool can use; the message says why."""
+
+
+@dataclass(frozen=True)
+class Cost:
+    unlearn_seconds: float | None = None
+    eval_seconds: float | None = None
+    metric_seconds: dict[str, float] = field(default_factory=dict)  # eval seconds per metric
+    steps: int | None = None
+    optimizer_steps: int | None = None
+    peak_host_mem_mb: float | None = None
+    peak_gpu_mem_mb: float | None = None
+    images_generated_unlearning: int | None = None
+    images_generated_eval: int | None = None
+
+    @property
+    def peak_mem_mb(self) -> float | None:
+        """GPU peak when the job ran on a GPU, else the host's."""
+        return self.peak_gpu_mem_mb if self.peak_gpu_mem_mb is not None else self.peak_host_mem_mb
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    job_id: str
+    status: str  # "ok" | "failed"
+    task: str
+    label: str  # the row's name (a method under a given setting)
+    method: str
+    setting_hash: str
+    target: str
+    seed: int
+    schema_version: int = 1
+    suite: str = "?"
+    task_kind: str | None = None
+    task_config: dict[str, Any] = field(default_factory=dict)  # the task's resolved options
+    hparams: dict[str, Any] = field(default_factory=dict)  # as given by the suite
+    hparams_resolved: dict[str, Any] = field(default_factory=dict)  # after the method's defaults
+    hparams_source: str | None = None  # "tuned (...)" | "reference" | "given"; absent before v0.2
+    budget: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    directions: dict[str, str] = field(default_factory=dict)
+    cost: Cost = field(default_factory=Cost)
+    error: str | None = None
+    samples: dict | None = None  # the sample strip (base64 PNG and its layout)
+    versions: dict[str, str] = field(default_factory=dict)
+    git: str = "unknown"
+    started: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # the JSON object as read
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+    def __getitem__(self, key: str) -> Any:
+        """The record's JSON by key, for the diagnostic fields without a typed attribute (method_stats,
+        hardware, traceback, ...); typed fields are read as attributes."""
+        return self.raw[key]
+
+
+def _obj(rec: Mapping, key: str) -> dict:
+    value = rec.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RecordError(f"{key!r} is not an object")
+    return value
+
+
+_COST_FIELDS = frozenset(Cost.__dataclass_fields__)
+
+
+def parse_record(obj: Any) -> RunRecord:
+    """A RunRecord from a decoded JSON object (or an existing RunRecord); RecordError says what is wrong."""
+    if isinstance(obj, RunRecord):
+        return obj
+    if not isinstance(obj, dict):
+        raise RecordError(f"a JSON {type(obj).__name__}, not a record object")
+    lacking = [k for k in REQUIRED_KEYS if k not in obj]
+    if lacking:
+        raise RecordError(f"missing key(s) {', '.join(lacking)}")
+    metrics, cost = _obj(obj, "metrics"), _obj(obj, "cost")
+    version = obj.get("schema_version", 1)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise RecordError(f"schema_version {version!r} is newer than this unlearn-bench reads ({SCHEMA_VERSION}); upgrade it")
+    hparams = _obj(obj, "hparams")
+    return RunRecord(
+        job_id=str(obj["job_id"]), status=str(obj["status"]), task=str(obj["task"]), label=str(obj["label"]),
+        method=str(obj["method"]), setting_hash=str(obj["setting_hash"]), target=str(obj["target"]), seed=obj["seed"],
+        schema_version=version,
+        suite=str(obj.get("suite", "?")),
+        task_kind=obj.get("task_kind"),
+        task_config=_obj(obj, "task_config") if "task_config" in obj else _obj(obj, "task_options"),
+        hparams=hparams,
+        hparams_resolved=_obj(obj, "hparams_resolved") if "hparams_resolved" in obj else hparams,
+        hparams_source=obj.get("hparams_source"),
+        budget=_obj(obj, "budget"),
+        metrics=metrics,
+        directions=_obj(obj, "directions"),
+        cost=Cost(**{k: v for k, v in cost.items() if k in _COST_FIELDS}),
+        error=obj.get("error"),
+        samples=obj.get("samples") if isinstance(obj.get("samples"), dict) else None,
+        versions=_obj(obj, "versions"),
+        git=str(obj.get("git", "unknown")),
+        started=obj.get("started"),
+        raw=obj,
+    )
