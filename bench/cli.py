@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from bench.core.errors import BenchError
+from bench.core.log import show_on_stderr
 
 DEFAULT_OUT = "results"
 
@@ -195,6 +196,7 @@ COMMANDS = {"run": cmd_run, "submit": cmd_submit, "tune": cmd_tune, "leaderboard
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show_on_stderr()  # the runner's progress lines (logging) as plain lines on stderr
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     try:
         return COMMANDS[args.command](args)

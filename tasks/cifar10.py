@@ -35,6 +35,7 @@ from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.evaluation import Evaluation
 from bench.core.errors import MissingWeightsError
+from bench.core.log import get_logger
 from bench.core.pretrain import register_pretrain
 from tasks.base import Task, TaskInstance, register_task
 from bench.core.cache import cache_root
@@ -239,7 +240,7 @@ class Cifar10Class(Task):
 
 # -- pretrain recipes ----------------------------------------------------------------------------
 def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    get_logger("pretrain").info(msg)
 
 
 @register_pretrain("cifar10")

@@ -76,6 +76,12 @@ class RunRecord:
         hardware, traceback, ...); typed fields are read as attributes."""
         return self.raw[key]
 
+    def __contains__(self, key: str) -> bool:
+        return key in self.raw
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.raw.get(key, default)
+
 
 def _obj(rec: Mapping, key: str) -> dict:
     value = rec.get(key)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from bench.core.log import get_logger
+
+log = get_logger("run")
+
 CLI_TASK_OPTIONS = {"data_root": "data_root", "base_model": "base_model"}  # args attribute -> task option
 
 
@@ -44,7 +48,7 @@ def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> lis
         check_timeout(timeout, "--timeout")
     jobs = plan_jobs(suite, tasks=args.tasks, methods=method_refs, targets=args.targets, seeds=args.seeds, timeout_s=timeout)
     todo = pending_jobs(jobs, args.out)
-    print(f"suite {suite.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run -> {args.out}", file=sys.stderr)
+    log.info(f"suite {suite.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run -> {args.out}")
     if getattr(args, "dry_run", False):
         from bench.runner.dryrun import describe_plan
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.core.errors import ConfigError, PluginError
 
-NAME_FORMAT = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # lower-case words joined by hyphens (DESIGN.md)
+NAME_FORMAT = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # lower-case words joined by hyphens (docs/ARCHITECTURE.md)
 
 
 def check_name_format(name: str, what: str) -> None:

@@ -8,9 +8,11 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from bench.core.log import get_logger
 from bench.core.record import SCHEMA_VERSION, RecordError, RunRecord, parse_record
 
 RECORD_DIR = "records"
+log = get_logger("records")
 
 
 def record_path(out_dir, job_id: str) -> Path:
@@ -71,7 +73,7 @@ def load_record(path) -> tuple[RunRecord | None, str | None]:
 
 
 def warn_skipped(path, why: str) -> None:
-    print(f"unlearn-bench: warning: skipping record {path}: {why}", file=sys.stderr)
+    log.warning(f"unlearn-bench: warning: skipping record {path}: {why}")
 
 
 def read_record(path, warn: bool = False) -> RunRecord | None:

@@ -6,7 +6,6 @@ the records already in the results directory.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -14,12 +13,15 @@ import torch
 
 from bench.core.context import Budget, RunContext
 from bench.core.errors import NonFiniteLossError, PluginError
+from bench.core.log import get_logger
 from bench.runner.steps import StepBudgetError, check_steps, count_optimizer_steps, weights_changed
 from bench.runner.timeout import SMOKE_TIMEOUT_S, JobTimeout, time_limit
 
 SMOKE_TASK = "mini-digits-class"
 SMOKE_STEPS = 2
 SMOKE_OPTIONS = {"forget_samples": 4, "remain_samples_per_class": 2, "sample_steps": 2}  # the smoke run evaluates nothing
+
+log = get_logger("submit")
 
 
 def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0", timeout_s: float | None = None) -> dict:
@@ -89,9 +91,9 @@ def submit(args) -> int:
         path, _, cls_name = ref.partition(":")
         ref = str(Path(path).expanduser().resolve()) + (f":{cls_name}" if cls_name else "")
     method_cls = load_submission(ref)
-    print(f"submit: {method_cls.name} ({ref}) passed the interface checks; smoke run…", file=sys.stderr)
+    log.info(f"submit: {method_cls.name} ({ref}) passed the interface checks; smoke run…")
     smoke = smoke_test(method_cls, timeout_s=getattr(args, "timeout", None))  # seconds; touches no results
-    print(f"submit: smoke run ok ({smoke}); running suite {args.suite}", file=sys.stderr)
+    log.info(f"submit: smoke run ok ({smoke}); running suite {args.suite}")
     suite = load_suite(args.suite)
     # the suite's own rows run too (resume skips those already recorded) so the new row has company
     refs = [m.label for m in suite.methods if m.label != method_cls.name] + [ref]
@@ -99,7 +101,7 @@ def submit(args) -> int:
         run_suite(args.suite, args, method_refs=refs)
         write_leaderboard(args.out, echo=False)
     print(ranking_summary(args.out, method_cls.name))
-    print(f"submit: {time.time() - t0:.0f} s from submit to ranked row; leaderboard: {Path(args.out) / 'LEADERBOARD.md'}", file=sys.stderr)
+    log.info(f"submit: {time.time() - t0:.0f} s from submit to ranked row; leaderboard: {Path(args.out) / 'LEADERBOARD.md'}")
     return 0 if _all_ok(args.out, method_cls.name) else 1
 
 
@@ -112,11 +114,10 @@ def _all_ok(results: str, label: str) -> bool:
 
 def ranking_summary(results: str, label: str) -> str:
     """The submitted method's rows, with their rank on each task and overall."""
+    from bench.runner.records import iter_records
     from leaderboard.aggregate import aggregate
     from leaderboard.rank import overall_ranks, rank_table
     from leaderboard.render import fmt
-
-    from bench.runner.records import iter_records
 
     records = list(iter_records(results))
     tables = aggregate(records)

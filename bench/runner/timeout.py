@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator
+
+from bench.core.log import get_logger
 
 # defaults per task kind; a task class may set its own `timeout_s` (the mini tasks: 1 hour)
 DEFAULT_TIMEOUT_S = {"class": 48 * 3600.0, "concept": 6 * 3600.0, "style": 6 * 3600.0}
@@ -78,7 +79,7 @@ def worker_watchdog(seconds: float | None) -> Iterator[None]:
         return
 
     def kill():
-        print(f"unlearn-bench: job still running {grace_seconds(seconds):g} s past its {timeout_message(seconds)}; ending the worker", file=sys.stderr, flush=True)
+        get_logger("timeout").warning(f"unlearn-bench: job still running {grace_seconds(seconds):g} s past its {timeout_message(seconds)}; ending the worker")
         os._exit(124)
 
     timer = threading.Timer(seconds + grace_seconds(seconds), kill)

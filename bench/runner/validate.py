@@ -15,11 +15,12 @@ F, K and the score are leaderboard/score.py's, on the rows' means.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from bench.core.log import get_logger
 
 DESTRUCTIVE = str(Path(__file__).with_name("validity_reinit.py"))
 DESTRUCTIVE_LABEL = "reinit-denoiser"
@@ -124,5 +125,5 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for c in results:
         print(c.line())
     failed = sum(not c.passed for c in results)
-    print(f"validate: {len(results) - failed} passed, {failed} failed; leaderboard: {out / 'LEADERBOARD.md'}", file=sys.stderr)
+    get_logger("validate").info(f"validate: {len(results) - failed} passed, {failed} failed; leaderboard: {out / 'LEADERBOARD.md'}")
     return 1 if failed or not results else 0
