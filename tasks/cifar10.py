@@ -34,6 +34,7 @@ from bench.core.adapters.class_conditional import ClassConditionalModel
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import MissingWeightsError
+from bench.core.hashing import checkpoint_digest, file_digest
 from bench.core.pretrain import register_pretrain
 from tasks.base import Task, TaskInstance, register_task
 from bench.core.cache import cache_root
@@ -173,12 +174,11 @@ class Cifar10Class(Task):
         }
 
     def checkpoints(self) -> dict[str, str]:
-        from metrics.inception_fid import file_digest, resolve_inception_weights
-        from tasks.mini.recipes import checkpoint_hash
+        from metrics.inception_fid import resolve_inception_weights
 
-        out = {"cifar10-ddpm": checkpoint_hash(self.model_dir)}
+        out = {"cifar10-ddpm": checkpoint_digest(self.model_dir)}
         if self.config.classifier == "resnet34":
-            out["cifar10-resnet34"] = checkpoint_hash(self.classifier_dir)
+            out["cifar10-resnet34"] = checkpoint_digest(self.classifier_dir)
         else:
             out["clip"] = f"{self.config.clip_model} {self.config.clip_pretrained}"
         try:
@@ -243,8 +243,6 @@ def pretrain_cifar10(out: str | None = None, device: str = "cpu", data_root: str
     """Train the class-conditional DDPM by its recipe (resumes from out/train-state when present)."""
     import json
 
-    from tasks.mini.recipes import checkpoint_hash
-
     recipe = preset_recipe(preset)
     out = Path(out).expanduser() if out else default_model_dir()
     train = load_cifar10(data_root, True)
@@ -268,7 +266,7 @@ def pretrain_cifar10(out: str | None = None, device: str = "cpu", data_root: str
         measured["resnet34_sample_accuracy_ddim50_g2"] = classifier_accuracy(clf, images, torch.tensor(keys))
     except MissingWeightsError:
         measured["resnet34_sample_accuracy_ddim50_g2"] = None
-    summary = {"recipe": recipe.to_dict(), "measured": measured, "sha256": checkpoint_hash(out)}
+    summary = {"recipe": recipe.to_dict(), "measured": measured, "sha256": checkpoint_digest(out)}
     (out / "recipe.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
@@ -278,8 +276,6 @@ def pretrain_cifar10_classifier(out: str | None = None, device: str = "cpu", dat
                                 epochs: int | None = None) -> dict:
     """ResNet-34 on CIFAR-10 train (SalUn's UA/RA judge); test accuracy recorded in recipe.json."""
     import json
-
-    from tasks.mini.recipes import checkpoint_hash
 
     recipe = ClassifierRecipe() if epochs is None else ClassifierRecipe(epochs=epochs)
     out = Path(out).expanduser() if out else default_classifier_dir()
@@ -291,7 +287,7 @@ def pretrain_cifar10_classifier(out: str | None = None, device: str = "cpu", dat
     summary = {"recipe": {**recipe.to_dict(), "arch": "torchvision resnet34, 3×3 stem, no max-pool", "augment": "crop pad 4 + hflip"},
                "measured": {"test_accuracy": acc, "seconds": round(time.time() - t0, 1), "device": str(device)}}
     save_classifier(model.cpu(), out, summary)
-    summary["sha256"] = checkpoint_hash(out)
+    summary["sha256"] = checkpoint_digest(out)
     (out / "recipe.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 

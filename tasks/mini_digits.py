@@ -15,10 +15,11 @@ from bench.core.adapters.class_conditional import ClassConditionalModel
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import MissingWeightsError
+from bench.core.hashing import checkpoint_digest
 from tasks.base import Task, TaskInstance, register_task
 from tasks.mini import CHECKPOINT_DIR
 from tasks.mini.digits import CLASS_NAMES, load_digits_splits
-from tasks.mini.recipes import MINI_DIGITS_RECIPE, checkpoint_hash, load_digit_classifier
+from tasks.mini.recipes import MINI_DIGITS_RECIPE, load_digit_classifier
 
 MODEL_DIR = CHECKPOINT_DIR / "mini-digits"
 
@@ -80,7 +81,7 @@ class MiniDigitsClass(Task):
         return {"eval_images": self.config.forget_samples + 9 * self.config.remain_samples_per_class, "gpu": False}
 
     def checkpoints(self) -> dict[str, str]:
-        return {"mini-digits": checkpoint_hash(self.model_dir), "digit-classifier": checkpoint_hash(CHECKPOINT_DIR / "digit-classifier")}
+        return {"mini-digits": checkpoint_digest(self.model_dir), "digit-classifier": checkpoint_digest(CHECKPOINT_DIR / "digit-classifier")}
 
     def build(self, target: str, ctx: RunContext) -> TaskInstance:
         k = int(self.validate_target(target))

@@ -1,8 +1,6 @@
 """Suites (YAML run specs, kept apart from code) -> a plan of (task, target, method, seed) jobs."""
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -10,6 +8,7 @@ from typing import Any, Iterable
 import yaml
 
 from bench.core.errors import ConfigError
+from bench.core.hashing import json_digest
 
 SUITE_DIR = Path(__file__).parent.parent / "suites"  # run specs live apart from the code: bench/suites/
 PROTOCOL_VERSION = "2"  # bump when a definition in PROTOCOL.md changes meaning (2: issue 11 method fidelity)
@@ -79,7 +78,7 @@ class JobSpec:
 
     @property
     def setting_hash(self) -> str:
-        return stable_hash(self.setting())
+        return json_digest(self.setting(), 16, default=str)
 
     @property
     def job_id(self) -> str:
@@ -88,10 +87,6 @@ class JobSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def stable_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def available_suites() -> list[str]:
