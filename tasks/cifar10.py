@@ -36,7 +36,7 @@ from bench.core.data import UnlearnData
 from bench.core.errors import MissingWeightsError
 from bench.core.hashing import checkpoint_digest, file_digest
 from bench.core.pretrain import register_pretrain
-from tasks.base import Task, TaskInstance, register_task
+from tasks.base import CIFAR10_REMAIN_EVAL_SEED, CLASS_FORGET_EVAL_SEED, Task, TaskInstance, register_task, seeds_for
 from bench.core.cache import cache_root
 from tasks.cifar.data import CIFAR10_CLASSES, load_cifar10, resolve_data_root
 from tasks.cifar.models import (
@@ -215,8 +215,8 @@ class Cifar10Class(Task):
         n_r = c.remain_samples_per_class
         # eval noise is fixed per set (not per job seed): every method is judged on the same noise
         eval_sets = {
-            "forget": ([k] * c.forget_samples, list(range(c.forget_samples))),
-            "remain": ([o for o in others for _ in range(n_r)], list(range(1_000_000, 1_000_000 + n_r * len(others)))),
+            "forget": ([k] * c.forget_samples, seeds_for(c.forget_samples, CLASS_FORGET_EVAL_SEED)),
+            "remain": ([o for o in others for _ in range(n_r)], seeds_for(n_r * len(others), CIFAR10_REMAIN_EVAL_SEED)),
         }
         info = {
             "classifier": classifier,

@@ -16,7 +16,7 @@ from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import MissingWeightsError
 from bench.core.hashing import checkpoint_digest
-from tasks.base import Task, TaskInstance, register_task
+from tasks.base import CLASS_FORGET_EVAL_SEED, MINI_DIGITS_REMAIN_EVAL_SEED, Task, TaskInstance, register_task, seeds_for
 from tasks.mini import CHECKPOINT_DIR
 from tasks.mini.digits import CLASS_NAMES, load_digits_splits
 from tasks.mini.recipes import MINI_DIGITS_RECIPE, load_digit_classifier
@@ -108,8 +108,8 @@ class MiniDigitsClass(Task):
         n_r = cfg.remain_samples_per_class
         # eval seeds are fixed per set (not per job seed) so every method is judged on the same noise
         eval_sets = {
-            "forget": ([k] * cfg.forget_samples, list(range(cfg.forget_samples))),
-            "remain": ([c for c in others for _ in range(n_r)], list(range(10_000, 10_000 + n_r * len(others)))),
+            "forget": ([k] * cfg.forget_samples, seeds_for(cfg.forget_samples, CLASS_FORGET_EVAL_SEED)),
+            "remain": ([c for c in others for _ in range(n_r)], seeds_for(n_r * len(others), MINI_DIGITS_REMAIN_EVAL_SEED)),
         }
         info = {
             "classifier": load_digit_classifier(),

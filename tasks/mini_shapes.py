@@ -25,7 +25,7 @@ from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError, MissingWeightsError
 from bench.core.hashing import checkpoint_digest, json_digest
-from tasks.base import Task, TaskInstance, register_task
+from tasks.base import T2I_EVAL_SEEDS, Task, TaskInstance, register_task, seeds_for
 from tasks.mini import shapes
 from tasks.mini.shapes_recipes import ENCODER_DIR, JUDGE_DIR, MODEL_DIR, load_shapes_judge  # registers pretrain recipes
 
@@ -172,11 +172,7 @@ class MiniShapesTask(Task):
         remain = UnlearnData(x=r, keys=list(sets["remain"]), groups=groups, meta={"narrow_indices": sets["narrow"]},
                               paired_with_forget=True)  # remain i is forget i without the concept (same seed)
         m = c.eval_prompts
-        eval_sets = {
-            "forget": (sets["eval_forget"], list(range(20_000, 20_000 + m))),
-            "remain_train": (sets["eval_remain_train"], list(range(30_000, 30_000 + m))),
-            "remain_test": (sets["eval_remain_test"], list(range(40_000, 40_000 + m))),
-        }
+        eval_sets = {name: (sets[f"eval_{name}"], seeds_for(m, offset)) for name, offset in T2I_EVAL_SEEDS.items()}
         info = {
             "eval_sets": eval_sets,
             "sampler": self.sampler(),

@@ -23,7 +23,7 @@ from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError
 from bench.core.hashing import files_digest, json_digest
-from tasks.base import Task, TaskInstance, register_task
+from tasks.base import T2I_EVAL_SEEDS, Task, TaskInstance, register_task, seeds_for
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 
@@ -201,11 +201,7 @@ class StableDiffusionTask(Task):
                              meta={"narrow_indices": self.narrow_indices(sets["remain"])},
                              paired_with_forget=True)  # remain i is forget i's concept-free twin (same seed)
         m = c.eval_prompts
-        eval_sets = {
-            "forget": (sets["eval_forget"], list(range(20_000, 20_000 + m))),
-            "remain_train": (sets["eval_remain_train"], list(range(30_000, 30_000 + m))),
-            "remain_test": (sets["eval_remain_test"], list(range(40_000, 40_000 + m))),
-        }
+        eval_sets = {name: (sets[f"eval_{name}"], seeds_for(m, offset)) for name, offset in T2I_EVAL_SEEDS.items()}
         info = {"eval_sets": eval_sets, "sampler": self.sampler(), "prompt_sets": sets}
         info.update(self.extra_info(sets))
         ret = self.cached_images(model, wh, *eval_sets["remain_test"], f"{self.name}-eval-remain_test")
