@@ -217,7 +217,6 @@ def plan_jobs(
     timeout_s: float | None = None,
 ) -> list[JobSpec]:
     """Expand a suite into jobs, validating every name against the registries (before any work)."""
-    from methods.base import make_hparams
     from tasks.base import TASKS
 
     from bench.runner.plugins import builtin_names, check_name_format, check_name_free, is_file_reference, resolve_method
@@ -257,7 +256,7 @@ def plan_jobs(
                 continue  # e.g. Retrain on concept tasks
             hparams = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
             hparams = check_fields(method_cls.HParams, hparams, f"method {label!r} hyper-parameters")
-            make_hparams(method_cls, {**method_cls.defaults_by_kind.get(task_cls.kind, {}), **hparams})  # validate now
+            method_cls.default_hparams(task_cls.kind, **hparams)  # validate now
             for target in task_targets:
                 for seed in seeds or suite.seeds:
                     limit = timeout_s or suite.timeout_s or default_timeout(task_cls)

@@ -124,7 +124,6 @@ def _trial(config: dict, *, base: dict, jobs: list[dict], originals: dict, out_d
 
 def search_plan(te: TaskEntry, me: MethodEntry):
     """(suite hyper-parameters, concrete space) of one (task, method); None when it is not tuned there."""
-    from methods.base import make_hparams
     from methods.search_space import declared_space, resolve_space
     from tasks.base import TASKS
 
@@ -135,7 +134,7 @@ def search_plan(te: TaskEntry, me: MethodEntry):
     if kind not in method_cls.task_kinds:
         return None
     base = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
-    resolved = make_hparams(method_cls, {**method_cls.defaults_by_kind.get(kind, {}), **base})
+    resolved = method_cls.default_hparams(kind, **base)
     space = resolve_space(declared_space(method_cls), resolved)
     return (base, space) if space else None
 
