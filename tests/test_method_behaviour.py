@@ -11,7 +11,7 @@ from methods.base import METHODS, make_hparams
 from methods.gradients import flatten_grads, restricted_update
 from bench.core.denoising import noised_batch
 from methods.remain_sampling import remain_subset
-from tiny_models import class_ctx, class_data, fixed_loss, tiny_class_model
+from tests.tiny_models import class_ctx, class_data, fixed_loss, tiny_class_model
 
 
 def _run(name, hparams, model=None, data=None, steps=None, seed=0):

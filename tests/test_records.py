@@ -51,7 +51,7 @@ def test_unusable_records_are_skipped_with_a_warning_naming_each(tmp_path, capsy
 
 
 def test_run_reruns_a_job_whose_record_is_unusable(tmp_path, capsys):
-    from tests.conftest import write_suite
+    from tests.helpers import write_suite
 
     suite = write_suite(tmp_path / "s.yaml", ["original"])
     out = tmp_path / "res"
