@@ -31,7 +31,7 @@ def save_atomic(obj, path: Path) -> None:
 
 
 def cached(path: Path, make: Callable[[], T]) -> T:
-    """torch.load(path) when it exists, else make(), saved atomically, returned."""
+    """The tensors at `path` when it exists (loaded weights-only), else make(), saved atomically, returned."""
     if path.exists():
         return torch.load(path, map_location="cpu", weights_only=True)
     obj = make()
