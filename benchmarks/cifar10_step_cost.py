@@ -27,12 +27,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.core.adapters.class_conditional import ClassConditionalModel  # noqa: E402
+from bench.core.class_training import train_class_conditional  # noqa: E402
 from bench.core.context import Budget, RunContext  # noqa: E402
 from bench.core.data import UnlearnData  # noqa: E402
 from bench.runner.memory import PeakMemory  # noqa: E402
 from tasks.cifar.data import CIFAR10_CLASSES  # noqa: E402
 from tasks.cifar.models import CIFAR10_RECIPE, CIFAR10_SCHEDULER, CIFAR10_UNET, UNET_GFLOPS_PER_IMAGE  # noqa: E402
-from bench.core.class_training import train_class_conditional  # noqa: E402
 
 TARGET = 3  # cat
 

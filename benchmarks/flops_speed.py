@@ -9,6 +9,7 @@ import torch
 
 from bench.core.fast import FastPaths, apply_fast_paths
 from bench.runner.flops import count_flops, mfu, peak_tflops, sampling_step, training_step
+
 from bench_models import build, sync
 
 

@@ -21,7 +21,7 @@ def _run_one(name: str, task_name: str, target: str, steps: int, threads: int, f
     from bench.core.fast import FastPaths, apply_fast_paths
     from bench.runner.job import seed_everything
     from bench.runner.memory import PeakMemory
-    from methods.base import METHODS, hparams_dict, make_hparams
+    from methods.base import METHODS, hparams_dict
     from tasks.base import TASKS
 
     torch.set_num_threads(threads)
@@ -30,7 +30,7 @@ def _run_one(name: str, task_name: str, target: str, steps: int, threads: int, f
     cls = METHODS.get(name)
     if task.kind not in cls.task_kinds:
         return {"method": name, "skipped": f"not for {task.kind} tasks"}
-    hparams = make_hparams(cls, dict(cls.defaults_by_kind.get(task.kind, {})))
+    hparams = cls.default_hparams(task.kind)
     seed_everything(0)
 
     class TimedContext(RunContext):

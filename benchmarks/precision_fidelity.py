@@ -53,6 +53,7 @@ def bench_fidelity(device: str = "cpu", low: FastPaths | None = None, n: int = 1
     if Path(SHAPES_DIR).exists():
         from bench.core.adapters.text_to_image import TextToImageModel
         from metrics.retention import paired_cosine_distance
+        from tasks.base import T2I_EVAL_SEEDS, seeds_for
         from tasks.mini.shapes_recipes import load_shapes_judge
         from tasks.mini_shapes import concept_sets
 
@@ -60,7 +61,7 @@ def bench_fidelity(device: str = "cpu", low: FastPaths | None = None, n: int = 1
         shapes.denoiser.eval()
         m = min(n, 64)
         prompts = concept_sets("cross", 8, m)["eval_remain_test"]
-        seeds = list(range(40_000, 40_000 + m))
+        seeds = seeds_for(m, T2I_EVAL_SEEDS["remain_test"])  # the tasks' remain_test evaluation seeds
         ref, t_ref = _timed_sample(shapes, prompts, seeds, 20, 3.0, ref_fp)
         out, t_low = _timed_sample(shapes, prompts, seeds, 20, 3.0, low)
         judge = load_shapes_judge()

@@ -15,6 +15,7 @@ import time
 import torch
 
 from bench.core.fast import FastPaths, apply_fast_paths
+
 from bench_models import build, naive_pipeline_loop, pipeline_from, sync
 
 

@@ -11,6 +11,7 @@ import torch
 
 from bench.core.context import Budget, RunContext
 from bench.core.fast import FastPaths, apply_fast_paths
+
 from bench_models import build, naive_pipeline_loop, pipeline_from
 from flops_speed import load_model
 
@@ -56,7 +57,7 @@ def _registered() -> list[str]:
 @pytest.mark.parametrize("name", _registered())
 def test_method_three_steps_mini_digits(benchmark, name):
     """unlearn() for 3 optimiser steps on mini-digits-class (setup included: SalUn's mask, RGD's remain grads)."""
-    from methods.base import METHODS, make_hparams
+    from methods.base import METHODS
     from tasks.base import TASKS
 
     task = TASKS.get("mini-digits-class").make({})
@@ -70,7 +71,7 @@ def test_method_three_steps_mini_digits(benchmark, name):
         inst = task.build("0", ctx)
         ctx.num_classes = inst.evaluation.num_classes
         apply_fast_paths(inst.model, FastPaths.resolve(device))
-        method = cls(make_hparams(cls, dict(cls.defaults_by_kind.get(task.kind, {}))))
+        method = cls(cls.default_hparams(task.kind))
         return (method, inst, ctx), {}
 
     def run(method, inst, ctx):

@@ -57,7 +57,6 @@ def build(records: Iterable[RunRecord | dict], fmt: str = "markdown", out_dir: P
         plots = {}
         if out_dir is not None:
             from leaderboard.plots import write_plots
-
             from leaderboard.samples import write_sample_grids
 
             plots = write_plots(tables, Path(out_dir))

@@ -7,7 +7,7 @@ import pandas as pd
 
 from leaderboard.aggregate import TaskTable
 from leaderboard.escape import md
-from leaderboard.rank import overall_ranks, rank_table, score_bands
+from leaderboard.rank import overall_ranks, score_bands
 from leaderboard.reported import Reported, reported_rows
 from leaderboard.score import RULE
 from leaderboard.uncertainty import band_text

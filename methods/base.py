@@ -60,7 +60,9 @@ class Method(ABC):
         self.hparams = hparams if hparams is not None else self.HParams()
 
     @classmethod
-    def default_hparams(cls, task_kind: str, **overrides: Any) -> Any:
+    def default_hparams(cls, task_kind: str, /, **overrides: Any) -> Any:
+        """The hyper-parameters a job runs with: the reference defaults, this task kind's
+        `defaults_by_kind` on top, then `overrides` (a suite's values) on top of those."""
         values = {**cls.defaults_by_kind.get(task_kind, {}), **overrides}
         return make_hparams(cls, values)
 

@@ -1,8 +1,8 @@
 """Finetune: minimise L_simple on the remain set only (what plain fine-tuning forgets)."""
 from dataclasses import dataclass
 
-from methods.base import Method, register_method
 from bench.core.denoising import simple_loss
+from methods.base import Method, register_method
 from methods.training import adam
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from methods.base import register_method
-from methods.rgd import RGD, RGDHParams, RemainGradient
+from methods.rgd import RGD, RemainGradient, RGDHParams
 
 
 @dataclass

@@ -16,12 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-
-from methods.base import Method, register_method
-from methods.gradients import grads_of, restricted_update_lists
 from bench.core.data import paired_batches
 from bench.core.denoising import simple_loss
+from methods.base import Method, register_method
+from methods.gradients import grads_of, restricted_update_lists
 from methods.losses import Truncation, TruncationSpace, forget_loss
 from methods.remain_sampling import RemainSampling, remain_subset
 from methods.search_space import AroundResolved, LogUniform

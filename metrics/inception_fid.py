@@ -9,20 +9,19 @@ clean-fid's PIL-bicubic resize to 299×299, (x − 128)/128, the network's `laye
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 from pathlib import Path
 
 import numpy as np
 import torch
-from cleanfid import fid as cleanfid
 from cleanfid.downloads_helper import inception_url
 from cleanfid.resize import build_resizer
 from torch import Tensor, nn
 
 from bench.core.cache import cache_root
 from bench.core.errors import ConfigError, MissingWeightsError
+from bench.core.hashing import file_digest
 from metrics.frechet import batch_features, stats_of
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
@@ -51,14 +50,6 @@ def resolve_inception_weights(explicit: str | None = None) -> Path:
         f"connected machine with `curl -L -o {target.name} {inception_url}` and put the file at {target}, "
         "set UNLEARN_BENCH_INCEPTION, or pass the task option inception_weights"
     )
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 class CleanInception(nn.Module):

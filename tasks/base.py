@@ -4,9 +4,8 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar
 
-import torch
 from torch import Tensor
 
 from bench.core.adapters.base import DiffusionModel
@@ -118,5 +117,18 @@ def config_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else {}
 
 
-def seeds_for(n: int, offset: int) -> Sequence[int]:
+# -- evaluation seeds: one home ---------------------------------------------------------------------
+# Evaluation noise is fixed per set (never the job seed), so every method is judged on the same
+# noise; each set's seeds are `seeds_for(n, offset)` from these offsets (the training pairs a task
+# generates use seeds 0, 1, …). Changing a value changes every evaluation (and the image caches).
+CLASS_FORGET_EVAL_SEED = 0  # class-conditional tasks (mini-digits, cifar10): target-class samples
+MINI_DIGITS_REMAIN_EVAL_SEED = 10_000  # mini-digits: samples of the other digits
+CIFAR10_REMAIN_EVAL_SEED = 1_000_000  # cifar10: samples of the other classes
+T2I_EVAL_SEEDS = {"forget": 20_000, "remain_train": 30_000, "remain_test": 40_000}  # mini-shapes and SD, per prompt set
+SHAPES_QUALITY_SEED = 50_000  # mini-shapes pretraining: the sample-quality check (tasks/mini/shapes_recipes.py)
+SHAPES_HELDOUT_SEED = 10_000_000  # mini CLIPs: drawings of the held-out combinations (tasks/mini/shapes_clip.py)
+
+
+def seeds_for(n: int, offset: int) -> list[int]:
+    """The seeds of an evaluation set of n samples that starts at `offset`."""
     return list(range(offset, offset + n))

@@ -23,7 +23,6 @@ local files or caches; each missing piece is one clear error naming how to get i
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +30,16 @@ from pathlib import Path
 import torch
 
 from bench.core.adapters.class_conditional import ClassConditionalModel
+from bench.core.cache import cache_root
+from bench.core.class_training import ClassDiffusionRecipe, train_class_conditional
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
-from bench.core.evaluation import Evaluation
 from bench.core.errors import MissingWeightsError
+from bench.core.evaluation import Evaluation
+from bench.core.hashing import checkpoint_digest, file_digest
 from bench.core.log import get_logger
 from bench.core.pretrain import register_pretrain
-from tasks.base import Task, TaskInstance, register_task
-from bench.core.cache import cache_root
+from tasks.base import CIFAR10_REMAIN_EVAL_SEED, CLASS_FORGET_EVAL_SEED, Task, TaskInstance, register_task, seeds_for
 from tasks.cifar.data import CIFAR10_CLASSES, load_cifar10, resolve_data_root
 from tasks.cifar.models import (
     UNET_GFLOPS_PER_IMAGE,
@@ -51,7 +52,6 @@ from tasks.cifar.models import (
     save_classifier,
     train_classifier,
 )
-from bench.core.class_training import ClassDiffusionRecipe, train_class_conditional
 
 CLASSIFIERS = ("clip", "resnet34")
 
@@ -179,12 +179,11 @@ class Cifar10Class(Task):
         }
 
     def checkpoints(self) -> dict[str, str]:
-        from metrics.inception_fid import file_digest, resolve_inception_weights
-        from tasks.mini.recipes import checkpoint_hash
+        from metrics.inception_fid import resolve_inception_weights
 
-        out = {"cifar10-ddpm": checkpoint_hash(self.model_dir)}
+        out = {"cifar10-ddpm": checkpoint_digest(self.model_dir)}
         if self.config.classifier == "resnet34":
-            out["cifar10-resnet34"] = checkpoint_hash(self.classifier_dir)
+            out["cifar10-resnet34"] = checkpoint_digest(self.classifier_dir)
         else:
             out["clip"] = f"{self.config.clip_model} {self.config.clip_pretrained}"
         try:
@@ -221,8 +220,8 @@ class Cifar10Class(Task):
         n_r = c.remain_samples_per_class
         # eval noise is fixed per set (not per job seed): every method is judged on the same noise
         eval_sets = {
-            "forget": ([k] * c.forget_samples, list(range(c.forget_samples))),
-            "remain": ([o for o in others for _ in range(n_r)], list(range(1_000_000, 1_000_000 + n_r * len(others)))),
+            "forget": ([k] * c.forget_samples, seeds_for(c.forget_samples, CLASS_FORGET_EVAL_SEED)),
+            "remain": ([o for o in others for _ in range(n_r)], seeds_for(n_r * len(others), CIFAR10_REMAIN_EVAL_SEED)),
         }
         evaluation = Evaluation(
             classifier=classifier,
@@ -249,8 +248,6 @@ def pretrain_cifar10(out: str | None = None, device: str = "cpu", data_root: str
     """Train the class-conditional DDPM by its recipe (resumes from out/train-state when present)."""
     import json
 
-    from tasks.mini.recipes import checkpoint_hash
-
     recipe = preset_recipe(preset)
     out = Path(out).expanduser() if out else default_model_dir()
     train = load_cifar10(data_root, True)
@@ -274,7 +271,7 @@ def pretrain_cifar10(out: str | None = None, device: str = "cpu", data_root: str
         measured["resnet34_sample_accuracy_ddim50_g2"] = classifier_accuracy(clf, images, torch.tensor(keys))
     except MissingWeightsError:
         measured["resnet34_sample_accuracy_ddim50_g2"] = None
-    summary = {"recipe": recipe.to_dict(), "measured": measured, "sha256": checkpoint_hash(out)}
+    summary = {"recipe": recipe.to_dict(), "measured": measured, "sha256": checkpoint_digest(out)}
     (out / "recipe.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
@@ -284,8 +281,6 @@ def pretrain_cifar10_classifier(out: str | None = None, device: str = "cpu", dat
                                 epochs: int | None = None) -> dict:
     """ResNet-34 on CIFAR-10 train (SalUn's UA/RA judge); test accuracy recorded in recipe.json."""
     import json
-
-    from tasks.mini.recipes import checkpoint_hash
 
     recipe = ClassifierRecipe() if epochs is None else ClassifierRecipe(epochs=epochs)
     out = Path(out).expanduser() if out else default_classifier_dir()
@@ -297,7 +292,7 @@ def pretrain_cifar10_classifier(out: str | None = None, device: str = "cpu", dat
     summary = {"recipe": {**recipe.to_dict(), "arch": "torchvision resnet34, 3×3 stem, no max-pool", "augment": "crop pad 4 + hflip"},
                "measured": {"test_accuracy": acc, "seconds": round(time.time() - t0, 1), "device": str(device)}}
     save_classifier(model.cpu(), out, summary)
-    summary["sha256"] = checkpoint_hash(out)
+    summary["sha256"] = checkpoint_digest(out)
     (out / "recipe.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 

@@ -14,12 +14,20 @@ import torch
 from bench.core.adapters.class_conditional import ClassConditionalModel
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
-from bench.core.evaluation import Evaluation
 from bench.core.errors import MissingWeightsError
-from tasks.base import Task, TaskInstance, register_task
+from bench.core.evaluation import Evaluation
+from bench.core.hashing import checkpoint_digest
+from tasks.base import (
+    CLASS_FORGET_EVAL_SEED,
+    MINI_DIGITS_REMAIN_EVAL_SEED,
+    Task,
+    TaskInstance,
+    register_task,
+    seeds_for,
+)
 from tasks.mini import CHECKPOINT_DIR
 from tasks.mini.digits import CLASS_NAMES, load_digits_splits
-from tasks.mini.recipes import MINI_DIGITS_RECIPE, checkpoint_hash, load_digit_classifier
+from tasks.mini.recipes import MINI_DIGITS_RECIPE, load_digit_classifier
 
 MODEL_DIR = CHECKPOINT_DIR / "mini-digits"
 
@@ -85,7 +93,7 @@ class MiniDigitsClass(Task):
         return {"eval_images": self.config.forget_samples + 9 * self.config.remain_samples_per_class, "gpu": False}
 
     def checkpoints(self) -> dict[str, str]:
-        return {"mini-digits": checkpoint_hash(self.model_dir), "digit-classifier": checkpoint_hash(CHECKPOINT_DIR / "digit-classifier")}
+        return {"mini-digits": checkpoint_digest(self.model_dir), "digit-classifier": checkpoint_digest(CHECKPOINT_DIR / "digit-classifier")}
 
     def build(self, target: str, ctx: RunContext) -> TaskInstance:
         k = int(self.validate_target(target))
@@ -112,8 +120,8 @@ class MiniDigitsClass(Task):
         n_r = cfg.remain_samples_per_class
         # eval seeds are fixed per set (not per job seed) so every method is judged on the same noise
         eval_sets = {
-            "forget": ([k] * cfg.forget_samples, list(range(cfg.forget_samples))),
-            "remain": ([c for c in others for _ in range(n_r)], list(range(10_000, 10_000 + n_r * len(others)))),
+            "forget": ([k] * cfg.forget_samples, seeds_for(cfg.forget_samples, CLASS_FORGET_EVAL_SEED)),
+            "remain": ([c for c in others for _ in range(n_r)], seeds_for(n_r * len(others), MINI_DIGITS_REMAIN_EVAL_SEED)),
         }
         evaluation = Evaluation(
             classifier=load_digit_classifier(),

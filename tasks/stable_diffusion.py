@@ -7,10 +7,8 @@ Training images are generated once by the original model and cached on disk.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
-import os
 import random
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,9 +20,10 @@ from bench.core.adapters.text_to_image import SD14, TextToImageModel
 from bench.core.cache import cache_root, cached
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
-from bench.core.evaluation import Evaluation, ZeroShot
 from bench.core.errors import ConfigError
-from tasks.base import Task, TaskInstance, register_task
+from bench.core.evaluation import Evaluation, ZeroShot
+from bench.core.hashing import files_digest, json_digest
+from tasks.base import T2I_EVAL_SEEDS, Task, TaskInstance, register_task, seeds_for
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 
@@ -99,7 +98,7 @@ def sd_checkpoint_id(model: str) -> str:
         files = sorted((local / "unet").glob("diffusion_pytorch_model*.*"))
         if not files:
             return f"{model} (no unet weights)"
-        return "sha256:" + _file_hash(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+        return "sha256:" + _weights_digest(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
     try:
         from huggingface_hub import snapshot_download
 
@@ -109,13 +108,9 @@ def sd_checkpoint_id(model: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def _file_hash(files: tuple) -> str:
-    h = hashlib.sha256()
-    for name, _, _ in files:
-        with open(name, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 24), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
+def _weights_digest(files: tuple) -> str:
+    """files_digest of the named files, memoised by (name, size, mtime): a UNet's GBs are read once per process."""
+    return files_digest([name for name, _, _ in files])
 
 
 @dataclass
@@ -169,7 +164,7 @@ class StableDiffusionTask(Task):
         """{"images": uint8 N×3×H×W, "latents": N×C×h×w} made once per (weights, prompts, seeds, sampler)."""
         spec = {"model": self.config.model, "weights": weights_hash, "prompts": prompts, "seeds": seeds,
                 "sampler": self.sampler(), "shape": list(model.sample_shape), "dtype": self.config.dtype}
-        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+        key = json_digest(spec, 20)
         path = cache_root() / "sd-images" / f"{label}-{key}.pt"
 
         def make() -> dict:
@@ -210,11 +205,7 @@ class StableDiffusionTask(Task):
                              meta={"narrow_indices": self.narrow_indices(sets["remain"])},
                              paired_with_forget=True)  # remain i is forget i's concept-free twin (same seed)
         m = c.eval_prompts
-        eval_sets = {
-            "forget": (sets["eval_forget"], list(range(20_000, 20_000 + m))),
-            "remain_train": (sets["eval_remain_train"], list(range(30_000, 30_000 + m))),
-            "remain_test": (sets["eval_remain_test"], list(range(40_000, 40_000 + m))),
-        }
+        eval_sets = {name: (sets[f"eval_{name}"], seeds_for(m, offset)) for name, offset in T2I_EVAL_SEEDS.items()}
         ret = self.cached_images(model, wh, *eval_sets["remain_test"], f"{self.name}-eval-remain_test")
         from metrics.alignment import OpenClipJudge
 

@@ -3,11 +3,10 @@ import os
 import pytest
 import torch
 
+from tests.helpers import FAST_DIGITS
+
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
-
-# small evaluation so end-to-end jobs take seconds on a CI core
-FAST_DIGITS = {"forget_samples": 10, "remain_samples_per_class": 4, "sample_steps": 4}
 
 
 @pytest.fixture
@@ -22,18 +21,11 @@ def results_dir(tmp_path):
     return d
 
 
-def write_suite(path, methods, targets=("0",), options=None, budget=2, seeds=(0,)):
-    import yaml
 
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "name": "test",
-                "seeds": list(seeds),
-                "tasks": {"mini-digits-class": {"targets": list(targets), "options": options or FAST_DIGITS}},
-                "methods": methods,
-                "budget": {"max_steps": budget},
-            }
-        )
-    )
-    return path
+@pytest.fixture(autouse=True, scope="session")
+def _runner_lines_on_stderr():
+    """The runner logs its progress lines; the command shows them on stderr. So do the tests, in
+    whatever order they run (capsys sees them, as a user would)."""
+    from bench.core.log import show_on_stderr
+
+    show_on_stderr()

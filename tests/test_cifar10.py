@@ -55,8 +55,8 @@ def env(tmp_path_factory):
     """Fake data (checksums patched into torchvision's list), a cache dir, tiny checkpoints."""
     import torchvision
 
-    from tasks.cifar10 import pretrain_cifar10
     from tasks.cifar.models import CifarResNet34, save_classifier
+    from tasks.cifar10 import pretrain_cifar10
     from tests.t2i_fixtures import build_tiny_openclip
 
     root = tmp_path_factory.mktemp("cifar")
@@ -143,9 +143,9 @@ def test_job_end_to_end_resnet_judge(env, tmp_path):
 
 
 def test_remain_meta_contract(env):
+    from bench.core.class_training import ClassDiffusionRecipe
     from bench.core.context import RunContext
     from tasks.base import TASKS
-    from bench.core.class_training import ClassDiffusionRecipe
     from tasks.cifar.models import TINY_RECIPE
 
     task = TASKS.get("cifar10-class").make(env["options"])
@@ -231,8 +231,8 @@ def test_classifier_training_and_augmentation(env):
 
 
 def test_training_state_resumes_bit_for_bit(env, tmp_path):
-    from tasks.cifar.models import TINY_RECIPE
     from bench.core.class_training import ClassDiffusionRecipe, train_class_conditional
+    from tasks.cifar.models import TINY_RECIPE
 
     recipe = ClassDiffusionRecipe(**{**TINY_RECIPE.to_dict(), "steps": 4})
     train = load_cifar10(str(env["data"]), True)

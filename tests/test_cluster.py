@@ -17,7 +17,7 @@ import pytest
 
 from bench.cli import main
 from bench.runner.records import iter_records
-from tests.conftest import write_suite
+from tests.helpers import write_suite
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@ import json
 
 from bench.cli import main
 from bench.runner.records import iter_records
-from tests.conftest import write_suite
+from tests.helpers import write_suite
 
 CRASHING_METHOD = '''
 import os

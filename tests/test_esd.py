@@ -11,7 +11,7 @@ from methods.base import METHODS
 from methods.esd import ESDU, ESDX, esd_schedule
 from methods.losses import esd_target
 from methods.parameter_subsets import class_fallback_names, esd_subset, esd_u_names, esd_x_names
-from tests.conftest import FAST_DIGITS
+from tests.helpers import FAST_DIGITS
 from tests.t2i_fixtures import build_tiny_sd
 
 ATTN2 = [f"{blk}.transformer_blocks.0.attn2.{p}"

@@ -1,5 +1,4 @@
 """Fast paths must not change results: each is checked against its plain counterpart (CPU, tiny models)."""
-import os
 
 import pytest
 import torch

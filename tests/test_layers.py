@@ -10,7 +10,6 @@ method files the runner loads by path as a user's would be.
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,6 @@
 import json
 import random
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -11,13 +10,9 @@ from bench.runner.plan import JobSpec
 from leaderboard.aggregate import aggregate, column_order_key, short_name
 from leaderboard.build import build
 from leaderboard.reported import load_reported, reported_rows
+from tests.helpers import FIXTURES, fixture_records
 
-FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = FIXTURES / "leaderboard.md"
-
-
-def fixture_records() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((FIXTURES / "records").glob("*.json"))]
 
 
 def test_markdown_matches_golden_file(tmp_path):

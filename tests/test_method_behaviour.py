@@ -7,18 +7,18 @@ import torch
 import methods.rgd as rgd_module
 from bench.core.context import Budget
 from bench.core.data import UnlearnData, paired_batches
+from bench.core.denoising import noised_batch
 from methods.base import METHODS, make_hparams
 from methods.gradients import flatten_grads, restricted_update
-from bench.core.denoising import noised_batch
 from methods.remain_sampling import remain_subset
-from tiny_models import class_ctx, class_data, fixed_loss, tiny_class_model
+from tests.tiny_models import class_ctx, class_data, fixed_loss, tiny_class_model
 
 
 def _run(name, hparams, model=None, data=None, steps=None, seed=0):
     model = model or tiny_class_model()
     forget, remain = data or class_data()
     cls = METHODS.get(name)
-    method = cls(make_hparams(cls, {**cls.defaults_by_kind.get("class", {}), **hparams}))
+    method = cls(cls.default_hparams("class", **hparams))
     stats = method.unlearn(model, forget, remain, Budget(max_steps=steps), class_ctx(seed))
     return model, method, stats
 
@@ -195,7 +195,7 @@ def test_concept_methods_meet_each_forget_prompt_with_its_twin(name, monkeypatch
             return keys
 
     cls = METHODS.get(name)
-    hp = make_hparams(cls, {**cls.defaults_by_kind["concept"], "steps": 6, "batch_size": 4})
+    hp = cls.default_hparams("concept", steps=6, batch_size=4)
     ctx = class_ctx()
     ctx.task_kind = "concept"
     cls(hp).unlearn(Keys(), forget, remain, Budget(), ctx)

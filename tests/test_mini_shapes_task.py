@@ -76,9 +76,9 @@ def test_multi_positive_loss_prefers_consistent_pairs():
 def test_committed_checkpoints_load_and_satisfy_protocols():
     for d in (MODEL_DIR, ENCODER_DIR, JUDGE_DIR):
         recipe = json.loads((d / "recipe.json").read_text())
-        from tasks.mini.recipes import checkpoint_hash
+        from bench.core.hashing import checkpoint_digest
 
-        assert recipe["sha256"] == checkpoint_hash(d), d
+        assert recipe["sha256"] == checkpoint_digest(d), d
     model = TextToImageModel.load(MODEL_DIR)
     assert isinstance(model.text_encoder, TextEncoder)
     assert model.sample_shape == (3, 16, 16)

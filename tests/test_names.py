@@ -8,8 +8,7 @@ from bench.core.errors import BenchError
 from bench.runner.plan import parse_suite, plan_jobs
 from bench.runner.plugins import load_submission
 from leaderboard.aggregate import aggregate
-from tests.test_leaderboard import fixture_records
-from tests.test_submit import method_file
+from tests.helpers import fixture_records, method_file
 
 
 def plan(methods):

@@ -7,7 +7,7 @@ import pytest
 from bench.cli import main
 from bench.runner.evaluator import write_leaderboard
 from bench.runner.outdir import results_lock
-from tests.conftest import write_suite
+from tests.helpers import write_suite
 
 
 @pytest.fixture

@@ -1,12 +1,11 @@
 import json
-import os
 import pathlib
 import re
-import stat
 
 import pytest
 
 from bench.cli import main
+from bench.core.log import show_on_stderr
 from bench.core.record import SCHEMA_VERSION, RecordError, parse_record
 from bench.runner.records import finished_ok, iter_records, record_path, write_record
 
@@ -43,6 +42,7 @@ BAD = {
 
 
 def test_unusable_records_are_skipped_with_a_warning_naming_each(tmp_path, capsys):
+    show_on_stderr()  # as the command does: the runner's log lines on stderr
     write_record(tmp_path, rec())
     for name, data in BAD.items():
         (tmp_path / "records" / name).write_bytes(data)
@@ -56,7 +56,7 @@ def test_unusable_records_are_skipped_with_a_warning_naming_each(tmp_path, capsy
 
 
 def test_run_reruns_a_job_whose_record_is_unusable(tmp_path, capsys):
-    from tests.conftest import write_suite
+    from tests.helpers import write_suite
 
     suite = write_suite(tmp_path / "s.yaml", ["original"])
     out = tmp_path / "res"

@@ -1,8 +1,8 @@
 import pytest
 
 from bench.core.errors import ConfigError, PluginError, UnknownNameError
-from bench.runner.plan import load_suite, parse_suite, plan_jobs
 from bench.core.registry import Registry
+from bench.runner.plan import load_suite, parse_suite, plan_jobs
 from methods.base import METHODS
 from metrics.base import METRICS
 from tasks.base import TASKS

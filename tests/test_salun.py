@@ -6,8 +6,8 @@ from bench.core.adapters.class_conditional import ClassConditionalModel
 from bench.core.context import Budget, RunContext
 from bench.core.data import UnlearnData
 from methods.base import METHODS
-from methods.salun import REFERENCE_CLASS_ALPHA, SalUn, guided_prediction, relabel_classes
 from methods.saliency import saliency_masks
+from methods.salun import REFERENCE_CLASS_ALPHA, SalUn, guided_prediction, relabel_classes
 
 UNET = dict(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
             block_out_channels=(8, 16), down_block_types=("DownBlock2D", "AttnDownBlock2D"),

@@ -3,7 +3,6 @@ composes one grid per task (a row per method, forget beside remain) and links it
 import base64
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -5,7 +5,7 @@ import pytest
 
 from bench.runner.plan import load_suite, plan_jobs
 from bench.runner.scheduler import auto_cpus_per_job, grouped_by_model, run_ray
-from tests.conftest import write_suite
+from tests.helpers import write_suite
 
 
 def test_auto_cpus_never_oversubscribes():

@@ -1,7 +1,7 @@
 """The step budget is enforced by the harness: optimiser steps are counted, hidden steps fail the job."""
 from bench.cli import main
 from bench.runner.records import iter_records
-from tests.conftest import write_suite
+from tests.helpers import write_suite
 
 HIDDEN = '''
 from dataclasses import dataclass

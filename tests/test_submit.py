@@ -9,36 +9,9 @@ from bench.core.errors import PluginError
 from bench.runner.plugins import load_submission
 from bench.runner.records import iter_records
 from bench.runner.submit import smoke_test
-from tests.conftest import write_suite
+from tests.helpers import HEADER, method_file, write_suite
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-
-HEADER = """
-from dataclasses import dataclass
-import torch
-from bench import Method, simple_loss
-
-
-@dataclass
-class HP:
-    steps: int = 5
-"""
-
-GOOD_BODY = """
-    def unlearn(self, model, forget, remain, budget, ctx):
-        opt = torch.optim.SGD(model.denoiser.parameters(), lr=1e-4)
-        batches = remain.batches(8, ctx.generator)
-        for _ in range(budget.steps(self.hparams.steps)):
-            b = next(batches)
-            loss = simple_loss(model, b.x, model.condition(b.keys), ctx.generator)
-            opt.zero_grad(); loss.backward(); opt.step(); ctx.step(loss)
-"""
-
-
-def method_file(tmp_path: Path, body: str = GOOD_BODY, name: str = "outsider", header: str = HEADER, cls: str = "Outsider", filename: str = "m.py") -> Path:
-    path = tmp_path / filename
-    path.write_text(header + f"\n\nclass {cls}(Method):\n    name = {name!r}\n    HParams = HP\n" + body)
-    return path
 
 
 def readme_method() -> str:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bench.core.adapters import load_model
-from bench.core.adapters.text_encoders import HFCLIPTextEncoder, TextEncoder
+from bench.core.adapters.text_encoders import TextEncoder
 from bench.core.adapters.text_to_image import TextToImageModel
 from bench.core.errors import MissingWeightsError
 from tests.t2i_fixtures import build_tiny_sd

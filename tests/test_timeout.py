@@ -10,7 +10,7 @@ from bench.cli import main
 from bench.core.errors import ConfigError
 from bench.runner.plan import load_suite, parse_suite, plan_jobs
 from bench.runner.records import iter_records
-from tests.conftest import FAST_DIGITS, write_suite
+from tests.helpers import write_suite
 
 HANG = '''
 import time

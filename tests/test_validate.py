@@ -2,8 +2,6 @@
 its checks on hand-made records (including the wrong verdicts they must catch)."""
 import argparse
 
-import pytest
-
 from bench.runner.records import iter_records
 from bench.runner.validate import DESTRUCTIVE_LABEL, checks, validation_suite
 

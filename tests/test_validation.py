@@ -4,7 +4,7 @@ import pytest
 from bench.cli import main
 from bench.core.errors import ConfigError
 from bench.runner.plan import parse_suite, plan_jobs
-from tests.conftest import FAST_DIGITS
+from tests.helpers import FAST_DIGITS
 
 
 def suite(methods=("finetune",), task=None, budget=None):

@@ -55,8 +55,6 @@ def method_steps(method: str, hp, info: dict, budget: dict) -> int:
 
 def job_gflops(task_name: str, task_obj, info: dict, job: JobSpec) -> float | None:
     """Estimated GFLOPs of one job, or None when the task declares no cost."""
-    from methods.base import make_hparams
-
     from bench.runner.plugins import resolve_method
 
     cost = {**DOCUMENTED_COSTS.get(task_name, {}), **{k: v for k, v in info.items() if k.startswith("gflops")}}
@@ -68,7 +66,7 @@ def job_gflops(task_name: str, task_obj, info: dict, job: JobSpec) -> float | No
     per_image = steps * (2 if guidance != 1.0 else 1) * fwd + float(cost.get("gflops_decode", 0.0))
     images = int(info.get("eval_images", 0)) + int(info.get("unlearn_images", 0))
     method_cls = resolve_method(job.method)
-    hp = make_hparams(method_cls, {**method_cls.defaults_by_kind.get(task_obj.kind, {}), **job.hparams})
+    hp = method_cls.default_hparams(task_obj.kind, **job.hparams)
     train = method_steps(method_cls.name, hp, info, job.budget) * step_images(method_cls.name, hp, info) * 3 * fwd
     return images * per_image + train
 

@@ -2,7 +2,6 @@
 records. The CLI, `submit` and `validate` are thin shells over these functions."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from bench.core.log import get_logger
@@ -32,10 +31,9 @@ def with_cli_task_options(suite, args):
 
 
 def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> list[dict]:
+    from bench.core.fast import parse_overrides
     from bench.runner.plan import load_suite, plan_jobs
     from bench.runner.scheduler import pending_jobs, run_local, run_ray
-
-    from bench.core.fast import parse_overrides
 
     fast_paths = getattr(args, "fast_paths", None)
     parse_overrides(fast_paths)  # a typo fails here, before any job starts
@@ -63,9 +61,8 @@ def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> lis
 
 
 def write_leaderboard(results: str, fmt: str = "markdown", out: str | None = None, tasks=None, methods=None, echo: bool = True) -> str:
-    from leaderboard.build import build
-
     from bench.runner.records import iter_records
+    from leaderboard.build import build
 
     if fmt == "markdown":
         out = out or str(Path(results) / "LEADERBOARD.md")

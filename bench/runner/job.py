@@ -48,18 +48,17 @@ def base_record(spec: JobSpec) -> dict:
 def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, sources=None) -> dict:
     """The job itself; raises on failure. `fast_paths`: FastPaths, dict or "k=v,..." overrides;
     `sources`: method files shipped by the driver (bench.runner.plugins.MethodSource by reference)."""
-    from methods.base import hparams_dict, make_hparams
+    from bench.runner.plugins import resolve_method
+    from methods.base import hparams_dict
     from methods.training import assert_finite_weights
     from metrics.base import METRICS
     from tasks.base import TASKS, config_dict
-
-    from bench.runner.plugins import resolve_method
 
     device = device or pick_device()
     task_cls = TASKS.get(spec.task)
     task = task_cls.make(spec.task_options)
     method_cls = resolve_method(spec.method, sources)
-    hparams = make_hparams(method_cls, {**method_cls.defaults_by_kind.get(task.kind, {}), **spec.hparams})
+    hparams = method_cls.default_hparams(task.kind, **spec.hparams)
     seed_everything(spec.seed)
     ctx = RunContext(device=device, seed=spec.seed, task_kind=task.kind)
     inst = task.build(spec.target, ctx)

@@ -1,8 +1,6 @@
 """Suites (YAML run specs, kept apart from code) -> a plan of (task, target, method, seed) jobs."""
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -10,6 +8,7 @@ from typing import Any, Iterable
 import yaml
 
 from bench.core.errors import ConfigError
+from bench.core.hashing import json_digest
 
 SUITE_DIR = Path(__file__).parent.parent / "suites"  # run specs live apart from the code: bench/suites/
 PROTOCOL_VERSION = "2"  # bump when a definition in PROTOCOL.md changes meaning (2: issue 11 method fidelity)
@@ -79,7 +78,7 @@ class JobSpec:
 
     @property
     def setting_hash(self) -> str:
-        return stable_hash(self.setting())
+        return json_digest(self.setting(), 16, default=str)
 
     @property
     def job_id(self) -> str:
@@ -88,10 +87,6 @@ class JobSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def stable_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def available_suites() -> list[str]:
@@ -233,12 +228,16 @@ def plan_jobs(
     timeout_s: float | None = None,
 ) -> list[JobSpec]:
     """Expand a suite into jobs, validating every name against the registries (before any work)."""
-    from methods.base import make_hparams
-    from tasks.base import TASKS
-
-    from bench.runner.plugins import builtin_names, check_name_format, check_name_free, is_file_reference, resolve_method
-    from bench.runner.timeout import default_timeout
     from bench.runner.field_types import check_fields
+    from bench.runner.plugins import (
+        builtin_names,
+        check_name_format,
+        check_name_free,
+        is_file_reference,
+        resolve_method,
+    )
+    from bench.runner.timeout import default_timeout
+    from tasks.base import TASKS
 
     tasks = list(tasks) if tasks else None
     methods = list(methods) if methods else None
@@ -274,7 +273,7 @@ def plan_jobs(
                 continue  # e.g. Retrain on concept tasks
             hparams = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
             hparams = check_fields(method_cls.HParams, hparams, f"method {label!r} hyper-parameters")
-            make_hparams(method_cls, {**method_cls.defaults_by_kind.get(task_cls.kind, {}), **hparams})  # validate now
+            method_cls.default_hparams(task_cls.kind, **hparams)  # validate now
             for target in task_targets:
                 for seed in seeds or suite.seeds:
                     limit = timeout_s or suite.timeout_s or default_timeout(task_cls)

@@ -27,7 +27,6 @@ log = get_logger("submit")
 def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0", timeout_s: float | None = None) -> dict:
     """Two capped steps on the smallest mini task: the method runs, leaves finite weights, respects
     the cap, and ends within `timeout_s` (default SMOKE_TIMEOUT_S)."""
-    from methods.base import make_hparams
     from methods.training import assert_finite_weights
     from tasks.base import TASKS
 
@@ -44,7 +43,7 @@ def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0", timeo
     if task_name != SMOKE_TASK:
         target = task.targets()[0]
     try:
-        hparams = make_hparams(method_cls, method_cls.defaults_by_kind.get(task.kind, {}))
+        hparams = method_cls.default_hparams(task.kind)
         method = method_cls(hparams)
     except Exception as exc:
         raise PluginError(f"{who}: could not be constructed with its default hyper-parameters: {exc}") from exc

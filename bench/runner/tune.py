@@ -28,8 +28,8 @@ from pathlib import Path
 import yaml
 
 from bench.core.errors import ConfigError
-from bench.runner.plan import JobSpec, MethodEntry, Suite, TaskEntry
 from bench.core.record import RunRecord, parse_record
+from bench.runner.plan import JobSpec, MethodEntry, Suite, TaskEntry
 from bench.runner.records import finished_ok, read_record, record_path
 
 
@@ -124,18 +124,16 @@ def _trial(config: dict, *, base: dict, jobs: list[dict], originals: dict, out_d
 
 def search_plan(te: TaskEntry, me: MethodEntry):
     """(suite hyper-parameters, concrete space) of one (task, method); None when it is not tuned there."""
-    from methods.base import make_hparams
+    from bench.runner.plugins import resolve_method
     from methods.search_space import declared_space, resolve_space
     from tasks.base import TASKS
-
-    from bench.runner.plugins import resolve_method
 
     method_cls = resolve_method(me.method)
     kind = TASKS.get(te.task).kind
     if kind not in method_cls.task_kinds:
         return None
     base = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
-    resolved = make_hparams(method_cls, {**method_cls.defaults_by_kind.get(kind, {}), **base})
+    resolved = method_cls.default_hparams(kind, **base)
     space = resolve_space(declared_space(method_cls), resolved)
     return (base, space) if space else None
 
@@ -202,9 +200,8 @@ def results_from_records(suite: Suite, te: TaskEntry, me: MethodEntry, base: dic
     """One (task, method) search read back from its trial records (the records are the data): a trial
     is one point's jobs on the validation targets, numbered in the order they started (the searcher
     runs one at a time), the first `settings.trials` of them; None when no trial has a record."""
-    from leaderboard.score import score
-
     from bench.runner.records import iter_records
+    from leaderboard.score import score
 
     recs = [r for r in iter_records(out_dir / "records") if r.suite == f"tune:{suite.name}" and r.task == te.task
             and r.target in targets and r.status in ("ok", "failed")]

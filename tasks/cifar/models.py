@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.core.adapters.class_conditional import ClassConditionalModel
-from bench.core.errors import ConfigError, MissingWeightsError
 from bench.core.class_training import ClassDiffusionRecipe
+from bench.core.errors import ConfigError, MissingWeightsError
 
 # DDPM / DDIM CIFAR-10 UNet (diffusers' google/ddpm-cifar10-32 layout): 35.7M parameters
 CIFAR10_UNET = dict(

@@ -6,7 +6,6 @@ what it measured, and the SHA-256 of the weights.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from functools import lru_cache
@@ -15,9 +14,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from bench.core.errors import MissingWeightsError
-from bench.core.pretrain import register_pretrain
 from bench.core.class_training import ClassDiffusionRecipe, train_class_conditional
+from bench.core.errors import MissingWeightsError
+from bench.core.hashing import checkpoint_digest
+from bench.core.pretrain import register_pretrain
 from tasks.mini import CHECKPOINT_DIR
 from tasks.mini.digits import CLASS_NAMES, DigitClassifier, digit_accuracy, load_digits_splits, train_digit_classifier
 
@@ -41,20 +41,8 @@ MINI_DIGITS_RECIPE = ClassDiffusionRecipe(
 )
 
 
-def checkpoint_hash(directory) -> str:
-    """SHA-256 over the weight files of a checkpoint directory (provenance)."""
-    h = hashlib.sha256()
-    files = sorted(Path(directory).rglob("*.safetensors"))
-    if not files:
-        return "missing"
-    for f in files:
-        h.update(f.relative_to(directory).as_posix().encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def _write_recipe(out: Path, recipe: dict, measured: dict) -> dict:
-    summary = {"recipe": recipe, "measured": measured, "sha256": checkpoint_hash(out)}
+    summary = {"recipe": recipe, "measured": measured, "sha256": checkpoint_digest(out)}
     (out / "recipe.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 

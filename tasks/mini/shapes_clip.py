@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.core.errors import MissingWeightsError
+from tasks.base import SHAPES_HELDOUT_SEED, seeds_for
 from tasks.mini import shapes
 
 CONTEXT_LENGTH = 16
@@ -332,7 +333,7 @@ def zero_shot_accuracy(judge: MiniClipJudge, specs: Sequence[shapes.ShapeSpec], 
 def heldout_eval_set(per_spec: int = 4) -> tuple[list[shapes.ShapeSpec], Tensor]:
     """Held-out combinations drawn with seeds no training pool uses."""
     specs = [s for s in heldout_specs() for _ in range(per_spec)]
-    seeds = [10_000_000 + i for i in range(len(specs))]
+    seeds = seeds_for(len(specs), SHAPES_HELDOUT_SEED)
     return specs, torch.from_numpy(shapes.draw_batch(specs, seeds))
 
 

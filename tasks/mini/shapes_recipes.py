@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from bench.core.class_training import ema_update
-
 from bench.core.adapters.text_to_image import TextToImageModel
+from bench.core.class_training import ema_update
+from bench.core.denoising import simple_loss
 from bench.core.errors import MissingWeightsError
 from bench.core.pretrain import register_pretrain
-from bench.core.denoising import simple_loss
+from tasks.base import SHAPES_QUALITY_SEED, seeds_for
 from tasks.mini import CHECKPOINT_DIR, shapes
 from tasks.mini.recipes import _write_recipe
 from tasks.mini.shapes_clip import ClipRecipe, MiniClip, MiniClipJudge, OpenClipTextEncoder, pretrain_clip
@@ -141,7 +141,7 @@ def sample_quality(model: TextToImageModel, judge: MiniClipJudge, per_spec: int 
     from tasks.mini.shapes_clip import zero_shot_accuracy
 
     specs = [s for s in shapes.all_specs() for _ in range(per_spec)]
-    images = model.sample([shapes.caption(s) for s in specs], list(range(50_000, 50_000 + len(specs))),
+    images = model.sample([shapes.caption(s) for s in specs], seeds_for(len(specs), SHAPES_QUALITY_SEED),
                           steps=steps, guidance=guidance, batch_size=256)
     return {k: round(v, 4) for k, v in zero_shot_accuracy(judge, specs, images).items()}
 

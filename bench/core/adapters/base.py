@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from bench.core import fast as _fast
 from bench.core.fast import FastPaths, autocast_context
+from bench.core.hashing import state_dict_digest
 
 
 def standard_parameter_groups(denoiser: nn.Module) -> dict[str, list[str]]:
@@ -212,15 +213,7 @@ class DiffusionModel(ABC):
 
     def weights_hash(self) -> str:
         """Content hash of the denoiser weights (provenance, caches)."""
-        import hashlib
-
         key = self._weights_key()
         if self._hash_memo is not None and self._hash_memo[0] == key:
             return self._hash_memo[1]
-        h = hashlib.sha256()
-        for name, tensor in sorted(self.denoiser.state_dict().items()):
-            h.update(name.encode())
-            t = tensor.detach().cpu().contiguous()
-            # numpy has no bfloat16: hash the raw bytes through a same-width integer view
-            h.update((t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes())
-        return h.hexdigest()[:16]
+        return state_dict_digest(self.denoiser.state_dict())

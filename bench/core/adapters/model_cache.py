@@ -8,13 +8,13 @@ jobs never see each other's edits; the template's denoiser waits in host memory.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
 from bench.core.adapters.base import DiffusionModel
+from bench.core.hashing import tree_fingerprint
 
 MAX_ENTRIES = int(os.environ.get("UNLEARN_BENCH_MODEL_CACHE_SIZE", "2"))
 _CACHE: "OrderedDict[tuple, tuple[DiffusionModel, str]]" = OrderedDict()
@@ -25,17 +25,6 @@ def enabled() -> bool:
     return os.environ.get("UNLEARN_BENCH_MODEL_CACHE", "1").lower() not in ("0", "false", "no", "off")
 
 
-def fingerprint(directory: str | os.PathLike) -> str:
-    """Cheap change detector over every file below `directory` (symlinks followed, as in the HF cache)."""
-    root = Path(directory)
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*")):
-        if f.is_file():
-            st = f.stat()
-            h.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
 def cached_load(kind: str, directory: str | os.PathLike | None, device, extra: tuple, load: Callable[[], DiffusionModel]) -> DiffusionModel:
     """`load()` once per key in this process; every call returns an independent fresh copy.
 
@@ -43,7 +32,7 @@ def cached_load(kind: str, directory: str | os.PathLike | None, device, extra: t
     if not enabled() or directory is None or not Path(directory).is_dir():
         return load()
     root = Path(directory).resolve()
-    key = (kind, str(root), str(device), extra, fingerprint(root))
+    key = (kind, str(root), str(device), extra, tree_fingerprint(root))
     if key in _CACHE:
         STATS["hits"] += 1
         _CACHE.move_to_end(key)

@@ -1,0 +1,65 @@
+"""Plain helpers shared by test files (fixtures live in conftest.py, which tests never import).
+
+Import as `from tests.helpers import …` (pyproject's pytest `pythonpath` puts the repository root
+on sys.path, so this works under `pytest` as under `python -m pytest`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# small evaluation so end-to-end jobs take seconds on a CI core
+FAST_DIGITS = {"forget_samples": 10, "remain_samples_per_class": 4, "sample_steps": 4}
+
+
+def write_suite(path, methods, targets=("0",), options=None, budget=2, seeds=(0,)):
+    import yaml
+
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "test",
+                "seeds": list(seeds),
+                "tasks": {"mini-digits-class": {"targets": list(targets), "options": options or FAST_DIGITS}},
+                "methods": methods,
+                "budget": {"max_steps": budget},
+            }
+        )
+    )
+    return path
+
+
+def fixture_records() -> list[dict]:
+    """The checked-in records behind the golden leaderboard (tests/fixtures/records)."""
+    return [json.loads(p.read_text()) for p in sorted((FIXTURES / "records").glob("*.json"))]
+
+
+# -- an outsider's method file (`unlearn-bench submit`) ---------------------------------------------
+HEADER = """
+from dataclasses import dataclass
+import torch
+from bench import Method, simple_loss
+
+
+@dataclass
+class HP:
+    steps: int = 5
+"""
+
+GOOD_BODY = """
+    def unlearn(self, model, forget, remain, budget, ctx):
+        opt = torch.optim.SGD(model.denoiser.parameters(), lr=1e-4)
+        batches = remain.batches(8, ctx.generator)
+        for _ in range(budget.steps(self.hparams.steps)):
+            b = next(batches)
+            loss = simple_loss(model, b.x, model.condition(b.keys), ctx.generator)
+            opt.zero_grad(); loss.backward(); opt.step(); ctx.step(loss)
+"""
+
+
+def method_file(tmp_path: Path, body: str = GOOD_BODY, name: str = "outsider", header: str = HEADER, cls: str = "Outsider", filename: str = "m.py") -> Path:
+    path = tmp_path / filename
+    path.write_text(header + f"\n\nclass {cls}(Method):\n    name = {name!r}\n    HParams = HP\n" + body)
+    return path
