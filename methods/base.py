@@ -8,6 +8,7 @@ model's denoiser in place.  Register with `@register_method` or via the
 from __future__ import annotations
 
 import dataclasses
+import typing
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -76,6 +77,17 @@ class Method(ABC):
         ctx: RunContext,
     ) -> dict | None:
         """Edit `model.denoiser` in place; optionally return extra statistics for the record."""
+
+
+def check_choices(hparams: Any) -> None:
+    """ValueError for a field typed as a Literal whose value is not one of its choices (one home for
+    every HParams' `__post_init__`; the plan checks the same types before a job starts)."""
+    hints = typing.get_type_hints(type(hparams))
+    for f in dataclasses.fields(hparams):
+        tp = hints.get(f.name)
+        if typing.get_origin(tp) is typing.Literal and getattr(hparams, f.name) not in typing.get_args(tp):
+            choices = "|".join(str(a) for a in typing.get_args(tp))
+            raise ValueError(f"{f.name} must be {choices}, not {getattr(hparams, f.name)!r}")
 
 
 def make_hparams(cls: type[Method], values: dict[str, Any]) -> Any:

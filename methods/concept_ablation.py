@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.core.errors import ConfigError
-from methods.base import Method, register_method
+from methods.base import Method, check_choices, register_method
 from methods.training import select_trainable
 
 Teacher = Literal["current", "frozen"]
@@ -59,10 +59,7 @@ class CAHParams:
     parameters: Literal["cross-attn-kv", "cross-attn", "full"] = "cross-attn-kv"
 
     def __post_init__(self) -> None:
-        if self.teacher not in ("current", "frozen"):
-            raise ValueError(f"teacher must be current|frozen, not {self.teacher!r}")
-        if self.parameters not in ("cross-attn-kv", "cross-attn", "full"):
-            raise ValueError(f"parameters must be cross-attn-kv|cross-attn|full, not {self.parameters!r}")
+        check_choices(self)
         if self.anchor_images < 1 or self.batch_size < 1:
             raise ValueError("anchor_images and batch_size must be ≥ 1")
 

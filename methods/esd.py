@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.core.errors import ConfigError
-from methods.base import Method, register_method
+from methods.base import Method, check_choices, register_method
 from methods.losses import esd_target
 from methods.parameter_subsets import esd_subset
 from methods.search_space import AroundResolved, Uniform
@@ -69,8 +69,7 @@ class ESDHParams:
     timestep_binning: Binning = "reference"
 
     def __post_init__(self) -> None:
-        if self.timestep_binning not in ("reference", "matched"):
-            raise ValueError(f"timestep_binning must be reference|matched, not {self.timestep_binning!r}")
+        check_choices(self)
         if self.ddim_steps < 1 or self.batch_size < 1:
             raise ValueError("ddim_steps and batch_size must be positive")
 

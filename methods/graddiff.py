@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from bench.core.data import paired_batches
 from bench.core.denoising import simple_loss
-from methods.base import Method, register_method
+from methods.base import Method, check_choices, register_method
 from methods.losses import Truncation, TruncationSpace, forget_loss
 from methods.remain_sampling import RemainSampling, remain_subset
 from methods.search_space import AroundResolved, LogUniform
@@ -32,12 +32,7 @@ class GradDiffHParams:
     remain_per_class: int | None = None  # None: the task's choice (remain.meta["per_class"], 50 in the reference)
 
     def __post_init__(self) -> None:
-        if self.forget_truncation not in ("none", "elementwise", "normalize"):
-            raise ValueError(f"forget_truncation must be none|elementwise|normalize, not {self.forget_truncation!r}")
-        if self.truncation_space not in ("x0", "eps"):
-            raise ValueError(f"truncation_space must be x0|eps, not {self.truncation_space!r}")
-        if self.remain_sampling not in ("balanced", "narrow", "uniform"):
-            raise ValueError(f"remain_sampling must be balanced|narrow|uniform, not {self.remain_sampling!r}")
+        check_choices(self)
 
 
 # SD: RGD's reference (one epoch over 800 pairs at batch 8 = 100 steps, λ 1.6, normalise-truncation 1.1)

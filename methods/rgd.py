@@ -18,7 +18,7 @@ from typing import Literal
 
 from bench.core.data import paired_batches
 from bench.core.denoising import simple_loss
-from methods.base import Method, register_method
+from methods.base import Method, check_choices, register_method
 from methods.gradients import grads_of, restricted_update_lists
 from methods.losses import Truncation, TruncationSpace, forget_loss
 from methods.remain_sampling import RemainSampling, remain_subset
@@ -43,14 +43,7 @@ class RGDHParams:
     remain_chunk: int = 128  # examples per forward when averaging over the whole subset (memory, not maths)
 
     def __post_init__(self) -> None:
-        if self.forget_truncation not in ("none", "elementwise", "normalize"):
-            raise ValueError(f"forget_truncation must be none|elementwise|normalize, not {self.forget_truncation!r}")
-        if self.truncation_space not in ("x0", "eps"):
-            raise ValueError(f"truncation_space must be x0|eps, not {self.truncation_space!r}")
-        if self.remain_sampling not in ("balanced", "narrow", "uniform"):
-            raise ValueError(f"remain_sampling must be balanced|narrow|uniform, not {self.remain_sampling!r}")
-        if self.remain_gradient not in ("subset", "batch"):
-            raise ValueError(f"remain_gradient must be subset|batch, not {self.remain_gradient!r}")
+        check_choices(self)
 
 
 # SD reference: Adam 1e-5, batch 8, one epoch over 800 pairs (100 steps), λ 1.6, normalise-truncation 1.1;

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.core.errors import ConfigError
-from methods.base import Method, register_method
+from methods.base import Method, check_choices, register_method
 from methods.losses import antithetic_timesteps, drop_condition
 from methods.saliency import MaskSelect, saliency_masks
 from methods.search_space import AroundResolved, LogUniform
@@ -89,12 +89,9 @@ class SalUnHParams:
     antithetic_timesteps: bool = True
 
     def __post_init__(self) -> None:
+        check_choices(self)
         if not 0.0 <= self.sparsity <= 1.0:
             raise ValueError(f"sparsity is the kept fraction and must lie in [0, 1], not {self.sparsity}")
-        if self.relabel not in ("next", "random"):
-            raise ValueError(f"relabel must be next|random, not {self.relabel!r}")
-        if self.mask_select not in ("top", "bottom"):
-            raise ValueError(f"mask_select must be top|bottom, not {self.mask_select!r}")
         if not 0.0 <= self.cond_drop_prob < 1.0:
             raise ValueError(f"cond_drop_prob must lie in [0, 1), not {self.cond_drop_prob}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:

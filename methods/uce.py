@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.core.errors import ConfigError
-from methods.base import Method, register_method
+from methods.base import Method, check_choices, register_method
 from methods.search_space import LogUniform
 
 Guide = Literal["paired", "empty"]
@@ -65,12 +65,7 @@ class UCEHParams:
     max_preserve: int | None = None
 
     def __post_init__(self) -> None:
-        if self.guide not in ("paired", "empty"):
-            raise ValueError(f"guide must be paired|empty, not {self.guide!r}")
-        if self.preserve not in ("remain", "empty"):
-            raise ValueError(f"preserve must be remain|empty, not {self.preserve!r}")
-        if self.token_span not in ("last", "differing"):
-            raise ValueError(f"token_span must be last|differing, not {self.token_span!r}")
+        check_choices(self)
         if self.lamb < 0 or self.erase_scale < 0 or self.preserve_scale < 0:
             raise ValueError("lamb, erase_scale and preserve_scale must be ≥ 0")
 
