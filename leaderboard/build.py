@@ -9,7 +9,12 @@ import pandas as pd
 
 from bench.core.record import RunRecord, parse_record
 from leaderboard.aggregate import TaskTable, aggregate
+from leaderboard.escape import csv_cell
+from leaderboard.plots import write_plots
 from leaderboard.rank import rank_table, score_bands
+from leaderboard.render import render_markdown
+from leaderboard.reported import load_reported
+from leaderboard.samples import write_sample_grids
 
 FORMATS = ("markdown", "csv", "json")
 KEY_COLUMNS = ["task", "row", "label", "method", "setting_hash", "reference", "rank", "n", "targets", "seeds", "suites", "versions", "gits", "first_started", "last_started", "mixed"]
@@ -46,8 +51,6 @@ def flat_frame(tables: list[TaskTable]) -> pd.DataFrame:
 
 def build(records: Iterable[RunRecord | dict], fmt: str = "markdown", out_dir: Path | str | None = None, tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None) -> str:
     """Text of the leaderboard; for markdown with out_dir, the plots are written under out_dir/plots/."""
-    from leaderboard.render import render_markdown
-    from leaderboard.reported import load_reported
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -56,17 +59,12 @@ def build(records: Iterable[RunRecord | dict], fmt: str = "markdown", out_dir: P
     if fmt == "markdown":
         plots = {}
         if out_dir is not None:
-            from leaderboard.plots import write_plots
-            from leaderboard.samples import write_sample_grids
-
             plots = write_plots(tables, Path(out_dir))
             for task, paths in write_sample_grids(tables, records, Path(out_dir)).items():
                 plots.setdefault(task, []).extend(paths)
         return render_markdown(tables, reported=load_reported(), plots=plots)
     df = flat_frame(tables)
     if fmt == "csv":
-        from leaderboard.escape import csv_cell
-
         text_cols = df.select_dtypes(include=["object", "str"]).columns
         df[text_cols] = df[text_cols].map(csv_cell)
         return df.to_csv(index=False, lineterminator="\n")

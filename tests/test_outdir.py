@@ -15,8 +15,8 @@ def no_jobs(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("a job started")
 
-    monkeypatch.setattr("bench.runner.scheduler.run_local", refuse)
-    monkeypatch.setattr("bench.runner.scheduler.run_ray", refuse)
+    monkeypatch.setattr("bench.runner.evaluator.run_local", refuse)
+    monkeypatch.setattr("bench.runner.evaluator.run_ray", refuse)
 
 
 def test_unwritable_out_fails_before_any_job(tmp_path, capsys, no_jobs):

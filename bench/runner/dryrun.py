@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from bench.runner.plan import JobSpec, Suite
+from bench.runner.plugins import resolve_method
+from tasks.base import TASKS
 
 EFFECTIVE_TFLOPS = 100.0  # assumed sustained TFLOP/s of one H100 on these UNets (mixed bf16/TF32)
 
@@ -55,7 +57,6 @@ def method_steps(method: str, hp, info: dict, budget: dict) -> int:
 
 def job_gflops(task_name: str, task_obj, info: dict, job: JobSpec) -> float | None:
     """Estimated GFLOPs of one job, or None when the task declares no cost."""
-    from bench.runner.plugins import resolve_method
 
     cost = {**DOCUMENTED_COSTS.get(task_name, {}), **{k: v for k, v in info.items() if k.startswith("gflops")}}
     if "gflops_forward" not in cost:
@@ -72,8 +73,6 @@ def job_gflops(task_name: str, task_obj, info: dict, job: JobSpec) -> float | No
 
 
 def describe_plan(suite: Suite, jobs: list[JobSpec], todo: list[JobSpec]) -> str:
-    from tasks.base import TASKS
-
     lines = [f"suite: {suite.name} — {suite.description}".rstrip(" —"), f"jobs: {len(jobs)} ({len(todo)} to run)", ""]
     lines.append("| task | method | targets | seeds | jobs | GPU per job | eval images per job | est. GPU h |")
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|")

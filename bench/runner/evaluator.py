@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.core.fast import parse_overrides
 from bench.core.log import get_logger
+from bench.runner.dryrun import describe_plan
+from bench.runner.plan import TaskEntry, check_timeout, load_suite, plan_jobs
+from bench.runner.records import iter_records, read_record, record_path, write_text_atomic
+from bench.runner.scheduler import pending_jobs, run_local, run_ray
+from leaderboard.build import build
+from tasks.base import TASKS
 
 log = get_logger("run")
 
@@ -14,9 +21,6 @@ CLI_TASK_OPTIONS = {"data_root": "data_root", "base_model": "base_model"}  # arg
 def with_cli_task_options(suite, args):
     """`--data-root` / `--base-model` become task options of the tasks that have such an option."""
     import dataclasses
-
-    from bench.runner.plan import TaskEntry
-    from tasks.base import TASKS
 
     given = {opt: getattr(args, attr) for attr, opt in CLI_TASK_OPTIONS.items() if getattr(args, attr, None)}
     if not given:
@@ -31,25 +35,17 @@ def with_cli_task_options(suite, args):
 
 
 def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> list[dict]:
-    from bench.core.fast import parse_overrides
-    from bench.runner.plan import load_suite, plan_jobs
-    from bench.runner.scheduler import pending_jobs, run_local, run_ray
-
     fast_paths = getattr(args, "fast_paths", None)
     parse_overrides(fast_paths)  # a typo fails here, before any job starts
     args.out = str(Path(args.out).expanduser().resolve())  # the driver's directory, never a worker's
     suite = with_cli_task_options(load_suite(suite_ref), args)
     timeout = getattr(args, "timeout", None)
     if timeout is not None:
-        from bench.runner.plan import check_timeout
-
         check_timeout(timeout, "--timeout")
     jobs = plan_jobs(suite, tasks=args.tasks, methods=method_refs, targets=args.targets, seeds=args.seeds, timeout_s=timeout)
     todo = pending_jobs(jobs, args.out)
     log.info(f"suite {suite.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run -> {args.out}")
     if getattr(args, "dry_run", False):
-        from bench.runner.dryrun import describe_plan
-
         print(describe_plan(suite, jobs, todo))
         return []
     if todo:
@@ -61,16 +57,11 @@ def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> lis
 
 
 def write_leaderboard(results: str, fmt: str = "markdown", out: str | None = None, tasks=None, methods=None, echo: bool = True) -> str:
-    from bench.runner.records import iter_records
-    from leaderboard.build import build
-
     if fmt == "markdown":
         out = out or str(Path(results) / "LEADERBOARD.md")
     # markdown: plots go to plots/ next to the file it is written to
     text = build(list(iter_records(results)), fmt, Path(out).parent if out else None, tasks, methods)
     if out:
-        from bench.runner.records import write_text_atomic
-
         write_text_atomic(out, text)
     if echo:
         print(text)
@@ -78,6 +69,4 @@ def write_leaderboard(results: str, fmt: str = "markdown", out: str | None = Non
 
 
 def count_failed(out: str, jobs) -> int:
-    from bench.runner.records import read_record, record_path
-
     return sum(1 for j in jobs if not ((rec := read_record(record_path(out, j.job_id))) and rec.ok))

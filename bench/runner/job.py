@@ -12,16 +12,22 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
+from bench.core.adapters import model_cache
 from bench.core.context import Budget, RunContext
 from bench.core.errors import BenchError
 from bench.core.fast import FastPaths, apply_fast_paths
 from bench.runner.memory import PeakMemory, Timer
 from bench.runner.plan import JobSpec
+from bench.runner.plugins import resolve_method
 from bench.runner.provenance import git_revision, hardware, package_versions
 from bench.runner.records import write_record
 from bench.runner.sample_strip import sample_strip
 from bench.runner.steps import check_steps, count_optimizer_steps, weights_changed
 from bench.runner.timeout import JobTimeout, time_limit, worker_watchdog
+from methods.base import hparams_dict
+from methods.training import assert_finite_weights
+from metrics.base import METRICS
+from tasks.base import TASKS, config_dict
 
 
 def pick_device() -> torch.device:
@@ -48,11 +54,6 @@ def base_record(spec: JobSpec) -> dict:
 def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, sources=None) -> dict:
     """The job itself; raises on failure. `fast_paths`: FastPaths, dict or "k=v,..." overrides;
     `sources`: method files shipped by the driver (bench.runner.plugins.MethodSource by reference)."""
-    from bench.runner.plugins import resolve_method
-    from methods.base import hparams_dict
-    from methods.training import assert_finite_weights
-    from metrics.base import METRICS
-    from tasks.base import TASKS, config_dict
 
     device = device or pick_device()
     task_cls = TASKS.get(spec.task)
@@ -114,7 +115,6 @@ def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=
 
     `threads`: torch intra-op threads (the CPUs the scheduler reserved for this job);
     `end_stuck_process`: a Ray worker ends itself when the job ignores its time limit."""
-    from bench.core.adapters import model_cache
 
     if threads:
         torch.set_num_threads(threads)

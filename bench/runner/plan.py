@@ -9,6 +9,16 @@ import yaml
 
 from bench.core.errors import ConfigError
 from bench.core.hashing import json_digest
+from bench.runner.field_types import check_fields
+from bench.runner.plugins import (
+        builtin_names,
+        check_name_format,
+        check_name_free,
+        is_file_reference,
+        resolve_method,
+    )
+from bench.runner.timeout import default_timeout
+from tasks.base import TASKS
 
 SUITE_DIR = Path(__file__).parent.parent / "suites"  # run specs live apart from the code: bench/suites/
 PROTOCOL_VERSION = "2"  # bump when a definition in PROTOCOL.md changes meaning (2: issue 11 method fidelity)
@@ -228,16 +238,6 @@ def plan_jobs(
     timeout_s: float | None = None,
 ) -> list[JobSpec]:
     """Expand a suite into jobs, validating every name against the registries (before any work)."""
-    from bench.runner.field_types import check_fields
-    from bench.runner.plugins import (
-        builtin_names,
-        check_name_format,
-        check_name_free,
-        is_file_reference,
-        resolve_method,
-    )
-    from bench.runner.timeout import default_timeout
-    from tasks.base import TASKS
 
     tasks = list(tasks) if tasks else None
     methods = list(methods) if methods else None

@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 
 from bench.core.errors import ConfigError, PluginError
+from methods.base import BUILTIN_METHOD_MODULES, METHODS, Method
 
 NAME_FORMAT = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # lower-case words joined by hyphens (docs/ARCHITECTURE.md)
 
@@ -21,8 +22,6 @@ def check_name_format(name: str, what: str) -> None:
 
 
 def builtin_names() -> set[str]:
-    from methods.base import BUILTIN_METHOD_MODULES, METHODS
-
     return {n for n in METHODS.names() if METHODS.get(n).__module__ in BUILTIN_METHOD_MODULES}
 
 
@@ -64,7 +63,6 @@ def load_method_file(ref: str):
 
 def load_method_source(src: MethodSource):
     """Execute a shipped method file's text as a module and return its validated Method subclass."""
-    from methods.base import METHODS, Method
 
     path = Path(src.path)
     cls_name = src.cls_name
@@ -101,7 +99,6 @@ def load_method_source(src: MethodSource):
 
 def validate_method_class(cls, where: str) -> None:
     """Interface checks with precise messages (name, HParams dataclass, unlearn signature)."""
-    from methods.base import Method
 
     if not (inspect.isclass(cls) and issubclass(cls, Method)):
         raise PluginError(f"{where}: not a subclass of bench.Method")
@@ -126,7 +123,6 @@ def validate_method_class(cls, where: str) -> None:
 
 def check_name_free(cls) -> None:
     """A submitted method may not take a built-in's name (its rows would merge with the built-in's)."""
-    from methods.base import BUILTIN_METHOD_MODULES, METHODS
 
     if cls.name in METHODS:
         owner = METHODS.get(cls.name)
@@ -137,7 +133,6 @@ def check_name_free(cls) -> None:
 def load_submission(ref: str):
     """`submit`'s argument: FILE.py[:Name], or the name of a method installed through the
     `unlearn_bench.methods` entry-point group.  Returns the validated class."""
-    from methods.base import METHODS
 
     if is_file_reference(ref):
         cls = load_method_file(ref)
@@ -155,7 +150,6 @@ def load_submission(ref: str):
 
 def resolve_method(ref: str, sources: dict[str, MethodSource] | None = None):
     """Registry name, or FILE.py[:Name] (from `sources`, the driver's copy, when it is there)."""
-    from methods.base import METHODS
 
     if sources and ref in sources:
         return load_method_source(sources[ref])

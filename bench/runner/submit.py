@@ -14,8 +14,18 @@ import torch
 from bench.core.context import Budget, RunContext
 from bench.core.errors import NonFiniteLossError, PluginError
 from bench.core.log import get_logger
+from bench.runner.evaluator import run_suite, write_leaderboard
+from bench.runner.outdir import results_lock
+from bench.runner.plan import load_suite
+from bench.runner.plugins import is_file_reference, load_submission
+from bench.runner.records import iter_records
 from bench.runner.steps import StepBudgetError, check_steps, count_optimizer_steps, weights_changed
 from bench.runner.timeout import SMOKE_TIMEOUT_S, JobTimeout, time_limit
+from leaderboard.aggregate import aggregate
+from leaderboard.rank import overall_ranks, rank_table
+from leaderboard.render import fmt
+from methods.training import assert_finite_weights
+from tasks.base import TASKS
 
 SMOKE_TASK = "mini-digits-class"
 SMOKE_STEPS = 2
@@ -27,8 +37,6 @@ log = get_logger("submit")
 def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0", timeout_s: float | None = None) -> dict:
     """Two capped steps on the smallest mini task: the method runs, leaves finite weights, respects
     the cap, and ends within `timeout_s` (default SMOKE_TIMEOUT_S)."""
-    from methods.training import assert_finite_weights
-    from tasks.base import TASKS
 
     who = f"method {method_cls.name!r}"
     task_cls = TASKS.get(task_name)
@@ -79,11 +87,6 @@ def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0", timeo
 
 
 def submit(args) -> int:
-    from bench.runner.evaluator import run_suite, write_leaderboard
-    from bench.runner.outdir import results_lock
-    from bench.runner.plan import load_suite
-    from bench.runner.plugins import is_file_reference, load_submission
-
     t0 = time.time()
     ref = args.file
     if is_file_reference(ref):
@@ -105,18 +108,12 @@ def submit(args) -> int:
 
 
 def _all_ok(results: str, label: str) -> bool:
-    from bench.runner.records import iter_records
-
     recs = [r for r in iter_records(results) if r.label == label]
     return bool(recs) and all(r.ok for r in recs)
 
 
 def ranking_summary(results: str, label: str) -> str:
     """The submitted method's rows, with their rank on each task and overall."""
-    from bench.runner.records import iter_records
-    from leaderboard.aggregate import aggregate
-    from leaderboard.rank import overall_ranks, rank_table
-    from leaderboard.render import fmt
 
     records = list(iter_records(results))
     tables = aggregate(records)

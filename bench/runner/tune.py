@@ -29,8 +29,14 @@ import yaml
 
 from bench.core.errors import ConfigError
 from bench.core.record import RunRecord, parse_record
-from bench.runner.plan import JobSpec, MethodEntry, Suite, TaskEntry
-from bench.runner.records import finished_ok, read_record, record_path
+from bench.runner.job import run_job
+from bench.runner.plan import JobSpec, MethodEntry, Suite, TaskEntry, _entry_data
+from bench.runner.plugins import resolve_method
+from bench.runner.provenance import git_revision
+from bench.runner.records import finished_ok, iter_records, read_record, record_path
+from leaderboard.score import RULE, score
+from methods.search_space import LogUniform, declared_space, resolve_space
+from tasks.base import TASKS
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,6 @@ class TuneResult:
 
 def validation_targets(task_entry: TaskEntry, n: int) -> list[str]:
     """The first n targets of the task that the suite does not report (held out for selection)."""
-    from tasks.base import TASKS
 
     task = TASKS.get(task_entry.task).make(task_entry.options)
     reported = set(task_entry.targets or task.targets())
@@ -80,16 +85,12 @@ def validation_targets(task_entry: TaskEntry, n: int) -> list[str]:
 
 
 def _describe(dim) -> str:
-    from methods.search_space import LogUniform
-
     kind = "log-uniform" if isinstance(dim, LogUniform) else "uniform"
     return f"{kind} [{dim.low:.3g}, {dim.high:.3g}]"
 
 
 def _tune_space(space: dict):
     from ray import tune
-
-    from methods.search_space import LogUniform
 
     return {k: (tune.loguniform if isinstance(d, LogUniform) else tune.uniform)(d.low, d.high) for k, d in space.items()}
 
@@ -101,7 +102,6 @@ def _job(suite: Suite, te: TaskEntry, me: MethodEntry, hparams: dict, target: st
 
 def _ok_record(spec: JobSpec, out_dir, threads: int | None) -> RunRecord:
     """The job's record: read back when it already finished ok (resume), else run now."""
-    from bench.runner.job import run_job
 
     if finished_ok(out_dir, spec.job_id):
         return read_record(record_path(out_dir, spec.job_id))
@@ -110,7 +110,6 @@ def _ok_record(spec: JobSpec, out_dir, threads: int | None) -> RunRecord:
 
 def _trial(config: dict, *, base: dict, jobs: list[dict], originals: dict, out_dir: str, threads: int) -> dict:
     """One Ray Tune trial: the method with `config` on every validation target, scored against Original."""
-    from leaderboard.score import score
 
     scores, ids = [], []
     for job in jobs:
@@ -124,9 +123,6 @@ def _trial(config: dict, *, base: dict, jobs: list[dict], originals: dict, out_d
 
 def search_plan(te: TaskEntry, me: MethodEntry):
     """(suite hyper-parameters, concrete space) of one (task, method); None when it is not tuned there."""
-    from bench.runner.plugins import resolve_method
-    from methods.search_space import declared_space, resolve_space
-    from tasks.base import TASKS
 
     method_cls = resolve_method(me.method)
     kind = TASKS.get(te.task).kind
@@ -200,8 +196,6 @@ def results_from_records(suite: Suite, te: TaskEntry, me: MethodEntry, base: dic
     """One (task, method) search read back from its trial records (the records are the data): a trial
     is one point's jobs on the validation targets, numbered in the order they started (the searcher
     runs one at a time), the first `settings.trials` of them; None when no trial has a record."""
-    from bench.runner.records import iter_records
-    from leaderboard.score import score
 
     recs = [r for r in iter_records(out_dir / "records") if r.suite == f"tune:{suite.name}" and r.task == te.task
             and r.target in targets and r.status in ("ok", "failed")]
@@ -296,7 +290,6 @@ def tune_suite(suite: Suite, out_dir, settings: TuneSettings, tasks=None, method
 def tuned_suite(suite: Suite, results: list[TuneResult], settings: TuneSettings, name: str | None = None) -> dict:
     """The suite as YAML data with each tuned method's chosen values in `hparams_by_task`, those tasks
     listed under the entry's `tuned`, and the budget under `tuning` (the leaderboard shows both)."""
-    from bench.runner.plan import _entry_data
 
     chosen = {(r.task, r.label): r.best.hparams for r in results if r.best}
     tasks = {te.task: {k: v for k, v in (("targets", list(te.targets) if te.targets else None), ("options", te.options)) if v}
@@ -319,8 +312,6 @@ def tuned_suite(suite: Suite, results: list[TuneResult], settings: TuneSettings,
 
 
 def report_markdown(suite: Suite, results: list[TuneResult], settings: TuneSettings) -> str:
-    from leaderboard.score import RULE
-
     lines = [f"# Tuning report: suite `{suite.name}`", "",
              f"Budget, the same for every method: {settings.trials} trials per (task, method), each one job per "
              f"validation target at the suite's own optimiser steps; searcher: Optuna TPE (seed {settings.seed}), "
@@ -363,8 +354,6 @@ def plot_trials(results: list[TuneResult], out_dir: Path) -> None:
 
 
 def write_outputs(suite: Suite, results: list[TuneResult], settings: TuneSettings, out_dir: Path, name: str | None = None) -> None:
-    from bench.runner.provenance import git_revision
-
     stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     header = (f"# Tuned by `unlearn-bench tune --suite {suite.name} --trials {settings.trials} --validation-targets "
               f"{settings.validation_targets} --seed {settings.seed}{f' --name {name}' if name else ''}` on {stamp} "

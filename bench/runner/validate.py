@@ -21,6 +21,10 @@ from pathlib import Path
 import yaml
 
 from bench.core.log import get_logger
+from bench.runner.evaluator import run_suite, write_leaderboard
+from bench.runner.records import iter_records
+from leaderboard.aggregate import aggregate, short_name
+from leaderboard.score import forget_gain, harmonic, keep_ratio
 
 DESTRUCTIVE = str(Path(__file__).with_name("validity_reinit.py"))
 DESTRUCTIVE_LABEL = "reinit-denoiser"
@@ -58,8 +62,6 @@ def validation_suite(tasks: dict[str, list[str]], retrain: bool, max_steps: int 
 
 
 def _gain_keep(row, orig, cols) -> tuple[float, float]:
-    from leaderboard.score import forget_gain, keep_ratio
-
     return (
         forget_gain(row[f"{cols.forget} mean"], orig[f"{cols.forget} mean"], cols.ideal),
         keep_ratio(row[f"{cols.keep} mean"], orig[f"{cols.keep} mean"]),
@@ -68,8 +70,6 @@ def _gain_keep(row, orig, cols) -> tuple[float, float]:
 
 def checks(records: list[dict]) -> list[Check]:
     """The verdicts, per task, from the validation run's records."""
-    from leaderboard.aggregate import aggregate, short_name
-    from leaderboard.score import harmonic
 
     out = []
     for t in aggregate(records):
@@ -108,9 +108,6 @@ def checks(records: list[dict]) -> list[Check]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from bench.runner.evaluator import run_suite, write_leaderboard
-    from bench.runner.records import iter_records
-
     tasks = {t: (args.targets or TASKS.get(t) or ["0"]) for t in (args.tasks or TASKS)}
     suite = validation_suite(tasks, args.retrain, args.max_steps)
     out = Path(args.out)
