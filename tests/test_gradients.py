@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -34,6 +35,9 @@ def test_global_flatten_roundtrip():
     assert vec.numel() == sum(p.numel() for p in params)
     unflatten_into_grads(vec * 2, params)
     assert torch.allclose(flatten_grads(params), vec * 2)
+    n = vec.numel()
+    with pytest.raises(ValueError, match=f"vector has {n + 1} entries, parameters {n}"):  # a vector of other parameters
+        unflatten_into_grads(torch.zeros(n + 1), params)
 
 
 def test_list_update_equals_flat_update():
