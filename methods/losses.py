@@ -66,7 +66,8 @@ def forget_loss(
 def antithetic_timesteps(n: int, num_train_timesteps: int, generator: torch.Generator, device=None) -> Tensor:
     """n training timesteps drawn in antithetic pairs (t, T−1−t), as the DDIM/SA/SalUn class DDPM code does.
 
-    Same marginal (uniform on 0..T−1) as independent draws, lower variance; ⌈n/2⌉ draws from `generator`.
+    Same marginal (uniform on 0..T−1) as independent draws, lower variance; n//2 + 1 draws from
+    `generator` (the reference's count: one more than needed for even n).
     """
     t = torch.randint(0, num_train_timesteps, (n // 2 + 1,), generator=generator)
     return torch.cat([t, num_train_timesteps - 1 - t])[:n].to(device)
