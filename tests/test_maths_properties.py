@@ -139,3 +139,20 @@ def test_apply_threshold_defaults_to_the_top():
 def test_masks_name_a_bad_selection():
     with pytest.raises(ValueError, match="select must be 'top' or 'bottom', not 'middle'"):
         saliency_masks({"w": torch.ones(4)}, 0.5, "middle")
+
+
+# -- mixed precision (bf16 activations and scores on GPUs): results keep the working dtype ----------------
+def test_bf16_inputs_keep_their_dtype():
+    sq = torch.rand(4, 3, dtype=torch.bfloat16)
+    scale = torch.tensor([0.5, 1.0, 2.0, 4.0])  # x0_error_scale's float32
+    assert truncated_forget_loss(sq, "elementwise", 0.3, scale).dtype == torch.bfloat16
+    cond, null = torch.randn(6, 2, dtype=torch.bfloat16), torch.zeros(2)
+    assert drop_condition(cond, null, 0.5, torch.Generator().manual_seed(0)).dtype == torch.bfloat16
+
+
+def test_bf16_scores_are_ranked_in_float32():
+    g = torch.Generator().manual_seed(0)
+    scores = {"a": torch.rand(50, generator=g), "b": torch.rand(7, 3, generator=g)}
+    ref, ref_stats = saliency_masks({k: v.bfloat16().float() for k, v in scores.items()}, 0.3)
+    got, stats = saliency_masks({k: v.bfloat16() for k, v in scores.items()}, 0.3)
+    assert stats == ref_stats and all(torch.equal(got[k], ref[k]) for k in ref)
