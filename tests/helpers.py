@@ -63,3 +63,7 @@ def method_file(tmp_path: Path, body: str = GOOD_BODY, name: str = "outsider", h
     path = tmp_path / filename
     path.write_text(header + f"\n\nclass {cls}(Method):\n    name = {name!r}\n    HParams = HP\n" + body)
     return path
+
+
+# the smallest settings that still run each text-task method's own code path (task smoke tests)
+SMALL_TEXT_HPARAMS = {"ca": {"anchor_images": 2, "anchor_sample_steps": 2}, "esd-u": {"ddim_steps": 4}, "esd-x": {"ddim_steps": 4}}

@@ -17,6 +17,7 @@ from tasks.mini import shapes
 from tasks.mini.shapes_clip import CompactTokenizer, multi_positive_loss, world_token_ids
 from tasks.mini.shapes_recipes import ENCODER_DIR, JUDGE_DIR, MODEL_DIR, load_shapes_encoder, load_shapes_judge
 from tasks.mini_shapes import VOCAB, concept_sets, style_sets
+from tests.helpers import SMALL_TEXT_HPARAMS
 
 FAST = {"forget_pairs": 2, "eval_prompts": 2, "sample_steps": 2, "batch_size": 8}
 
@@ -104,9 +105,8 @@ def test_every_method_runs_end_to_end(task_name):
     assert -1 <= float(inst.forget.x.min()) and float(inst.forget.x.max()) <= 1
     methods = [m for m in METHODS.names() if task_cls.kind in METHODS.get(m).task_kinds]
     assert {"original", "finetune", "graddiff"} <= set(methods)
-    small = {"ca": {"anchor_images": 2, "anchor_sample_steps": 2}, "esd-u": {"ddim_steps": 4}, "esd-x": {"ddim_steps": 4}}
     for method in methods:
-        spec = JobSpec("t", task_name, FAST, task.targets()[0], method, method, small.get(method, {}), 0, {"max_steps": 2})
+        spec = JobSpec("t", task_name, FAST, task.targets()[0], method, method, SMALL_TEXT_HPARAMS.get(method, {}), 0, {"max_steps": 2})
         rec = execute(spec, device="cpu")
         assert rec["status"] == "ok", (method, rec.get("error"))
         cols = rec["metrics"]

@@ -12,6 +12,7 @@ from bench.runner.plan import JobSpec
 from methods.base import METHODS
 from tasks.base import TASKS
 from tasks.stable_diffusion import nudity_pairs, read_i2p, scene_prompts, style_pairs, vocabulary
+from tests.helpers import SMALL_TEXT_HPARAMS
 from tests.t2i_fixtures import TINY_JUDGE, build_tiny_openclip, build_tiny_sd
 
 
@@ -91,9 +92,8 @@ def test_build_caches_original_images(sd_options):
 def test_every_method_runs_end_to_end(sd_options, task_name, tmp_path):
     task_cls = TASKS.get(task_name)
     target = task_cls.make(sd_options).targets()[0]
-    small = {"ca": {"anchor_images": 2, "anchor_sample_steps": 2}, "esd-u": {"ddim_steps": 4}, "esd-x": {"ddim_steps": 4}}
     for method in methods_for(task_cls.kind):
-        spec = JobSpec("t", task_name, sd_options, target, method, method, small.get(method, {}), 0, {"max_steps": 1})
+        spec = JobSpec("t", task_name, sd_options, target, method, method, SMALL_TEXT_HPARAMS.get(method, {}), 0, {"max_steps": 1})
         rec = execute(spec, device="cpu")
         assert rec["status"] == "ok", (method, rec)
         cols = rec["metrics"]
