@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from cleanfid.downloads_helper import inception_url
 from cleanfid.resize import build_resizer
 from torch import Tensor, nn
 
+from bench.core.atomic import write_atomic
 from bench.core.cache import cache_root
 from bench.core.errors import ConfigError, MissingWeightsError
 from bench.core.hashing import file_digest
@@ -79,15 +81,16 @@ class CleanInception(nn.Module):
 
 def cifar10_train_stats(
     extractor: CleanInception,
+    load_train: Callable[[], Any],
     stats_file: str | None = None,
-    load_train=None,
     batch_size: int = 250,
 ) -> dict:
     """{"mu", "sigma", "source"} of the CIFAR-10 train set in the extractor's feature space.
 
     Order: an explicit .npz (mu, sigma); clean-fid's cached `cifar10_clean_train_32.npz`; this suite's
-    cache for this exact network file; else computed from the local train images with the extractor
-    and cached. Never downloaded.
+    cache for this exact network file; else computed with the extractor from the train split that
+    `load_train()` reads (the task's loader: only called when nothing cached applies) and cached.
+    Never downloaded.
     """
     if stats_file:
         path = Path(stats_file).expanduser()
@@ -112,10 +115,7 @@ def cifar10_train_stats(
     feats = np.concatenate([batch_features(extractor, train.unit(torch.arange(i, min(i + batch_size, len(train.labels)))))
                             for i in range(0, len(train.labels), batch_size)])
     stats = stats_of(feats)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
-    np.savez(tmp, **stats)
-    tmp.replace(cached)
+    write_atomic(cached, lambda f: np.savez(f, **stats))
     return {**stats, "source": f"computed from {len(feats)} local CIFAR-10 train images -> {cached}"}
 
 

@@ -128,6 +128,11 @@ T2I_EVAL_SEEDS = {"forget": 20_000, "remain_train": 30_000, "remain_test": 40_00
 SHAPES_QUALITY_SEED = 50_000  # mini-shapes pretraining: the sample-quality check (tasks/mini/shapes_recipes.py)
 SHAPES_HELDOUT_SEED = 10_000_000  # mini CLIPs: drawings of the held-out combinations (tasks/mini/shapes_clip.py)
 
+# what the class and the text-to-image task families hand their metrics (their provides())
+CLASS_TASK_PROVIDES = frozenset({"eval_sets:forget", "eval_sets:remain", "sampler", "num_classes", "classifier",
+                                 "classifier_name", "fid_extractor", "fid_reference", "fid_name"})
+T2I_TASK_PROVIDES = frozenset({f"eval_sets:{name}" for name in T2I_EVAL_SEEDS} | {"sampler", "prompt_sets", "clip_judge", "original_images"})
+
 
 def seeds_for(n: int, offset: int) -> list[int]:
     """The seeds of an evaluation set of n samples that starts at `offset`."""

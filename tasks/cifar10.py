@@ -39,7 +39,15 @@ from bench.core.evaluation import Evaluation
 from bench.core.hashing import checkpoint_digest, file_digest
 from bench.core.log import get_logger
 from bench.core.pretrain import register_pretrain
-from tasks.base import CIFAR10_REMAIN_EVAL_SEED, CLASS_FORGET_EVAL_SEED, Task, TaskInstance, register_task, seeds_for
+from tasks.base import (
+    CIFAR10_REMAIN_EVAL_SEED,
+    CLASS_FORGET_EVAL_SEED,
+    CLASS_TASK_PROVIDES,
+    Task,
+    TaskInstance,
+    register_task,
+    seeds_for,
+)
 from tasks.cifar.data import CIFAR10_CLASSES, load_cifar10, resolve_data_root
 from tasks.cifar.models import (
     UNET_GFLOPS_PER_IMAGE,
@@ -159,8 +167,7 @@ class Cifar10Class(Task):
         return clf, clf.name, ("clip", c.clip_model, c.clip_pretrained, str(c.clip_weights), c.clip_prompt)
 
     def provides(self) -> frozenset[str]:
-        return frozenset({"eval_sets:forget", "eval_sets:remain", "sampler", "num_classes", "classifier", "classifier_name",
-                          "fid_extractor", "fid_reference", "fid_name"})
+        return CLASS_TASK_PROVIDES
 
     def plan_info(self) -> dict:
         c = self.config
@@ -202,7 +209,7 @@ class Cifar10Class(Task):
         model = self.load_base_model(class_names, ctx.device)
         classifier, clf_name, clf_key = self.load_classifier(class_names, ctx.device)
         extractor = CleanInception(resolve_inception_weights(c.inception_weights), device=ctx.device)
-        reference = cifar10_train_stats(extractor, c.fid_stats, lambda: load_cifar10(c.data_root, True))
+        reference = cifar10_train_stats(extractor, lambda: load_cifar10(c.data_root, True), c.fid_stats)
 
         feats, labels = classifier_class_features(classifier, (*clf_key, str(resolve_data_root(c.data_root)), c.neighbour_images_per_class),
                                                   c.data_root, c.neighbour_images_per_class)

@@ -19,6 +19,7 @@ from bench.core.evaluation import Evaluation
 from bench.core.hashing import checkpoint_digest
 from tasks.base import (
     CLASS_FORGET_EVAL_SEED,
+    CLASS_TASK_PROVIDES,
     MINI_DIGITS_REMAIN_EVAL_SEED,
     Task,
     TaskInstance,
@@ -86,8 +87,7 @@ class MiniDigitsClass(Task):
             ) from None
 
     def provides(self) -> frozenset[str]:
-        return frozenset({"eval_sets:forget", "eval_sets:remain", "sampler", "num_classes", "classifier", "classifier_name",
-                          "fid_extractor", "fid_reference", "fid_name"})
+        return CLASS_TASK_PROVIDES
 
     def plan_info(self) -> dict:
         return {"eval_images": self.config.forget_samples + 9 * self.config.remain_samples_per_class, "gpu": False}

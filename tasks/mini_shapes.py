@@ -26,7 +26,7 @@ from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError, MissingWeightsError
 from bench.core.evaluation import Evaluation, ZeroShot
 from bench.core.hashing import checkpoint_digest, json_digest
-from tasks.base import T2I_EVAL_SEEDS, Task, TaskInstance, register_task, seeds_for
+from tasks.base import T2I_EVAL_SEEDS, T2I_TASK_PROVIDES, Task, TaskInstance, register_task, seeds_for
 from tasks.mini import shapes
 from tasks.mini.shapes_recipes import ENCODER_DIR, JUDGE_DIR, MODEL_DIR, load_shapes_judge  # registers pretrain recipes
 
@@ -129,8 +129,7 @@ class MiniShapesTask(Task):
         return TextToImageModel.load(self.model_dir, device=device)
 
     def provides(self) -> frozenset[str]:
-        return frozenset({"eval_sets:forget", "eval_sets:remain_train", "eval_sets:remain_test", "sampler", "prompt_sets",
-                          "clip_judge", "zero_shot", "retention_features", "original_images"})
+        return T2I_TASK_PROVIDES | {"zero_shot", "retention_features"}
 
     def plan_info(self) -> dict:
         c = self.config

@@ -23,7 +23,7 @@ from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError
 from bench.core.evaluation import Evaluation, ZeroShot
 from bench.core.hashing import files_digest, json_digest
-from tasks.base import T2I_EVAL_SEEDS, Task, TaskInstance, register_task, seeds_for
+from tasks.base import T2I_EVAL_SEEDS, T2I_TASK_PROVIDES, Task, TaskInstance, register_task, seeds_for
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 
@@ -145,8 +145,7 @@ class StableDiffusionTask(Task):
         return TextToImageModel.from_pretrained_sd(self.config.model, device=device, dtype=dtype)
 
     def provides(self) -> frozenset[str]:
-        return frozenset({"eval_sets:forget", "eval_sets:remain_train", "eval_sets:remain_test", "sampler", "prompt_sets",
-                          "clip_judge", "original_images"})
+        return T2I_TASK_PROVIDES
 
     def plan_info(self) -> dict:
         c = self.config

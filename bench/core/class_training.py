@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from bench.core.adapters.class_conditional import ClassConditionalModel
+from bench.core.atomic import write_atomic
 from bench.core.denoising import simple_loss
 
 
@@ -130,9 +131,7 @@ def _save_state(directory: Path, step: int, recipe, model, ema, opt, sched, gen)
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
-    tmp = directory / (STATE_FILE + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(directory / STATE_FILE)
+    write_atomic(directory / STATE_FILE, lambda f: torch.save(state, f))
 
 
 def _resume(directory: Path, recipe, model, ema, opt, sched, gen) -> int:

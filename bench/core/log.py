@@ -15,9 +15,6 @@ def get_logger(name: str | None = None) -> logging.Logger:
 class _CurrentStderr(logging.StreamHandler):
     """A StreamHandler bound to whatever sys.stderr is when a line is written."""
 
-    def __init__(self):
-        super().__init__()
-
     @property
     def stream(self):
         return sys.stderr

@@ -68,9 +68,6 @@ class RunRecord:
     def ok(self) -> bool:
         return self.status == "ok"
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.raw)
-
     def __getitem__(self, key: str) -> Any:
         """The record's JSON by key, for the diagnostic fields without a typed attribute (method_stats,
         hardware, traceback, ...); typed fields are read as attributes."""

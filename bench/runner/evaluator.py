@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.core.atomic import write_text_atomic
 from bench.core.fast import parse_overrides
 from bench.core.log import get_logger
 from bench.runner.dryrun import describe_plan
-from bench.runner.plan import TaskEntry, check_timeout, load_suite, plan_jobs
-from bench.runner.records import iter_records, read_record, record_path, write_text_atomic
+from bench.runner.plan import JobSpec, TaskEntry, check_timeout, load_suite, plan_jobs
+from bench.runner.records import iter_records, read_record, record_path
 from bench.runner.scheduler import pending_jobs, run_local, run_ray
 from leaderboard.build import build
 from tasks.base import TASKS
@@ -34,7 +35,8 @@ def with_cli_task_options(suite, args):
     return dataclasses.replace(suite, tasks=out)
 
 
-def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> list[dict]:
+def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> list[JobSpec]:
+    """The suite's jobs (all of them, run or resumed); on a dry run, the plan is printed and none run."""
     fast_paths = getattr(args, "fast_paths", None)
     parse_overrides(fast_paths)  # a typo fails here, before any job starts
     args.out = str(Path(args.out).expanduser().resolve())  # the driver's directory, never a worker's

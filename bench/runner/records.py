@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from bench.core.atomic import TMP_PREFIX, write_text_atomic
 from bench.core.log import get_logger
 from bench.core.record import SCHEMA_VERSION, RecordError, RunRecord, parse_record
 
@@ -23,31 +22,6 @@ def write_record(out_dir, record: dict) -> Path:
     path = record_path(out_dir, record["job_id"])
     record = {"schema_version": SCHEMA_VERSION, **record}
     return write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def write_text_atomic(path, text: str) -> Path:
-    """Write via a temp file + rename, with the permissions a plain open() would give (umask
-    applied; mkstemp's 0600 would hide results from the group)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def load_record(path) -> tuple[RunRecord | None, str | None]:
@@ -88,7 +62,7 @@ def iter_records(out_dir) -> Iterator[RunRecord]:
     is skipped with a one-line warning naming the file."""
     root = Path(out_dir)
     for path in sorted(root.rglob("*.json")):
-        if path.name.startswith(".tmp-") or path.parent.name != RECORD_DIR:
+        if path.name.startswith(TMP_PREFIX) or path.parent.name != RECORD_DIR:
             continue
         rec = read_record(path, warn=True)
         if rec is not None:
