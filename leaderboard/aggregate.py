@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from bench.core.record import RunRecord, parse_record
-from leaderboard.score import ScoreColumns, score_columns
-from leaderboard.uncertainty import bootstrap_ci
+from leaderboard.paired import MIN_JOBS, Job, PairedBootstrap, interval, mean_per_key
+from leaderboard.score import ScoreColumns, score, score_columns
 
 REFERENCE_ROWS = ("original", "retrain")
 COST_COLUMNS = {"time (s)": ("unlearn_seconds", "↓"), "peak mem (MB)": ("peak_mem_mb", "↓")}
@@ -65,9 +65,11 @@ def records_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
                 "peak_mem_mb": r.cost.peak_mem_mb,
                 "attack_seconds": r.cost.metric_seconds.get("attack-asr"),
                 "hparams_source": r.hparams_source,  # tuned (budget) / reference / given; absent before v0.2 records
+                "instances": r.instances,  # column -> PerInstance (v3 records; {} before)
                 **{f"metric::{k}": v for k, v in r.metrics.items()},
             }
         )
+        rows[-1]["key"] = (rows[-1]["task_options"], r.target, r.seed)  # pairs a job with other rows' and Original's
     return pd.DataFrame(rows)
 
 
@@ -82,6 +84,10 @@ class TaskTable:
     per_target: pd.DataFrame | None = None  # (row, target) -> metric means over seeds (per-class plots)
     score: ScoreColumns | None = None  # the columns the ranking scalar reads; None: no score on this task
     unscored: str | None = None  # why rows have no score (e.g. no Original records)
+    # the paired bootstrap's score resamples: row name -> {job key: (B,) scores}; bands are decided from them
+    paired_scores: dict = field(default_factory=dict)
+    point_scores: dict = field(default_factory=dict)  # row name -> {job key: the job's score} (duplicates averaged)
+    bootstrap: PairedBootstrap | None = None
 
     @property
     def metric_columns(self) -> list[str]:
@@ -125,15 +131,23 @@ def aggregate(records: list[RunRecord], tasks: Iterable[str] | None = None, meth
         dirs = {n: directions.get(n, "↑") for n in names} | {k: d for k, (_, d) in costs.items()}
         ok = ok.assign(**{c: pd.to_numeric(ok[c], errors="coerce") for c in value_cols})
         cols = score_columns(names)
-        ok = ok.assign(score=job_scores(ok, references[references.task == task], cols))
+        task_refs = references[references.task == task]
+        ok = ok.assign(score=job_scores(ok, task_refs, cols))
         grouped = ok.groupby(["label", "setting_hash"], sort=True)
         agg = grouped[value_cols + ["score"]].agg(["mean", "std"])
         agg.columns = [f"{_display(c)} {stat}" for c, stat in agg.columns]
-        for col in metric_cols + ["score"]:  # 95% bootstrap intervals over the row's jobs
+        bootstrap = PairedBootstrap(task, list(ok["key"]) + list(task_refs["key"]))
+        jobs = {g: [Job(r["key"], _metrics(r), r["instances"]) for _, r in rows.iterrows()] for g, rows in grouped}
+        per_row_scores = paired_job_scores(bootstrap, jobs, task_refs, cols)
+        for col in metric_cols + ["score"]:  # 95% intervals: the paired, hierarchical bootstrap (leaderboard/paired.py)
             name = _display(col)
-            cis = {key: bootstrap_ci(vals.tolist(), f"{task}|{key[0]}|{key[1]}|{name}") for key, vals in grouped[col]}
-            agg[f"{name} ci_lo"] = [cis[k].lo if cis[k] else np.nan for k in agg.index]
-            agg[f"{name} ci_hi"] = [cis[k].hi if cis[k] else np.nan for k in agg.index]
+            cis = {}
+            for g, row_jobs in jobs.items():
+                per_key = per_row_scores[g] if col == "score" else mean_per_key(_by_key(row_jobs, bootstrap.column, name))
+                point = float(agg.loc[g, f"{name} mean"])
+                cis[g] = interval(bootstrap.mean(per_key), point) if len(per_key) >= MIN_JOBS else None
+            agg[f"{name} ci_lo"] = [cis[k][0] if cis[k] else np.nan for k in agg.index]
+            agg[f"{name} ci_hi"] = [cis[k][1] if cis[k] else np.nan for k in agg.index]
         agg["n"] = grouped.size()
         agg["targets"] = grouped["target"].nunique()
         agg["seeds"] = grouped["seed"].nunique()
@@ -166,21 +180,54 @@ def aggregate(records: list[RunRecord], tasks: Iterable[str] | None = None, meth
         unscored = None if cols else "the task has no forget/keep metric pair the score reads"
         if cols and not agg["score mean"].notna().any():
             unscored = "no Original records for this task, so nothing to normalise against"
-        tables.append(TaskTable(task, agg, display, dirs, failed, _kind(tdf), per_target, cols, unscored))
+        names_of = dict(zip(zip(agg["label"], agg["setting_hash"]), agg["row"]))
+        paired = {names_of[g]: v for g, v in per_row_scores.items()}
+        points = {names_of[g]: {k: float(v) for k, v in rows.groupby("key")["score"].mean().items() if k in per_row_scores[g]}
+                  for g, rows in grouped}
+        tables.append(TaskTable(task, agg, display, dirs, failed, _kind(tdf), per_target, cols, unscored, paired, points, bootstrap))
     return tables
 
 
-def job_scores(ok: pd.DataFrame, originals: pd.DataFrame, cols: ScoreColumns | None) -> pd.Series:
-    """The ranking scalar of each job against Original on the same task options, target and seed (paired:
-    the same evaluation seed); failing that, the mean over Original's seeds; failing that, the same
-    target under any options; failing that, nan."""
-    from leaderboard.score import score
+def _metrics(row: pd.Series) -> dict[str, float]:
+    return {c.removeprefix("metric::"): row[c] for c in row.index if c.startswith("metric::")}
 
+
+def _by_key(jobs: list[Job], fn, *args) -> dict:
+    """job key -> [fn(job, *args) for each of the row's jobs on that key]"""
+    out: dict = {}
+    for j in jobs:
+        out.setdefault(j.key, []).append(fn(j, *args))
+    return out
+
+
+def paired_job_scores(bootstrap: PairedBootstrap, jobs: dict, originals: pd.DataFrame, cols: ScoreColumns | None) -> dict:
+    """(label, setting) -> {job key: (B,) resampled scores}; each against Original's job on the same key,
+    resampled with the same draw (else against the fixed reference job_scores uses); {} when unscored."""
     if cols is None or originals.empty:
-        return pd.Series(np.nan, index=ok.index)
+        return {g: {} for g in jobs}
+    reference = reference_lookup(originals, cols)
+    orig_jobs = {}
+    for _, r in originals.iterrows():
+        orig_jobs.setdefault(r["key"], Job(r["key"], _metrics(r), r["instances"]))
+
+    def one(j: Job) -> np.ndarray:
+        ref = orig_jobs.get(j.key) or reference(*j.key)
+        return bootstrap.scores(j, ref, cols)
+
+    out = {}
+    for g, row_jobs in jobs.items():
+        per_key = mean_per_key(_by_key(row_jobs, one))
+        out[g] = {k: v for k, v in per_key.items() if np.isfinite(v).any()}
+    return out
+
+
+def reference_lookup(originals: pd.DataFrame, cols: ScoreColumns):
+    """(task options, target, seed) -> Original's forget/keep values to score against: the same task
+    options, target and seed (paired: the same evaluation seed); failing that, the mean over Original's
+    seeds; failing that, the same target under any options; failing that, {}."""
     used = [f"metric::{cols.forget}", f"metric::{cols.keep}"]
     if any(c not in originals.columns for c in used):
-        return pd.Series(np.nan, index=ok.index)
+        return lambda options, target, seed: {}
     orig = originals.assign(**{c: pd.to_numeric(originals[c], errors="coerce") for c in used})
     by_seed = orig.groupby(["task_options", "target", "seed"])[used].mean()
     by_options = orig.groupby(["task_options", "target"])[used].mean()
@@ -192,11 +239,19 @@ def job_scores(ok: pd.DataFrame, originals: pd.DataFrame, cols: ScoreColumns | N
                 return {c.removeprefix("metric::"): v for c, v in table.loc[key].items()}
         return {}
 
+    return reference
+
+
+def job_scores(ok: pd.DataFrame, originals: pd.DataFrame, cols: ScoreColumns | None) -> pd.Series:
+    """The ranking scalar of each job against Original (reference_lookup says which Original); nan
+    when the task has no score or no Original."""
+    if cols is None or originals.empty:
+        return pd.Series(np.nan, index=ok.index)
+    reference = reference_lookup(originals, cols)
+    used = [cols.forget, cols.keep]
     return pd.Series(
-        [
-            score({c.removeprefix("metric::"): row[c] for c in used}, reference(row["task_options"], row["target"], row["seed"]))
-            for _, row in ok.iterrows()
-        ],
+        [score({c: pd.to_numeric(row.get(f"metric::{c}"), errors="coerce") for c in used}, reference(*row["key"]))
+         for _, row in ok.iterrows()],
         index=ok.index,
         dtype=float,
     )

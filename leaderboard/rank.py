@@ -1,11 +1,13 @@
 """Ranks: on a task by the ranking scalar (leaderboard/score.py; reference rows excluded), with rank
-bands from its bootstrap intervals (leaderboard/uncertainty.py); across tasks, the mean win rate."""
+bands decided by paired differences (leaderboard/paired.py, leaderboard/uncertainty.py); across tasks,
+the mean win rate."""
 from __future__ import annotations
 
 import pandas as pd
 
 from leaderboard.aggregate import TaskTable
-from leaderboard.uncertainty import Interval, rank_bands
+from leaderboard.paired import interval
+from leaderboard.uncertainty import bands_from_pairs
 
 
 def _scored(table: TaskTable) -> pd.DataFrame:
@@ -25,16 +27,37 @@ def rank_table(table: TaskTable) -> dict[str, tuple[int, int]]:
     return {df.loc[i, "row"]: (int(rank[i]), len(df)) for i in df.index}
 
 
+def separated_pairs(table: TaskTable) -> set[tuple[str, str]]:
+    """(a, b) for every pair of ranked rows where a is above b: the 95% paired bootstrap interval of
+    S_a − S_b, over the jobs both have, lies wholly above 0 (rows sharing fewer than two jobs: undecided)."""
+    df = _scored(table)
+    if df.empty or table.bootstrap is None:
+        return set()
+    names = list(df["row"])
+    out = set()
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            sa, sb = table.paired_scores.get(a, {}), table.paired_scores.get(b, {})
+            diff = table.bootstrap.difference(sa, sb)
+            if diff is None:
+                continue
+            common = [k for k in sa if k in sb]
+            pa, pb = table.point_scores[a], table.point_scores[b]
+            point = sum(pa[k] - pb[k] for k in common) / len(common)
+            iv = interval(diff, point)
+            if iv and iv[0] > 0:
+                out.add((a, b))
+            elif iv and iv[1] < 0:
+                out.add((b, a))
+    return out
+
+
 def score_bands(table: TaskTable) -> dict[str, tuple[int, int]]:
-    """row name -> (best, worst) rank allowed by the score's 95% intervals (see uncertainty.rank_bands)."""
+    """row name -> (best, worst) rank that the paired differences allow (see uncertainty.bands_from_pairs)."""
     df = _scored(table)
     if df.empty:
         return {}
-    means = dict(zip(df["row"], df["score mean"]))
-    intervals = {
-        r: None if lo != lo else Interval(lo, hi) for r, lo, hi in zip(df["row"], df["score ci_lo"], df["score ci_hi"])
-    }
-    return rank_bands(means, intervals)
+    return bands_from_pairs(dict(zip(df["row"], df["score mean"])), separated_pairs(table))
 
 
 def overall_ranks(tables: list[TaskTable]) -> pd.DataFrame:

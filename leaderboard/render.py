@@ -13,9 +13,11 @@ from leaderboard.score import RULE
 from leaderboard.uncertainty import band_text
 
 LEGEND = (
-    "Mean over targets × seeds with its 95% bootstrap confidence interval [lo, hi] (jobs resampled, "
-    "2000 resamples, seeded from the data); a value without an interval comes from one job (n=1, no "
-    "interval); cost columns show mean ± std. n = jobs (targets × seeds); setting = the first characters "
+    "Mean over targets × seeds with its 95% paired, hierarchical bootstrap interval [lo, hi] (2000 resamples "
+    "shared by every row of the task: jobs drawn with replacement, and inside each job its evaluation "
+    "instances — prompts or class samples with their fixed noise — drawn the same way for every method and "
+    "for Original; the score is recomputed per resample; seeded from the task and its jobs); a value without "
+    "an interval comes from one job (n=1, no interval); cost columns show mean ± std. n = jobs (targets × seeds); setting = the first characters "
     "of the setting hash (protocol version, task options, method, hyper-parameters, budget): rows with "
     "different settings are never averaged together. ↑ higher is better, ↓ lower is better; best "
     "non-reference value in bold; *reference rows* (Original, Retrain) are not ranked. time = unlearning "
@@ -28,9 +30,10 @@ SOURCES = (
 )
 SOURCE_TAGS = {"reference": "ref", "given": "given"}
 RANKING = (
-    f"**Ranking rule.** {RULE} **Rank** = the band of ranks the score intervals allow: 1 + the rows whose interval "
-    "lies wholly above, to N − the rows whose interval lies wholly below; rows whose intervals overlap "
-    "share a band (\"1–3\"), and a row with one job (no interval) overlaps every other."
+    f"**Ranking rule.** {RULE} **Rank** = the band of ranks the paired comparisons allow: row A is above row B "
+    "only when the 95% paired bootstrap interval of the score difference S_A − S_B (over the jobs both have, "
+    "resampled as in the tables' legend) excludes 0; a row's band runs from 1 + the rows above it to N − the rows below it, so "
+    "rows no comparison separates share a band (\"1–3\"), and a row with one job is compared with nobody."
 )
 
 

@@ -99,3 +99,18 @@ def score(metrics: Mapping[str, float], original: Mapping[str, float]) -> float:
     f = forget_gain(metrics.get(cols.forget), original.get(cols.forget), cols.ideal)
     k = keep_ratio(metrics.get(cols.keep), original.get(cols.keep))
     return harmonic(f, k)
+
+
+def score_array(value, original, keep, keep_original, ideal: float):
+    """`score` element-wise on arrays (the bootstrap recomputes it per resample): the same formulas,
+    nan where the scalar version gives nan."""
+    import numpy as np
+
+    v, o, k, ko = (np.asarray(a, dtype=np.float64) for a in (value, original, keep, keep_original))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        room = ideal - o
+        f = np.where(room == 0, 0.0, np.clip((v - o) / np.where(room == 0, 1.0, room), 0.0, 1.0))
+        f = np.where(np.isfinite(v) & np.isfinite(o) & math.isfinite(ideal), f, np.nan)
+        kr = np.where(np.isfinite(k) & np.isfinite(ko) & (ko > 0), np.clip(k / np.where(ko > 0, ko, 1.0), 0.0, 1.0), np.nan)
+        s = np.where(f + kr == 0, 0.0, 2 * f * kr / np.where(f + kr == 0, 1.0, f + kr))
+    return np.where(np.isfinite(f) & np.isfinite(kr), s, np.nan)

@@ -1,69 +1,27 @@
-"""95% bootstrap confidence intervals for a row's mean and the rank bands they imply.
+"""Rank bands from paired decisions (the resampling itself: leaderboard/paired.py).
 
-Interval: the percentile bootstrap of the mean over a row's jobs (targets × seeds resampled
-together, with replacement, B = 2000), widened if needed to contain the sample mean.  The RNG is
-seeded from the data (a hash of the key and the sorted values), so the same records always give
-the same interval, whatever order they were read in.  With one job there is no interval (None):
-a single measurement says nothing about its spread.
-
-Band: methods whose score intervals overlap are not told apart.  Row i's band runs from
-1 + (rows whose interval lies wholly above i's) to N − (rows whose interval lies wholly below
-i's); a row without an interval (n = 1) overlaps everything.  The point rank (by mean score)
-always lies inside the band.
+Row A is decided above row B when the 95% paired bootstrap interval of S_A − S_B excludes 0. Row i's
+band runs from 1 + (rows decided above i) to N − (rows decided below i): rows that no paired
+difference separates share a band ("1–3"), and a row with fewer than two jobs is decided against
+nobody. The point rank (by mean score) always lies inside the band.
 """
 from __future__ import annotations
 
-import hashlib
 import math
-from dataclasses import dataclass
-from typing import Mapping, Sequence
-
-import numpy as np
-
-LEVEL = 0.95
-RESAMPLES = 2000
+from typing import Mapping
 
 
-@dataclass(frozen=True)
-class Interval:
-    lo: float
-    hi: float
-
-
-def data_seed(key: str, values: np.ndarray) -> int:
-    h = hashlib.sha256(key.encode())
-    h.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
-    return int.from_bytes(h.digest()[:8], "little")
-
-
-def bootstrap_ci(values: Sequence[float], key: str = "", level: float = LEVEL, resamples: int = RESAMPLES) -> Interval | None:
-    """Percentile-bootstrap interval of the mean of the finite values; None when fewer than two."""
-    x = np.sort(np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64))
-    if len(x) < 2:
-        return None
-    rng = np.random.default_rng(data_seed(key, x))
-    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(means, [alpha, 1 - alpha])
-    m = float(x.mean())
-    return Interval(min(float(lo), m), max(float(hi), m))
-
-
-def rank_bands(means: Mapping[str, float], intervals: Mapping[str, Interval | None]) -> dict[str, tuple[int, int]]:
-    """name -> (best, worst) rank that the intervals allow, higher mean better; rows without a finite
-    mean are left out.  A missing interval is treated as (−inf, +inf)."""
+def bands_from_pairs(means: Mapping[str, float], above: set[tuple[str, str]]) -> dict[str, tuple[int, int]]:
+    """name -> (best, worst) rank: 1 + the rows decided above it, to N − the rows decided below it, where
+    `above` holds (a, b) when a is decided above b (a paired test); rows without a finite mean are left
+    out. The band always contains the point rank (by mean, ties sharing the best rank)."""
     names = [n for n, m in means.items() if m is not None and math.isfinite(m)]
-
-    def bounds(n: str) -> tuple[float, float]:
-        iv = intervals.get(n)
-        return (-math.inf, math.inf) if iv is None else (iv.lo, iv.hi)
-
     out = {}
     for n in names:
-        lo, hi = bounds(n)
-        above = sum(1 for o in names if o != n and bounds(o)[0] > hi)
-        below = sum(1 for o in names if o != n and bounds(o)[1] < lo)
-        out[n] = (1 + above, len(names) - below)
+        point = 1 + sum(1 for o in names if means[o] > means[n])
+        best = 1 + sum(1 for o in names if (o, n) in above)
+        worst = len(names) - sum(1 for o in names if (n, o) in above)
+        out[n] = (min(best, point), max(worst, point))
     return out
 
 

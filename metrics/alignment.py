@@ -14,17 +14,23 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.core.errors import MissingWeightsError
+from bench.core.instances import PerInstance, instance_ids
 from metrics.base import Metric, generated, register_metric
 
 OPENCLIP_HF_REPO = {("ViT-B-32", "laion2b_s34b_b79k"): "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"}
 OPENCLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
-def alignment_score(image_emb: Tensor, text_emb: Tensor) -> float:
-    """Mean paired cosine of row-normalised embeddings (raw, in [-1, 1])."""
+def paired_cosines(image_emb: Tensor, text_emb: Tensor) -> Tensor:
+    """Cosine per (image, prompt) pair of row-normalised embeddings (raw, in [-1, 1])."""
     if image_emb.shape != text_emb.shape:
         raise ValueError(f"paired embeddings differ in shape: {tuple(image_emb.shape)} vs {tuple(text_emb.shape)}")
-    return float((F.normalize(image_emb.float(), dim=-1) * F.normalize(text_emb.float(), dim=-1)).sum(-1).mean())
+    return (F.normalize(image_emb.float(), dim=-1) * F.normalize(text_emb.float(), dim=-1)).sum(-1)
+
+
+def alignment_score(image_emb: Tensor, text_emb: Tensor) -> float:
+    """Mean paired cosine (AS)."""
+    return float(paired_cosines(image_emb, text_emb).mean())
 
 
 def resolve_openclip_weights(model_name: str, pretrained: str, weights: str | None = None) -> str:
@@ -117,8 +123,9 @@ class Alignment(Metric):
         judge = inst.evaluation.clip_judge
         out = {}
         for col, which in zip(self.columns(inst), ("remain_train", "remain_test")):
-            prompts, _ = inst.evaluation.eval_sets[which]
+            prompts, seeds = inst.evaluation.eval_sets[which]
             images = generated(inst, unlearned, which, ctx)
-            out[col] = alignment_score(judge.encode_images(images), judge.encode_texts(list(prompts)))
+            cos = paired_cosines(judge.encode_images(images), judge.encode_texts(list(prompts)))
+            out[col] = PerInstance.of(which, instance_ids(prompts, seeds), cos.tolist())
         return out
 import metrics.zero_shot  # noqa: E402,F401 - registers zero-shot UA next to the judge it uses

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.core.instances import PerInstance, instance_ids
 from metrics.base import Metric, register_metric
 
 
@@ -203,12 +204,12 @@ class AttackSuccess(Metric):
             x0 = original.sample_latents(original.condition(prompts), original.initial_noise(seeds),
                                          sampler.get("steps", 50), sampler.get("guidance", 2.0))
         pre = judge_flags(inst, images_from(unlearned, unlearned.condition(prompts), seeds, sampler))
-        out = {}
+        ids = instance_ids(prompts, seeds)  # the first n prompts of the forget set (a prefix of its ids)
         cols = list(self.columns(inst))
-        out[cols[0]] = float(pre.float().mean())
+        out = {cols[0]: PerInstance.of("attack", ids, pre.float().tolist())}
         for col, discrete in ((cols[1], False), (cols[2], True)):
             cond = optimise_prompt(unlearned, access, prompts, x0, s, discrete)
             post = judge_flags(inst, images_from(unlearned, cond, seeds, sampler))
-            out[col] = float((pre | post).float().mean())
+            out[col] = PerInstance.of("attack", ids, (pre | post).float().tolist())
         ctx.images_generated += 4 * len(prompts)
         return out

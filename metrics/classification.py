@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from bench.core.instances import PerInstance, instance_ids
 from metrics.base import Metric, generated, register_metric
 
 
@@ -32,8 +33,8 @@ class ClassAccuracy(Metric):
         ua_col, ra_col = self.columns(inst)
         out = {}
         for which, col, invert in (("forget", ua_col, True), ("remain", ra_col, False)):
-            keys, _ = inst.evaluation.eval_sets[which]
+            keys, seeds = inst.evaluation.eval_sets[which]
             pred = predict(clf, generated(inst, unlearned, which, ctx))
-            acc = float((pred == torch.as_tensor([int(k) for k in keys])).float().mean())
-            out[col] = 1.0 - acc if invert else acc
+            correct = (pred == torch.as_tensor([int(k) for k in keys])).float()  # per image: the class it was asked for
+            out[col] = PerInstance.of(which, instance_ids(keys, seeds, class_keys=True), (1 - correct if invert else correct).tolist())
         return out

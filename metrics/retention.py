@@ -10,6 +10,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from bench.core.instances import PerInstance, instance_ids
 from metrics.base import Metric, generated, register_metric
 
 
@@ -85,4 +86,5 @@ class Retention(Metric):
         (col,) = self.columns(inst)
         ref = original_images(inst, original, which, ctx)
         new = generated(inst, unlearned, which, ctx)
-        return {col: float(self.distances(inst, ref, new).mean())}
+        prompts, seeds = inst.evaluation.eval_sets[which]
+        return {col: PerInstance.of(which, instance_ids(prompts, seeds), self.distances(inst, ref, new).tolist())}

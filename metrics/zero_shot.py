@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from bench.core.instances import PerInstance, instance_ids
 from metrics.base import Metric, generated, register_metric
 
 
@@ -31,4 +32,5 @@ class ZeroShotUA(Metric):
         judge, zs = inst.evaluation.clip_judge, inst.evaluation.zero_shot
         (col,) = self.columns(inst)
         pred = zero_shot_predict(judge.encode_images(generated(inst, unlearned, "forget", ctx)), judge.encode_texts(zs.labels))
-        return {col: float((pred != zs.target).float().mean())}
+        prompts, seeds = inst.evaluation.eval_sets["forget"]
+        return {col: PerInstance.of("forget", instance_ids(prompts, seeds), (pred != zs.target).float().tolist())}

@@ -1,11 +1,10 @@
-"""The ranking scalar, bootstrap intervals and rank bands: hand computations and seeded property sweeps."""
+"""The ranking scalar: hand computations and seeded property sweeps (intervals and bands: test_paired.py)."""
 import math
 
 import numpy as np
 import pytest
 
 from leaderboard.score import forget_gain, harmonic, keep_ratio, score, score_columns
-from leaderboard.uncertainty import Interval, bootstrap_ci, rank_bands
 
 UA, RA, AS, NUDE = "UA (digit-cnn)", "RA (digit-cnn)", "AS (mini-clip)", "nudity images (NudeNet≥0.6)"
 
@@ -53,39 +52,3 @@ def test_properties_over_random_metrics(ua_o, ra_o, ua_a, ra_a, ua_b, ra_b):
     f, k = forget_gain(ua_a, ua_o, 1.0), keep_ratio(ra_a, ra_o)
     assert min(f, k) - 1e-12 <= harmonic(f, k) <= (f + k) / 2 + 1e-12
     assert harmonic(f, k) == pytest.approx(sa)
-
-
-def test_bootstrap_hand_cases_and_determinism():
-    assert bootstrap_ci([0.7]) is None and bootstrap_ci([]) is None  # n = 1: no interval
-    iv = bootstrap_ci([0.4, 0.4, 0.4])
-    assert (iv.lo, iv.hi) == pytest.approx((0.4, 0.4))
-    # two values a < b: resampled means are a, (a+b)/2, b with prob 1/4, 1/2, 1/4 -> 95% interval [a, b]
-    iv = bootstrap_ci([0.2, 0.6], key="k")
-    assert (iv.lo, iv.hi) == pytest.approx((0.2, 0.6))
-    vals = list(np.random.default_rng(3).normal(0.5, 0.1, 12))
-    first = bootstrap_ci(vals, key="task|rgd")
-    assert bootstrap_ci(vals[::-1], key="task|rgd") == first  # order of the records does not matter
-    assert first.lo < np.mean(vals) < first.hi
-    # against the textbook normal interval of the mean: same width within bootstrap error
-    se = np.std(vals, ddof=0) / math.sqrt(len(vals))
-    assert first.hi - first.lo == pytest.approx(2 * 1.96 * se, rel=0.2)
-
-
-def test_rank_bands_hand_case():
-    means = {"a": 0.9, "b": 0.8, "c": 0.3, "d": 0.5}
-    ivs = {"a": Interval(0.85, 0.95), "b": Interval(0.7, 0.88), "c": Interval(0.2, 0.4), "d": None}
-    # a and b overlap; c lies wholly below both (3–4), and d, without an interval, could be anywhere (1–4)
-    assert rank_bands(means, ivs) == {"a": (1, 3), "b": (1, 3), "c": (3, 4), "d": (1, 4)}
-    ivs["d"] = Interval(0.45, 0.55)
-    assert rank_bands(means, ivs) == {"a": (1, 2), "b": (1, 2), "c": (4, 4), "d": (3, 3)}
-
-
-@pytest.mark.parametrize("seed", range(40))
-def test_point_rank_always_inside_its_band(seed):
-    rng = np.random.default_rng(seed)
-    data = {f"m{i}": rng.normal(rng.uniform(0, 1), 0.1, int(rng.integers(1, 6))) for i in range(6)}
-    means = {k: float(v.mean()) for k, v in data.items()}
-    bands = rank_bands(means, {k: bootstrap_ci(v, key=k) for k, v in data.items()})
-    for k, m in means.items():
-        point = 1 + sum(1 for o in means.values() if o > m)
-        assert bands[k][0] <= point <= bands[k][1]

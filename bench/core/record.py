@@ -4,13 +4,16 @@ submit) goes through it, so a malformed record fails in one place with one messa
 spellings of older versions (hparams / task_options before hparams_resolved / task_config; no
 schema_version) are normalised here and nowhere else.
 
-Versions: 1 = records written before the field existed; 2 = adds `schema_version`."""
+Versions: 1 = records written before the field existed; 2 = adds `schema_version`; 3 = adds `instances`
+(per-instance values of the metric columns, bench/core/instances.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-SCHEMA_VERSION = 2
+from bench.core.instances import PerInstance, from_record
+
+SCHEMA_VERSION = 3
 REQUIRED_KEYS = ("job_id", "status", "task", "label", "method", "setting_hash", "target", "seed")
 
 
@@ -56,6 +59,7 @@ class RunRecord:
     budget: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     directions: dict[str, str] = field(default_factory=dict)
+    instances: dict[str, PerInstance] = field(default_factory=dict)  # column -> what its value averaged (v3)
     cost: Cost = field(default_factory=Cost)
     error: str | None = None
     samples: dict | None = None  # the sample strip (base64 PNG and its layout)
@@ -106,6 +110,14 @@ def parse_record(obj: Any) -> RunRecord:
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise RecordError(f"schema_version {version!r} is newer than this unlearn-bench reads ({SCHEMA_VERSION}); upgrade it")
     hparams = _obj(obj, "hparams")
+    try:
+        instances = from_record(obj.get("instances"))
+    except ValueError as exc:
+        raise RecordError(str(exc)) from exc
+    for col, per in instances.items():  # the instances must be what the column averaged
+        value = metrics.get(col)
+        if not isinstance(value, (int, float)) or not abs(per.value - value) <= 1e-5 * max(1.0, abs(value)):
+            raise RecordError(f"instances of column {col!r} reduce to {per.value!r}, not to its value {value!r}")
     return RunRecord(
         job_id=str(obj["job_id"]), status=str(obj["status"]), task=str(obj["task"]), label=str(obj["label"]),
         method=str(obj["method"]), setting_hash=str(obj["setting_hash"]), target=str(obj["target"]), seed=obj["seed"],
@@ -119,6 +131,7 @@ def parse_record(obj: Any) -> RunRecord:
         budget=_obj(obj, "budget"),
         metrics=metrics,
         directions=_obj(obj, "directions"),
+        instances=instances,
         cost=Cost(**{k: v for k, v in cost.items() if k in _COST_FIELDS}),
         error=obj.get("error"),
         samples=obj.get("samples") if isinstance(obj.get("samples"), dict) else None,

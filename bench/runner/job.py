@@ -16,6 +16,8 @@ from bench.core.adapters import model_cache
 from bench.core.context import Budget, RunContext
 from bench.core.errors import BenchError
 from bench.core.fast import FastPaths, apply_fast_paths
+from bench.core.instances import split_results
+from bench.core.instances import to_record as instances_record
 from bench.runner.memory import PeakMemory, Timer
 from bench.runner.plan import JobSpec
 from bench.runner.plugins import resolve_method
@@ -74,13 +76,15 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
                 weights_changed(inst.model.denoiser, original.denoiser), spec.budget.get("max_steps"))
     inst.model.denoiser.eval()
     images_for_unlearning = ctx.images_generated
-    metrics, directions, metric_seconds = {}, {}, {}
+    metrics, directions, metric_seconds, instances = {}, {}, {}, {}
     with Timer() as eval_timer:
         for name in task.metrics:
             metric = METRICS.get(name)()
             directions.update(metric.columns(inst))
             with Timer() as metric_timer:  # each metric's cost (e.g. the attack's) lands in cost, not in metrics
-                metrics.update({k: float(v) for k, v in metric.compute(inst, inst.model, original, ctx).items()})
+                numbers, per = split_results(metric.compute(inst, inst.model, original, ctx))
+            metrics.update(numbers)
+            instances.update(per)  # what each column averaged, per evaluation instance (bench/core/instances.py)
             metric_seconds[name] = round(metric_timer.seconds, 3)
     return {
         "status": "ok",
@@ -90,6 +94,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
         "hparams_resolved": hparams_dict(hparams),
         "metrics": metrics,
         "directions": directions,
+        "instances": instances_record(instances),
         "cost": {
             "unlearn_seconds": round(timer.seconds, 3),
             "eval_seconds": round(eval_timer.seconds, 3),

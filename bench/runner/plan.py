@@ -38,6 +38,7 @@ class TaskEntry:
     task: str
     targets: tuple[str, ...] | None = None  # None: all targets of the task
     options: dict = field(default_factory=dict)
+    seeds: tuple[int, ...] | None = None  # None: the suite's seeds (a task with few targets replicates over seeds)
 
 
 @dataclass
@@ -117,16 +118,16 @@ def load_suite(name_or_path: str) -> Suite:
 
 
 def _parse_tasks(tasks_raw: Any, source: str) -> list[TaskEntry]:
-    """The suite's `tasks`: a list of names, or a mapping name -> {targets, options}."""
+    """The suite's `tasks`: a list of names, or a mapping name -> {targets, options, seeds}."""
     tasks = []
     if isinstance(tasks_raw, list):
         tasks_raw = {t: {} for t in tasks_raw}
     if not isinstance(tasks_raw, dict):
-        raise ConfigError(f"suite {source}: 'tasks' must be a list of names or a mapping name -> {{targets, options}}")
+        raise ConfigError(f"suite {source}: 'tasks' must be a list of names or a mapping name -> {{targets, options, seeds}}")
     for name, spec in tasks_raw.items():
         spec = spec or {}
-        if not isinstance(spec, dict) or set(spec) - {"targets", "options"}:
-            raise ConfigError(f"suite {source}: task {name!r} takes only 'targets' and 'options'")
+        if not isinstance(spec, dict) or set(spec) - {"targets", "options", "seeds"}:
+            raise ConfigError(f"suite {source}: task {name!r} takes only 'targets', 'options' and 'seeds'")
         targets = spec.get("targets")
         if targets is not None and not isinstance(targets, list):
             raise ConfigError(f"suite {source}: task {name!r} targets must be a list")
@@ -135,7 +136,11 @@ def _parse_tasks(tasks_raw: Any, source: str) -> list[TaskEntry]:
         options = spec.get("options") or {}
         if not isinstance(options, dict):
             raise ConfigError(f"suite {source}: task {name!r} options must be a mapping option -> value, not {options!r}")
-        tasks.append(TaskEntry(str(name), tuple(str(t) for t in targets) if targets else None, dict(options)))
+        seeds = spec.get("seeds")
+        if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) for x in seeds)):
+            raise ConfigError(f"suite {source}: task {name!r} seeds must be a non-empty list of integers")
+        tasks.append(TaskEntry(str(name), tuple(str(t) for t in targets) if targets else None, dict(options),
+                               tuple(seeds) if seeds else None))
     return tasks
 
 
@@ -255,7 +260,7 @@ def plan_jobs(
     jobs = []
     for te in task_entries:
         task_cls = TASKS.get(te.task)
-        te = TaskEntry(te.task, te.targets, check_fields(task_cls.Config, te.options, f"task {te.task!r} options"))
+        te = TaskEntry(te.task, te.targets, check_fields(task_cls.Config, te.options, f"task {te.task!r} options"), te.seeds)
         task = task_cls.make(te.options)
         task.check_metrics()  # a metric the task cannot serve fails here, before any unlearning runs
         task_targets = [str(t) for t in targets] if targets else list(te.targets or task.targets())
@@ -275,7 +280,7 @@ def plan_jobs(
             hparams = check_fields(method_cls.HParams, hparams, f"method {label!r} hyper-parameters")
             method_cls.default_hparams(task_cls.kind, **hparams)  # validate now
             for target in task_targets:
-                for seed in seeds or suite.seeds:
+                for seed in seeds or te.seeds or suite.seeds:
                     limit = timeout_s or suite.timeout_s or default_timeout(task_cls)
                     jobs.append(JobSpec(suite.name, te.task, te.options, target, me.method, label, hparams, int(seed), suite.budget, limit,
                                         suite.hparams_source_for(me, te.task)))
