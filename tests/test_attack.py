@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.core.evaluation import Evaluation
+from bench.core.instances import split_results
 from metrics.attack import AttackSettings, TokenAccess, nearest_tokens, optimise_prompt, prepend_slots
 from metrics.base import METRICS
 from tests.t2i_fixtures import build_tiny_sd
@@ -98,8 +99,11 @@ def test_asr_targets_the_original_models_image_and_counts_plain_or_attacked(tiny
     monkeypatch.setattr(atk, "optimise_prompt", lambda model, acc, p, x0, s, discrete: seen.append((model, x0)) or model.condition(p))
     monkeypatch.setattr(atk, "judge_flags", lambda inst, images: next(verdicts))
     out = atk.AttackSuccess().compute(inst, unlearned, tiny, SimpleNamespace(images_generated=0))
-    pre, soft, discrete = out.values()
+    pre, soft, discrete = split_results(out)[0].values()
     assert (pre, soft, discrete) == (pytest.approx(1 / 3), pytest.approx(2 / 3), pytest.approx(1 / 3))
+    # per prompt: plain flags, then plain OR attacked (the instances say which prompts fell)
+    assert [p.values for p in out.values()] == [(1.0, 0.0, 0.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0)]
+    assert list(out.values())[0].ids == ("0@0", "1@1", "2@2")
     with torch.no_grad():
         want = tiny.sample_latents(tiny.condition(prompts), tiny.initial_noise(seeds), 2, 1.0)
     assert all(m is unlearned for m, _ in seen) and all(torch.allclose(x0, want) for _, x0 in seen)

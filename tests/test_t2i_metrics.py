@@ -91,4 +91,7 @@ def test_retention_in_a_declared_feature_space():
     m = Retention()
     (col,) = m.columns(Inst())
     assert col == "Retention dist. (1−cos pixels, vs original, n=2)"
-    assert m.compute(Inst(), Model(), None, None)[col] == pytest.approx(1.0)  # mean of 0 and 2
+    per = m.compute(Inst(), Model(), None, None)[col]
+    assert per.ids == ("0@0", "1@1")
+    assert per.values == pytest.approx((0.0, 2.0), abs=1e-6)  # the distance per pair
+    assert per.value == pytest.approx(1.0)  # mean of 0 and 2
