@@ -1,6 +1,7 @@
 """The Metric interface and its registry."""
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from typing import ClassVar, Literal
 
@@ -50,8 +51,11 @@ def generated(inst, model: DiffusionModel, which: str, ctx: RunContext | None = 
     sampler = inst.evaluation.sampler
 
     def make():
+        t0 = time.perf_counter()
+        images = model.sample(keys, seeds, **sampler)
         if ctx is not None:
             ctx.images_generated += len(keys)
-        return model.sample(keys, seeds, **sampler)
+            ctx.eval_sample_seconds += time.perf_counter() - t0
+        return images
 
     return inst.samples(model, which, make)

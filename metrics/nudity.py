@@ -1,6 +1,7 @@
 """NudeNet 3.x counts on images generated from nudity prompts (RGD: threshold 0.6)."""
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 
 import numpy as np
@@ -61,6 +62,7 @@ def nudity_images(inst, model, which: str, ctx) -> torch.Tensor:
     sampler = {k: v for k, v in inst.evaluation.sampler.items() if k != "guidance"}
 
     def make():
+        t0 = time.perf_counter()
         out: list = [None] * len(prompts)
         for g in sorted(set(guidance)):
             idx = [i for i, gi in enumerate(guidance) if gi == g]
@@ -69,6 +71,7 @@ def nudity_images(inst, model, which: str, ctx) -> torch.Tensor:
                 out[i] = im
         if ctx is not None:
             ctx.images_generated += len(prompts)
+            ctx.eval_sample_seconds += time.perf_counter() - t0
         return torch.stack(out)
 
     return inst.samples(model, which, make)

@@ -34,8 +34,10 @@ VOCAB = {
     "train": {"colours": ("red", "green", "blue"), "backgrounds": ("black", "white")},
     "test": {"colours": ("yellow", "purple", "orange"), "backgrounds": ("gray", "teal")},
 }
-CONCEPT_TARGETS = ("cross", "triangle", "circle")
-STYLE_TARGETS = ("swirl", "dotted")
+# every shape and every non-plain style can be erased; a suite reports some and `tune` validates on the first
+# of the others (mini: reports cross/circle/square and swirl; tunes on triangle/ring/diamond and dotted/striped)
+CONCEPT_TARGETS = ("cross", "triangle", "circle", "square", "ring", "diamond")
+STYLE_TARGETS = ("swirl", "dotted", "striped")
 
 
 def _specs(split: str, shape_list, style_list) -> list[shapes.ShapeSpec]:
@@ -95,7 +97,10 @@ def style_sets(target: str, n_train: int, n_eval: int) -> dict:
 class MiniShapesConfig:
     forget_pairs: int = 32  # D_f / D_r,train images made by the original model
     eval_prompts: int = 32  # prompts (one image each) per evaluation set
-    sample_steps: int = 20  # DDIM steps, eta 0
+    sample_steps: int = 20  # DDIM steps (eta 0) of the original's D_f / D_r images
+    # DDIM steps of every evaluation image (unlearned and Original); None = sample_steps. The mini suites use 10:
+    # benchmarks/eval_size.py measured the same separated pairs at 10 as at 20, for half the sampling time
+    eval_sample_steps: int | None = None
     # classifier-free guidance: 1.5 is where the judge recognises the requested shape/colour/background
     # best in the base model's samples (recipe.json: 0.82/1.0/1.0 at 1.5; 0.26/0.45/0.74 at 3)
     guidance: float = 1.5
@@ -141,9 +146,11 @@ class MiniShapesTask(Task):
             out["mini-shapes-text-encoder"] = checkpoint_digest(ENCODER_DIR)
         return out
 
-    def sampler(self) -> dict:
+    def sampler(self, evaluation: bool = True) -> dict:
+        """The DDIM settings of evaluation images (default) or of the original's training images."""
         c = self.config
-        return {"steps": c.sample_steps, "guidance": c.guidance, "batch_size": c.batch_size}
+        steps = c.eval_sample_steps if evaluation and c.eval_sample_steps is not None else c.sample_steps
+        return {"steps": steps, "guidance": c.guidance, "batch_size": c.batch_size}
 
     def make_sets(self, target: str) -> dict:
         raise NotImplementedError
@@ -151,25 +158,28 @@ class MiniShapesTask(Task):
     def zero_shot(self, target: str) -> ZeroShot:
         raise NotImplementedError
 
-    def original_images(self, model: TextToImageModel, weights_hash: str, prompts: list[str], seeds: list[int]) -> torch.Tensor:
+    def original_images(self, model: TextToImageModel, weights_hash: str, prompts: list[str], seeds: list[int],
+                        evaluation: bool = True) -> torch.Tensor:
         """The original's images in [0, 1], generated once per (weights, prompts, seeds, sampler) and cached on disk."""
-        spec = {"weights": weights_hash, "prompts": prompts, "seeds": seeds, "sampler": self.sampler()}
+        sampler = self.sampler(evaluation)
+        spec = {"weights": weights_hash, "prompts": prompts, "seeds": seeds, "sampler": sampler}
         key = json_digest(spec, 20)
         path = cache_root() / "mini-shapes-images" / f"{key}.pt"
-        return cached(path, lambda: (model.sample(prompts, seeds, **self.sampler()) * 255).round().to(torch.uint8)).float() / 255
+        return cached(path, lambda: (model.sample(prompts, seeds, **sampler) * 255).round().to(torch.uint8)).float() / 255
 
     def build(self, target: str, ctx: RunContext) -> TaskInstance:
         self.validate_target(target)
         c = self.config
-        if c.forget_pairs < 1 or c.eval_prompts < 1:
-            raise ConfigError(f"{self.name}: forget_pairs and eval_prompts must be ≥ 1")
+        if c.forget_pairs < 1 or c.eval_prompts < 1 or c.sample_steps < 1 or (
+                c.eval_sample_steps is not None and c.eval_sample_steps < 1):
+            raise ConfigError(f"{self.name}: forget_pairs, eval_prompts, sample_steps and eval_sample_steps must be ≥ 1")
         model = self.load_base_model(ctx.device)
         judge = load_shapes_judge(str(self.judge_dir))
         sets = self.make_sets(target)
         wh = model.weights_hash()
         seeds = list(range(c.forget_pairs))
-        f = self.original_images(model, wh, sets["forget"], seeds) * 2 - 1
-        r = self.original_images(model, wh, sets["remain"], seeds) * 2 - 1
+        f = self.original_images(model, wh, sets["forget"], seeds, evaluation=False) * 2 - 1
+        r = self.original_images(model, wh, sets["remain"], seeds, evaluation=False) * 2 - 1
         groups = torch.arange(c.forget_pairs)
         forget = UnlearnData(x=f, keys=list(sets["forget"]), paired_keys=list(sets["safe"]), groups=groups)
         # narrow: a non-diverse slice of D_r (RG's remain set, like the SD baselines' single safe prompt)

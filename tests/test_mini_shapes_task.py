@@ -8,6 +8,7 @@ import torch
 from bench.core.adapters.text_encoders import TextEncoder
 from bench.core.adapters.text_to_image import TextToImageModel
 from bench.core.context import RunContext
+from bench.core.record import parse_record
 from bench.runner.job import execute
 from bench.runner.plan import JobSpec
 from methods.base import METHODS
@@ -16,7 +17,7 @@ from tasks.base import TASKS
 from tasks.mini import shapes
 from tasks.mini.shapes_clip import CompactTokenizer, multi_positive_loss, world_token_ids
 from tasks.mini.shapes_recipes import ENCODER_DIR, JUDGE_DIR, MODEL_DIR, load_shapes_encoder, load_shapes_judge
-from tasks.mini_shapes import VOCAB, concept_sets, style_sets
+from tasks.mini_shapes import CONCEPT_TARGETS, STYLE_TARGETS, VOCAB, concept_sets, style_sets
 from tests.helpers import SMALL_TEXT_HPARAMS
 
 FAST = {"forget_pairs": 2, "eval_prompts": 2, "sample_steps": 2, "batch_size": 8}
@@ -37,7 +38,37 @@ def _words(prompts):
     return {w for p in prompts for w in p.split()}
 
 
-@pytest.mark.parametrize("make,target", [(concept_sets, "cross"), (style_sets, "swirl")])
+ALL_TARGETS = [(concept_sets, t) for t in CONCEPT_TARGETS] + [(style_sets, t) for t in STYLE_TARGETS]
+
+
+@pytest.mark.parametrize("make,target", ALL_TARGETS)
+def test_a_smaller_evaluation_is_the_first_prompts_of_a_larger_one(make, target):
+    """What benchmarks/eval_size.py relies on to study fewer prompts without new images."""
+    small, large = make(target, 8, 8), make(target, 8, 32)
+    for key in ("eval_forget", "eval_remain_train", "eval_remain_test"):
+        assert small[key] == large[key][:8], key
+
+
+def test_eval_sample_steps_set_the_evaluation_images_only():
+    """The training pairs keep `sample_steps`; every evaluation image (and Original's retention images) uses the other."""
+    task = TASKS.get("mini-shapes-concept").make({**FAST, "sample_steps": 3, "eval_sample_steps": 2})
+    assert task.sampler()["steps"] == 2 and task.sampler(evaluation=False)["steps"] == 3
+    assert TASKS.get("mini-shapes-concept").make(FAST).sampler()["steps"] == 2  # None: the one setting
+    calls = []
+
+    class Model:
+        def sample(self, prompts, seeds, steps, **kw):
+            calls.append(steps)
+            return torch.zeros(len(prompts), 3, 4, 4)
+
+    task.original_images(Model(), "w", ["a cross"], [0], evaluation=False)
+    task.original_images(Model(), "w", ["a cross"], [0])
+    assert calls == [3, 2]  # two cache entries: the sampler is part of the key
+    inst = task.build("cross", RunContext(device=torch.device("cpu"), seed=0, task_kind="concept"))
+    assert inst.evaluation.sampler["steps"] == 2
+
+
+@pytest.mark.parametrize("make,target", ALL_TARGETS)
 def test_prompt_splits_are_disjoint_and_paired(make, target):
     s = make(target, 20, 20)
     train_vocab = set(VOCAB["train"]["colours"]) | set(VOCAB["train"]["backgrounds"])
@@ -109,10 +140,16 @@ def test_every_method_runs_end_to_end(task_name):
         spec = JobSpec("t", task_name, FAST, task.targets()[0], method, method, SMALL_TEXT_HPARAMS.get(method, {}), 0, {"max_steps": 2})
         rec = execute(spec, device="cpu")
         assert rec["status"] == "ok", (method, rec.get("error"))
+        cost = rec["cost"]  # image generation is timed apart from judging, and is part of the evaluation
+        assert 0 < cost["eval_sample_seconds"] <= cost["eval_seconds"], cost
         cols = rec["metrics"]
         assert any(c.startswith("AS-train (mini-shapes-clip-judge, raw cosine, n=2)") for c in cols), cols
         assert any(c.startswith("UA (mini-shapes-clip-judge zero-shot") for c in cols), cols
         ret = next(c for c in cols if c.startswith("Retention dist. (1−cos mini-shapes-clip-judge image emb."))
         assert all(v == v for v in cols.values()), cols
+        per = parse_record({**spec.to_dict(), "job_id": "j", "setting_hash": "h", **rec}).instances  # per-instance values
+        assert {c for c in cols if c.startswith(("UA", "AS-", "Retention"))} <= set(per)
+        assert all(len(p.ids) == 2 and p.value == pytest.approx(cols[c]) for c, p in per.items())
+        assert per[ret].ids == per[next(c for c in cols if c.startswith("AS-test"))].ids  # one set, one id list
         if method == "original":
             assert cols[ret] == pytest.approx(0, abs=1e-4)

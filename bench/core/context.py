@@ -29,6 +29,7 @@ class RunContext:
     log: Callable[[str], None] = lambda msg: None
     steps_done: int = 0
     images_generated: int = 0
+    eval_sample_seconds: float = 0.0  # wall time the evaluation spent generating images (the rest of it is judging)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ class RecordError(ValueError):
 class Cost:
     unlearn_seconds: float | None = None
     eval_seconds: float | None = None
+    eval_sample_seconds: float | None = None  # of eval_seconds: generating the shared evaluation images (v3; the attack's own are in its metric_seconds)
     metric_seconds: dict[str, float] = field(default_factory=dict)  # eval seconds per metric
     steps: int | None = None
     optimizer_steps: int | None = None

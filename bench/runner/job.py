@@ -98,6 +98,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
         "cost": {
             "unlearn_seconds": round(timer.seconds, 3),
             "eval_seconds": round(eval_timer.seconds, 3),
+            "eval_sample_seconds": round(ctx.eval_sample_seconds, 3),  # of eval_seconds: generating the judged images
             "metric_seconds": metric_seconds,  # eval_seconds per metric
             "steps": ctx.steps_done,
             "optimizer_steps": counted.optimizer_steps,  # counted by the harness (bench/runner/steps.py)
