@@ -9,6 +9,7 @@ its records, and a row that mixes several is flagged in the table (`mixed` colum
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -206,13 +207,18 @@ def paired_job_scores(bootstrap: PairedBootstrap, jobs: dict, originals: pd.Data
     if cols is None or originals.empty:
         return {g: {} for g in jobs}
     reference = reference_lookup(originals, cols)
-    orig_jobs = {}
-    for _, r in originals.iterrows():
+    orig_jobs, orig_by_target = {}, {}
+    for _, r in originals.sort_values("seed").iterrows():
         orig_jobs.setdefault(r["key"], Job(r["key"], _metrics(r), r["instances"]))
+        orig_by_target.setdefault(r["key"][:2], orig_jobs[r["key"]])
 
     def one(j: Job) -> np.ndarray:
-        ref = orig_jobs.get(j.key) or reference(*j.key)
-        return bootstrap.scores(j, ref, cols)
+        # Original on the same key; else on the same options and target (Original runs one seed: its images do
+        # not depend on it), re-keyed so that its instances are drawn with the job's own draw; else fixed values
+        ref = orig_jobs.get(j.key)
+        if ref is None and j.key[:2] in orig_by_target:
+            ref = dataclasses.replace(orig_by_target[j.key[:2]], key=j.key)
+        return bootstrap.scores(j, ref if ref is not None else reference(*j.key), cols)
 
     out = {}
     for g, row_jobs in jobs.items():

@@ -176,3 +176,11 @@ def test_bands_hand_case():
     means = {"a": 0.9, "b": 0.8, "c": 0.3}
     assert bands_from_pairs(means, {("a", "c"), ("b", "c")}) == {"a": (1, 2), "b": (1, 2), "c": (3, 3)}
     assert bands_from_pairs(means, set()) == {"a": (1, 3), "b": (1, 3), "c": (1, 3)}
+
+
+def test_every_seed_is_paired_with_originals_one_job_on_its_target():
+    """Original runs one seed per target (its images do not depend on it): a row's jobs at the other seeds
+    are still resampled with Original's instances, so a row identical to Original has a zero-width interval."""
+    t = _table(_world({"clone": (0.1, 0.0), "b": (0.5, 0.0)}, seeds=(0, 1, 2))).rows.set_index("row")
+    assert t.loc["original", "n"] == 3 and t.loc["clone", "n"] == 9
+    assert t.loc["clone", "score ci_lo"] == t.loc["clone", "score ci_hi"] == 0

@@ -47,9 +47,21 @@ def test_setting_hash_ignores_target_and_seed_but_not_hparams():
     assert plan_jobs(other, targets=["0"])[0].setting_hash != jobs[0].setting_hash
 
 
+def test_a_task_can_replicate_over_its_own_seeds_and_original_runs_once_per_target():
+    suite = parse_suite({"tasks": {"mini-digits-class": {"targets": ["0", "1"]}, "mini-shapes-style": {"targets": ["swirl"], "seeds": [0, 1, 2]}},
+                         "methods": ["original", "graddiff"], "seeds": [0]})
+    jobs = plan_jobs(suite)
+    style = sorted((j.method, j.seed) for j in jobs if j.task == "mini-shapes-style")
+    assert style == [("graddiff", 0), ("graddiff", 1), ("graddiff", 2), ("original", 0)]  # Original's images do not depend on the seed
+    assert sorted(j.seed for j in jobs if j.task == "mini-digits-class") == [0, 0, 0, 0]
+    assert {j.seed for j in plan_jobs(suite, seeds=[7])} == {7}  # --seeds overrides every task's
+
+
 @pytest.mark.parametrize(
     "raw, message",
     [
+        ({"tasks": {"mini-shapes-style": {"seeds": []}}, "methods": ["graddiff"]}, "seeds must be a non-empty list"),
+        ({"tasks": {"mini-shapes-style": {"seeds": ["a"]}}, "methods": ["graddiff"]}, "seeds must be a non-empty list"),
         ("just a string", "must be a mapping"),
         ({"tasks": ["mini-digits-class"]}, "non-empty 'methods'"),
         ({"tasks": ["mini-digits-class"], "methods": ["graddiff"], "bogus": 1}, "unknown key"),
@@ -92,13 +104,13 @@ def test_methods_from_shares_a_suite_method_list_and_jobs_say_where_hparams_came
     ref = load_suite("mini-reference")
     assert ref.hparams_source == "reference"
     full = load_suite("mini-full")
-    assert [m.label for m in full.methods] == [m.label for m in load_suite("mini").methods] + ["retrain"]  # methods_from: mini
+    assert [m.label for m in full.methods] == [m.label for m in load_suite("mini").methods] + ["rgd-narrow", "retrain"]  # methods_from: mini
     jobs = plan_jobs(ref, tasks=["mini-shapes-style"], methods=["rgd"])
     assert {j.hparams_source for j in jobs} == {"reference"}
     tuned = parse_suite({"tasks": ["mini-shapes-style"], "tuning": {"trials": 6, "validation_targets": 1},
                          "methods": [{"method": "rgd", "hparams_by_task": {"mini-shapes-style": {"lr": 3e-4}}, "tuned": ["mini-shapes-style"]}]})
     (job,) = plan_jobs(tuned, targets=["swirl"])
-    assert job.hparams_source == "tuned (6 trials x 1 held-out target)" and job.hparams == {"lr": 3e-4}
+    assert job.hparams_source == "tuned (6 trials x 1 held-out jobs)" and job.hparams == {"lr": 3e-4}
     assert job.setting_hash == plan_jobs(parse_suite({**{"tasks": ["mini-shapes-style"]}, "methods": [
         {"method": "rgd", "hparams_by_task": {"mini-shapes-style": {"lr": 3e-4}}}]}), targets=["swirl"])[0].setting_hash  # a label, not a setting
     for bad in ({"tasks": ["mini-shapes-style"], "methods": "rgd", "methods_from": "mini"},
@@ -107,3 +119,29 @@ def test_methods_from_shares_a_suite_method_list_and_jobs_say_where_hparams_came
                 {"tasks": ["mini-shapes-style"], "methods": [{"method": "rgd", "tuned": ["mini-shapes-style"]}], "tuning": {"trials": 1}}):
         with pytest.raises(ConfigError):
             parse_suite(bad)
+
+
+def test_an_ablation_row_follows_its_base_entrys_values():
+    """`like`: rgd-narrow runs rgd's (tuned) values per task with its own on top, and follows them when re-tuned."""
+    from bench.runner.plan import _entry_data, parse_method_entry
+
+    suite = parse_suite({"tasks": ["mini-shapes-style", "mini-shapes-concept"], "tuning": {"trials": 4, "validation_targets": 3},
+                         "methods": [{"method": "rgd", "hparams": {"steps": 7},
+                                      "hparams_by_task": {"mini-shapes-style": {"lr": 3e-4, "lam": 2.0}}, "tuned": ["mini-shapes-style"]},
+                                     {"method": "rgd", "label": "rgd-narrow", "like": "rgd", "hparams": {"remain_sampling": "narrow"}}]})
+    jobs = {(j.task, j.label): j for j in plan_jobs(suite, targets=None) if j.target in ("swirl", "cross")}
+    narrow, base = jobs[("mini-shapes-style", "rgd-narrow")], jobs[("mini-shapes-style", "rgd")]
+    assert narrow.hparams == {**base.hparams, "remain_sampling": "narrow"} == {"steps": 7, "lr": 3e-4, "lam": 2.0, "remain_sampling": "narrow"}
+    assert jobs[("mini-shapes-concept", "rgd-narrow")].hparams == {"steps": 7, "remain_sampling": "narrow"}
+    assert narrow.hparams_source == "tuned (4 trials x 3 held-out jobs) values of rgd, then remain_sampling"
+    assert _entry_data(suite.methods[1]) == {"method": "rgd", "label": "rgd-narrow", "like": "rgd", "hparams": {"remain_sampling": "narrow"}}
+    assert parse_method_entry(_entry_data(suite.methods[1])).like == "rgd"
+    from bench.runner.tune import search_plan
+
+    assert search_plan(suite.tasks[0], suite.methods[1]) is None  # not tuned itself
+    for bad in ([{"method": "rgd", "label": "n", "like": "rgd"}],  # no earlier rgd
+                [{"method": "graddiff"}, {"method": "rgd", "label": "n", "like": "graddiff"}],  # another method
+                [{"method": "rgd"}, {"method": "rgd", "like": "rgd"}],  # no label of its own
+                [{"method": "rgd"}, {"method": "rgd", "label": "n", "like": "rgd", "hparams_by_task": {"mini-shapes-style": {"lr": 1.0}}}]):
+        with pytest.raises(ConfigError, match="like"):
+            parse_suite({"tasks": ["mini-shapes-style"], "methods": bad})

@@ -31,6 +31,8 @@ class MethodEntry:
     hparams: dict = field(default_factory=dict)
     hparams_by_task: dict = field(default_factory=dict)
     tuned: tuple[str, ...] = ()  # tasks whose hparams_by_task values `unlearn-bench tune` selected
+    like: str | None = None  # an ablation row: the hyper-parameters of the entry with this label, then its own
+    own: tuple[str, ...] = ()  # with `like`: the hyper-parameters this entry sets itself
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,12 @@ class Suite:
 
     def hparams_source_for(self, entry: MethodEntry, task: str) -> str:
         """What a record says about its hyper-parameters: tuned (with the budget), reference or given."""
+        if entry.like:
+            base = next(m for m in self.methods if m.label == entry.like)
+            return f"{self.hparams_source_for(base, task)} values of {entry.like}, then {', '.join(sorted(entry.own))}"
         if task in entry.tuned:
             t = self.tuning
-            return f"tuned ({t.get('trials', '?')} trials x {t.get('validation_targets', '?')} held-out target)"
+            return f"tuned ({t.get('trials', '?')} trials x {t.get('validation_targets', '?')} held-out jobs)"
         return self.hparams_source
 
 
@@ -185,6 +190,7 @@ def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>")
     labels = [m.label for m in methods]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"suite {source}: duplicate method labels {sorted({l for l in labels if labels.count(l) > 1})}; give each a 'label'")
+    methods = resolve_like(methods, source)
     seeds, budget, timeout_s = _parse_run_settings(raw, source)
     source_kind = raw.get("hparams_source", "given")
     if source_kind not in ("given", "reference"):
@@ -200,6 +206,8 @@ def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>")
 
 def _entry_data(m: MethodEntry) -> dict:
     """A MethodEntry as suite YAML data (what parse_method_entry reads back)."""
+    if m.like:  # written as it was given: it follows its base entry
+        return {"method": m.method, "label": m.label, "like": m.like, "hparams": {k: m.hparams[k] for k in m.own}}
     entry: dict = {"method": m.method}
     if m.label != m.method:
         entry["label"] = m.label
@@ -212,6 +220,25 @@ def _entry_data(m: MethodEntry) -> dict:
     return entry
 
 
+def resolve_like(methods: list[MethodEntry], source: str) -> list[MethodEntry]:
+    """Entries with `like: LABEL` take that earlier entry's hyper-parameters (per task too), then their own on top:
+    an ablation row that follows its method's tuned values when they are re-tuned."""
+    out: list[MethodEntry] = []
+    for m in methods:
+        if m.like is not None:
+            base = next((b for b in out if b.label == m.like), None)
+            if base is None or base.method != m.method or base.like:
+                raise ConfigError(f"suite {source}: method {m.label!r} is like: {m.like!r}, which must be an earlier {m.method!r} entry "
+                                  "without a 'like' of its own")
+            if m.hparams_by_task or m.tuned:
+                raise ConfigError(f"suite {source}: method {m.label!r} has 'like': it takes {m.like!r}'s per-task values, "
+                                  "so it sets only 'hparams'")
+            by_task = {t: {**(v or {}), **m.hparams} for t, v in base.hparams_by_task.items()}
+            m = MethodEntry(m.method, m.label, {**base.hparams, **m.hparams}, by_task, (), m.like, tuple(sorted(m.hparams)))
+        out.append(m)
+    return out
+
+
 def check_timeout(value: Any, who: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"{who} must be a positive number of seconds, not {value!r}")
@@ -221,8 +248,8 @@ def check_timeout(value: Any, who: str) -> float:
 def parse_method_entry(m: Any, source: str = "<suite>") -> MethodEntry:
     if isinstance(m, str):
         return MethodEntry(m, m)
-    if not isinstance(m, dict) or "method" not in m or set(m) - {"method", "label", "hparams", "hparams_by_task", "tuned"}:
-        raise ConfigError(f"suite {source}: method entry {m!r} must be a name or {{method, label?, hparams?, hparams_by_task?, tuned?}}")
+    if not isinstance(m, dict) or "method" not in m or set(m) - {"method", "label", "hparams", "hparams_by_task", "tuned", "like"}:
+        raise ConfigError(f"suite {source}: method entry {m!r} must be a name or {{method, label?, hparams?, hparams_by_task?, tuned?, like?}}")
     hparams, by_task = m.get("hparams") or {}, m.get("hparams_by_task") or {}
     if not isinstance(hparams, dict):
         raise ConfigError(f"suite {source}: method {m['method']!r} hparams must be a mapping name -> value, not {hparams!r}")
@@ -231,7 +258,10 @@ def parse_method_entry(m: Any, source: str = "<suite>") -> MethodEntry:
     tuned = m.get("tuned") or []
     if not isinstance(tuned, list) or not all(t in by_task for t in tuned):
         raise ConfigError(f"suite {source}: method {m['method']!r} 'tuned' must list tasks that have hparams_by_task values")
-    return MethodEntry(str(m["method"]), str(m.get("label", m["method"])), dict(hparams), dict(by_task), tuple(map(str, tuned)))
+    like = m.get("like")
+    if like is not None and (not isinstance(like, str) or "label" not in m):
+        raise ConfigError(f"suite {source}: method {m['method']!r}: 'like' names another entry's label, and the row needs its own 'label'")
+    return MethodEntry(str(m["method"]), str(m.get("label", m["method"])), dict(hparams), dict(by_task), tuple(map(str, tuned)), like)
 
 
 def plan_jobs(
@@ -279,8 +309,11 @@ def plan_jobs(
             hparams = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
             hparams = check_fields(method_cls.HParams, hparams, f"method {label!r} hyper-parameters")
             method_cls.default_hparams(task_cls.kind, **hparams)  # validate now
+            job_seeds = list(seeds or te.seeds or suite.seeds)
+            if method_cls.name == "original":  # no training, fixed evaluation noise: every seed would repeat the first
+                job_seeds = job_seeds[:1]
             for target in task_targets:
-                for seed in seeds or te.seeds or suite.seeds:
+                for seed in job_seeds:
                     limit = timeout_s or suite.timeout_s or default_timeout(task_cls)
                     jobs.append(JobSpec(suite.name, te.task, te.options, target, me.method, label, hparams, int(seed), suite.budget, limit,
                                         suite.hparams_source_for(me, te.task)))
