@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     tu = sub.add_parser("tune", help="select hyper-parameters per method with the same search budget, on held-out targets")
     tu.add_argument("--suite", default="mini", help="the suite whose methods and tasks are tuned")
     tu.add_argument("--trials", type=int, default=8, help="trials per (task, method), the same for every method")
-    tu.add_argument("--validation-targets", type=int, default=1, help="held-out targets per task each trial runs on")
+    tu.add_argument("--validation-targets", type=int, default=3,
+                    help="held-out jobs per task each trial runs on: that many held-out targets, with more seeds where a task has fewer")
     tu.add_argument("--seed", type=int, default=0, help="the searcher's seed")
     tu.add_argument("--tasks", nargs="+", help="restrict to these tasks")
     tu.add_argument("--methods", nargs="+", help="restrict to these methods (labels or names)")
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--name", help="the name the tuned suite carries (default: the tuned suite's own)")
     tu.add_argument("--report-only", action="store_true",
                     help="run no trial: rewrite TUNING.md and the tuned suite from every trial record in --out")
+    tu.add_argument("--transfer", metavar="RESULTS",
+                    help="with --report-only: the results of a run of the tuned suite; TUNING.md adds each chosen point's "
+                         "validation score next to its score on the reported targets (the transfer gap)")
 
     ls = sub.add_parser("list", help="list methods, tasks, metrics or suites")
     ls.add_argument("what", choices=["methods", "tasks", "metrics", "suites"])
@@ -144,7 +148,7 @@ def cmd_tune(args) -> int:
     settings = TuneSettings(trials=args.trials, validation_targets=args.validation_targets, seed=args.seed)
     suite = load_suite(args.suite)
     if args.report_only:
-        report_from_records(suite, args.out, settings, name=args.name)
+        report_from_records(suite, args.out, settings, name=args.name, transfer_from=args.transfer)
     else:
         tune_suite(suite, args.out, settings, tasks=args.tasks, methods=args.methods,
                    threads=args.threads or os.cpu_count() or 1, name=args.name)

@@ -6,7 +6,16 @@ import yaml
 
 from bench.core.errors import ConfigError
 from bench.runner.plan import MethodEntry, Suite, TaskEntry, parse_suite
-from bench.runner.tune import Trial, TuneResult, TuneSettings, tuned_suite, validation_targets
+from bench.runner.tune import (
+    Trial,
+    TuneResult,
+    TuneSettings,
+    per_target_scores,
+    report_markdown,
+    tuned_suite,
+    validation_seeds,
+    validation_targets,
+)
 from methods.base import METHODS
 from methods.search_space import AroundResolved, LogUniform, Uniform, declared_space, resolve_space
 
@@ -34,11 +43,32 @@ def test_learning_rate_is_searched_around_the_resolved_value():
 def test_validation_targets_are_disjoint_from_the_reported_ones():
     held = validation_targets(TaskEntry("mini-digits-class", ("0", "5")), 2)
     assert held == ["1", "2"]
-    assert validation_targets(TaskEntry("mini-shapes-style", ("swirl",)), 3) == ["dotted"]
+    assert validation_targets(TaskEntry("mini-shapes-style", ("swirl",)), 3) == ["dotted", "striped"]  # all it holds out
     with pytest.raises(ConfigError, match="leave at least one out"):
         validation_targets(TaskEntry("mini-shapes-style"), 1)  # all targets reported
     with pytest.raises(ConfigError):
         TuneSettings(trials=0)
+
+
+def test_validation_makes_up_for_few_held_out_targets_with_seeds():
+    assert validation_seeds(["1", "2", "3"], 3, 0) == [0]  # enough targets: one seed each
+    assert validation_seeds(["dotted", "striped"], 3, 0) == [0, 1]  # two styles: two seeds each, 4 jobs >= 3
+    assert validation_seeds(["a"], 3, 5) == [5, 6, 7]
+    assert per_target_scores([("a", 0.2), ("b", 0.5), ("a", 0.4)]) == {"a": pytest.approx(0.3), "b": 0.5}
+    assert math.isnan(per_target_scores([("a", 0.2), ("a", math.nan)])["a"])  # a failed seed fails its target
+
+
+def test_the_report_shows_each_validation_target_and_the_transfer_gap():
+    suite = Suite("s", [TaskEntry("mini-shapes-style", ("swirl",))], [MethodEntry("rgd", "rgd"), MethodEntry("esd-u", "esd-u")], [0])
+    trials = [Trial(0, {"lr": 1e-4}, 0.5, [], {"dotted": 0.7, "striped": 0.3}), Trial(1, {"lr": 3e-4}, 0.6, [], {"dotted": 0.9, "striped": 0.3})]
+    results = [TuneResult("mini-shapes-style", "rgd", "rgd", {"lr": "log-uniform"}, ["dotted", "striped"], trials, [0, 1]),
+               TuneResult("mini-shapes-style", "esd-u", "esd-u", {"lr": "log-uniform"}, ["dotted", "striped"], trials[:1], [0, 1])]
+    md = report_markdown(suite, results, TuneSettings(trials=2), {("mini-shapes-style", "rgd"): (0.45, 3)})
+    assert "| rgd | lr log-uniform | lr 0.0003 | 0.600 | 0.90 | 0.30 | 0.50 0.60 |" in md  # the best trial's per-target scores
+    assert "| rgd | 1 | 0.70 | 0.30 |" in md and "seeds 0, 1" in md
+    assert "| mini-shapes-style | rgd | 0.600 | 0.450 (3) | -0.150 |" in md
+    assert "| mini-shapes-style | esd-u | 0.500 | not run | – |" in md
+    assert "Transfer" not in report_markdown(suite, results, TuneSettings(trials=2))
 
 
 def test_tuned_suite_carries_the_chosen_values_per_task_and_parses():
@@ -59,7 +89,7 @@ def test_tuned_suite_carries_the_chosen_values_per_task_and_parses():
     assert narrow.label == "rgd-narrow" and narrow.hparams_by_task == {"mini-shapes-style": {"lr": 5e-5, "lam": 3.0}}
     assert rgd.tuned == ("mini-digits-class",) and narrow.tuned == ("mini-shapes-style",) and parsed.methods[0].tuned == ()
     # the records say so: tuned (with the budget) where selected, the suite's own source elsewhere
-    assert parsed.hparams_source_for(rgd, "mini-digits-class") == "tuned (3 trials x 1 held-out target)"
+    assert parsed.hparams_source_for(rgd, "mini-digits-class") == "tuned (3 trials x 3 held-out jobs)"
     assert parsed.hparams_source_for(rgd, "mini-shapes-style") == parsed.hparams_source_for(parsed.methods[0], "x") == "given"
     assert parsed.seeds == [0, 1] and parsed.budget == {"max_steps": 5} and parsed.tasks[0].targets == ("0",)
 
@@ -81,12 +111,14 @@ def test_tune_runs_with_ray_tune_and_resumes(tmp_path, monkeypatch):
     args = ["tune", "--suite", str(suite), "--out", "tune", "--threads", "1"]
     assert main([*args, "--trials", "2"]) == 0
     first = {p.name for p in (out / "records").glob("*.json")}
-    assert len(first) == 3 and all("__t9__" in n for n in first)  # Original + 2 trials, all on the held-out class 9
+    # Original + 2 trials × 3 seeds (one held-out class: seeds make up the 3 validation jobs), all on class 9
+    assert len(first) == 7 and all("__t9__" in n for n in first)
+    assert {n.split("__")[3] for n in first} == {"s0", "s1", "s2"}
     assert main([*args, "--trials", "3"]) == 0
     second = {p.name for p in (out / "records").glob("*.json")}
-    assert first < second and len(second - first) == 1
+    assert first < second and len(second - first) == 3
     report = (out / "TUNING.md").read_text()
-    assert "finetune" in report and "Validation targets (never reported): 9" in report
+    assert "finetune" in report and "Validation targets (never reported): 9, seeds 0, 1, 2" in report
     tuned = parse_suite(yaml.safe_load((out / "tuned-t.yaml").read_text()))
     assert set(tuned.methods[1].hparams_by_task["mini-digits-class"]) == {"lr"}
     assert (out / "plots" / "tune-mini-digits-class.png").exists()
@@ -116,8 +148,8 @@ def test_report_from_records_numbers_trials_in_start_order_and_scores_against_or
                 _trial_record("finetune", "0", {"steps": 100, "lr": 1e-4}, 1.0, 1.0, "t5")):  # a reported target: never read
         write_record(tmp_path, rec)
     res = results_from_records(suite, te, me, {"steps": 100, "lr": 1e-4}, {"lr": LogUniform(1e-5, 1e-3)}, ["1"], tmp_path,
-                               TuneSettings(trials=8))  # the suite's own lr is a searched key: not a filter
+                               TuneSettings(trials=8, validation_targets=1))  # the suite's own lr is a searched key: not a filter
     assert [(t.number, t.hparams, t.score) for t in res.trials[:2]] == [(0, {"lr": 1e-4}, 1.0), (1, {"lr": 2e-4}, 0.5)]
     assert math.isnan(res.trials[2].score) and len(res.trials) == 3 and res.best.hparams == {"lr": 1e-4}
-    capped = results_from_records(suite, te, me, {"steps": 100}, {"lr": LogUniform(1e-5, 1e-3)}, ["1"], tmp_path, TuneSettings(trials=1))
+    capped = results_from_records(suite, te, me, {"steps": 100}, {"lr": LogUniform(1e-5, 1e-3)}, ["1"], tmp_path, TuneSettings(trials=1, validation_targets=1))
     assert len(capped.trials) == 1

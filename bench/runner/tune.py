@@ -42,8 +42,8 @@ from tasks.base import TASKS
 @dataclass(frozen=True)
 class TuneSettings:
     trials: int = 8  # per (task, method): the same for every method
-    validation_targets: int = 1  # held-out targets per task that each trial runs on
-    seed: int = 0  # the searcher's seed (the jobs use the suite's first seed)
+    validation_targets: int = 3  # held-out jobs per task that each trial runs on: targets, then seeds where targets run out
+    seed: int = 0  # the searcher's seed (the jobs use the suite's first seed and the ones after it)
 
     def __post_init__(self) -> None:
         if self.trials < 1 or self.validation_targets < 1:
@@ -54,8 +54,9 @@ class TuneSettings:
 class Trial:
     number: int
     hparams: dict  # the searched values only
-    score: float  # mean ranking scalar over the validation targets (nan: a job failed)
+    score: float  # mean ranking scalar over the validation jobs (nan: a job failed)
     job_ids: list[str] = field(default_factory=list)
+    per_target: dict[str, float] = field(default_factory=dict)  # validation target -> mean score over its seeds
 
 
 @dataclass
@@ -66,6 +67,7 @@ class TuneResult:
     space: dict  # name -> "log-uniform [a, b]" / "uniform [a, b]"
     validation_targets: list[str]
     trials: list[Trial]
+    validation_seeds: list[int] = field(default_factory=lambda: [0])
 
     @property
     def best(self) -> Trial | None:
@@ -84,6 +86,12 @@ def validation_targets(task_entry: TaskEntry, n: int) -> list[str]:
     return held_out[:n]
 
 
+def validation_seeds(targets: list[str], n: int, first_seed: int) -> list[int]:
+    """Seeds per validation target so that a trial runs at least n jobs: one seed when the task holds out
+    n targets, more where it has fewer (a style task with two held-out styles runs each with two seeds)."""
+    return [first_seed + i for i in range(math.ceil(n / len(targets)))]
+
+
 def _describe(dim) -> str:
     kind = "log-uniform" if isinstance(dim, LogUniform) else "uniform"
     return f"{kind} [{dim.low:.3g}, {dim.high:.3g}]"
@@ -95,8 +103,9 @@ def _tune_space(space: dict):
     return {k: (tune.loguniform if isinstance(d, LogUniform) else tune.uniform)(d.low, d.high) for k, d in space.items()}
 
 
-def _job(suite: Suite, te: TaskEntry, me: MethodEntry, hparams: dict, target: str) -> JobSpec:
-    return JobSpec(f"tune:{suite.name}", te.task, te.options, target, me.method, me.label, hparams, int(suite.seeds[0]),
+def _job(suite: Suite, te: TaskEntry, me: MethodEntry, hparams: dict, target: str, seed: int | None = None) -> JobSpec:
+    seed = int((te.seeds or suite.seeds)[0]) if seed is None else seed
+    return JobSpec(f"tune:{suite.name}", te.task, te.options, target, me.method, me.label, hparams, seed,
                    suite.budget, timeout_s=suite.timeout_s)
 
 
@@ -108,17 +117,27 @@ def _ok_record(spec: JobSpec, out_dir, threads: int | None) -> RunRecord:
     return parse_record(run_job(spec, out_dir, threads=threads))
 
 
-def _trial(config: dict, *, base: dict, jobs: list[dict], originals: dict, out_dir: str, threads: int) -> dict:
-    """One Ray Tune trial: the method with `config` on every validation target, scored against Original."""
+def per_target_scores(scored: list[tuple[str, float]]) -> dict[str, float]:
+    """(target, score) per validation job -> target -> mean over its seeds (nan when one failed)."""
+    out: dict[str, list[float]] = {}
+    for target, s in scored:
+        out.setdefault(target, []).append(s)
+    return {t: sum(v) / len(v) for t, v in out.items()}
 
-    scores, ids = [], []
+
+def _trial(config: dict, *, base: dict, jobs: list[dict], originals: dict, out_dir: str, threads: int) -> dict:
+    """One Ray Tune trial: the method with `config` on every validation job, scored against Original
+    on the same target; the selection score is the mean over the jobs."""
+
+    scored, ids = [], []
     for job in jobs:
         spec = JobSpec(**{**job, "hparams": {**base, **config}})
         rec = _ok_record(spec, out_dir, threads)
         ids.append(spec.job_id)
-        scores.append(score(rec.metrics, originals[spec.target]) if rec.ok else math.nan)
-    mean = sum(scores) / len(scores)
-    return {"score": mean if math.isfinite(mean) else 0.0, "valid": math.isfinite(mean), "job_ids": " ".join(ids)}
+        scored.append((spec.target, score(rec.metrics, originals[spec.target]) if rec.ok else math.nan))
+    mean = sum(s for _, s in scored) / len(scored)
+    return {"score": mean if math.isfinite(mean) else 0.0, "valid": math.isfinite(mean), "job_ids": " ".join(ids),
+            "per_target": json.dumps(per_target_scores(scored))}
 
 
 def search_plan(te: TaskEntry, me: MethodEntry):
@@ -126,7 +145,7 @@ def search_plan(te: TaskEntry, me: MethodEntry):
 
     method_cls = resolve_method(me.method)
     kind = TASKS.get(te.task).kind
-    if kind not in method_cls.task_kinds:
+    if kind not in method_cls.task_kinds or me.like:  # an ablation row follows its base entry's chosen values
         return None
     base = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
     resolved = method_cls.default_hparams(kind, **base)
@@ -168,7 +187,8 @@ def tune_one(suite: Suite, te: TaskEntry, me: MethodEntry, base: dict, space: di
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    jobs = [dataclasses.asdict(_job(suite, te, me, base, t)) for t in targets]
+    seeds = validation_seeds(targets, settings.validation_targets, int((te.seeds or suite.seeds)[0]))
+    jobs = [dataclasses.asdict(_job(suite, te, me, base, t, s)) for t in targets for s in seeds]
     sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=max(1, min(4, settings.trials // 2)))
     searcher = OptunaSearch(metric="score", mode="max", sampler=sampler)
     trainable = tune.with_resources(
@@ -187,8 +207,9 @@ def tune_one(suite: Suite, te: TaskEntry, me: MethodEntry, base: dict, space: di
     for i, r in enumerate(grid):
         m = r.metrics or {}
         s = float(m.get("score", math.nan)) if m.get("valid") else math.nan
-        trials.append(Trial(i, {k: float(r.config[k]) for k in space}, s, str(m.get("job_ids", "")).split()))
-    return TuneResult(te.task, me.label, me.method, {k: _describe(d) for k, d in space.items()}, targets, trials)
+        trials.append(Trial(i, {k: float(r.config[k]) for k in space}, s, str(m.get("job_ids", "")).split(),
+                            json.loads(m["per_target"]) if m.get("per_target") else {}))
+    return TuneResult(te.task, me.label, me.method, {k: _describe(d) for k, d in space.items()}, targets, trials, seeds)
 
 
 def results_from_records(suite: Suite, te: TaskEntry, me: MethodEntry, base: dict, space: dict, targets: list[str],
@@ -197,6 +218,7 @@ def results_from_records(suite: Suite, te: TaskEntry, me: MethodEntry, base: dic
     is one point's jobs on the validation targets, numbered in the order they started (the searcher
     runs one at a time), the first `settings.trials` of them; None when no trial has a record."""
 
+    seeds = validation_seeds(targets, settings.validation_targets, int((te.seeds or suite.seeds)[0]))
     recs = [r for r in iter_records(out_dir / "records") if r.suite == f"tune:{suite.name}" and r.task == te.task
             and r.target in targets and r.status in ("ok", "failed")]
     originals = {r.target: r.metrics for r in recs if r.method == "original" and r.ok}
@@ -208,17 +230,19 @@ def results_from_records(suite: Suite, te: TaskEntry, me: MethodEntry, base: dic
         points.setdefault(json.dumps({k: hp.get(k) for k in space}, sort_keys=True), []).append(r)
     trials = []
     for i, (key, jobs) in enumerate(list(points.items())[: settings.trials]):
-        per_target = {r.target: r for r in jobs}
-        vals = [score(per_target[t].metrics, originals[t]) if t in per_target and per_target[t].ok and t in originals
-                else math.nan for t in targets]
-        mean = sum(vals) / len(vals)
-        trials.append(Trial(i, {k: float(v) for k, v in json.loads(key).items()}, mean, [r.job_id for r in jobs]))
+        by_job = {(r.target, r.seed): r for r in jobs}
+        scored = [(t, score(by_job[(t, s)].metrics, originals[t]) if (t, s) in by_job and by_job[(t, s)].ok and t in originals
+                   else math.nan) for t in targets for s in seeds]
+        mean = sum(v for _, v in scored) / len(scored)
+        trials.append(Trial(i, {k: float(v) for k, v in json.loads(key).items()}, mean, [r.job_id for r in jobs],
+                            per_target_scores(scored)))
     if not trials:
         return None
-    return TuneResult(te.task, me.label, me.method, {k: _describe(d) for k, d in space.items()}, targets, trials)
+    return TuneResult(te.task, me.label, me.method, {k: _describe(d) for k, d in space.items()}, targets, trials, seeds)
 
 
-def report_from_records(suite: Suite, out_dir, settings: TuneSettings, name: str | None = None) -> list[TuneResult]:
+def report_from_records(suite: Suite, out_dir, settings: TuneSettings, name: str | None = None,
+                        transfer_from=None) -> list[TuneResult]:
     """Rewrite TUNING.md and the tuned suite from every trial record in `out_dir` (no new trials): what
     several partial `tune` runs (--tasks/--methods) into one directory searched, as one report."""
     out_dir = Path(out_dir)
@@ -233,7 +257,7 @@ def report_from_records(suite: Suite, out_dir, settings: TuneSettings, name: str
                 results.append(res)
     if not results:
         raise ConfigError(f"tune --report-only: no trial records of suite {suite.name!r} in {out_dir / 'records'}")
-    write_outputs(suite, results, settings, out_dir, name)
+    write_outputs(suite, results, settings, out_dir, name, reported_scores(transfer_from) if transfer_from else None)
     return results
 
 
@@ -292,7 +316,8 @@ def tuned_suite(suite: Suite, results: list[TuneResult], settings: TuneSettings,
     listed under the entry's `tuned`, and the budget under `tuning` (the leaderboard shows both)."""
 
     chosen = {(r.task, r.label): r.best.hparams for r in results if r.best}
-    tasks = {te.task: {k: v for k, v in (("targets", list(te.targets) if te.targets else None), ("options", te.options)) if v}
+    tasks = {te.task: {k: v for k, v in (("targets", list(te.targets) if te.targets else None), ("options", te.options),
+                                         ("seeds", list(te.seeds) if te.seeds else None)) if v}
              for te in suite.tasks}
     methods = []
     for me in suite.methods:
@@ -311,24 +336,65 @@ def tuned_suite(suite: Suite, results: list[TuneResult], settings: TuneSettings,
             **({"budget": suite.budget} if suite.budget else {}), **({"timeout_s": suite.timeout_s} if suite.timeout_s else {})}
 
 
-def report_markdown(suite: Suite, results: list[TuneResult], settings: TuneSettings) -> str:
+def reported_scores(results_dir) -> dict[tuple[str, str], tuple[float, int]]:
+    """(task, row label) -> (mean score, jobs) on the reported targets, from the records of a run of the
+    tuned suite (the leaderboard's own aggregation): the other side of the transfer gap."""
+    from leaderboard.aggregate import aggregate
+
+    out = {}
+    for table in aggregate(list(iter_records(Path(results_dir) / "records"))):
+        if table.rows.empty or "score mean" not in table.rows:
+            continue
+        for _, row in table.rows.iterrows():
+            if not row["reference"] and math.isfinite(row["score mean"]):
+                out[(table.task, row["row"])] = (float(row["score mean"]), int(row["n"]))
+    return out
+
+
+def _fmt(x: float) -> str:
+    return "–" if not math.isfinite(x) else f"{x:.2f}"
+
+
+def report_markdown(suite: Suite, results: list[TuneResult], settings: TuneSettings, transfer: dict | None = None) -> str:
     lines = [f"# Tuning report: suite `{suite.name}`", "",
-             f"Budget, the same for every method: {settings.trials} trials per (task, method), each one job per "
-             f"validation target at the suite's own optimiser steps; searcher: Optuna TPE (seed {settings.seed}), "
-             "one trial at a time. Selection rule (the leaderboard's ranking scalar, against Original on the same "
-             f"target): {RULE}", ""]
+             f"Budget, the same for every method: {settings.trials} trials per (task, method), each at least "
+             f"{settings.validation_targets} jobs on held-out validation targets (more seeds where a task holds out "
+             "fewer targets) at the suite's own optimiser steps; searcher: Optuna TPE "
+             f"(seed {settings.seed}), one trial at a time. Selection rule: the mean over the validation jobs of the "
+             f"leaderboard's ranking scalar, against Original on the same target: {RULE}", ""]
     for task in dict.fromkeys(r.task for r in results):
         rows = [r for r in results if r.task == task]
-        lines += [f"## {task}", "", f"Validation targets (never reported): {', '.join(rows[0].validation_targets)}. "
-                  f"Plot: [plots/tune-{task}.png](plots/tune-{task}.png)", "",
-                  "| method | space | chosen | score | trials (score per trial) |", "|---|---|---|---:|---|"]
+        targets = rows[0].validation_targets
+        lines += [f"## {task}", "", f"Validation targets (never reported): {', '.join(targets)}, seeds "
+                  f"{', '.join(map(str, rows[0].validation_seeds))}. Plot: [plots/tune-{task}.png](plots/tune-{task}.png)", "",
+                  "| method | space | chosen | score | " + " | ".join(f"`{t}`" for t in targets) + " | trials (score per trial) |",
+                  "|---|---|---|---:|" + "---:|" * len(targets) + "---|"]
         for r in rows:
             best = r.best
             chosen = ", ".join(f"{k} {v:.3g}" for k, v in best.hparams.items()) if best else "–"
-            per = " ".join("–" if not math.isfinite(t.score) else f"{t.score:.2f}" for t in r.trials)
+            per = " ".join(_fmt(t.score) for t in r.trials)
             space = "; ".join(f"{k} {d}" for k, d in r.space.items())
-            lines.append(f"| {r.label} | {space} | {chosen} | {best.score:.3f} |" if best else f"| {r.label} | {space} | – | – |")
-            lines[-1] += f" {per} |"
+            by_target = " | ".join(_fmt(best.per_target.get(t, math.nan)) if best else "–" for t in targets)
+            lines.append(f"| {r.label} | {space} | {chosen} | {best.score:.3f} | {by_target} | {per} |" if best
+                         else f"| {r.label} | {space} | – | – | {by_target} | {per} |")
+        lines += ["", "Per trial and validation target (mean over its seeds):", "",
+                  "| method | trial | " + " | ".join(f"`{t}`" for t in targets) + " |", "|---|---:|" + "---:|" * len(targets)]
+        for r in rows:
+            for t in r.trials:
+                lines.append(f"| {r.label} | {t.number + 1} | " + " | ".join(_fmt(t.per_target.get(x, math.nan)) for x in targets) + " |")
+        lines.append("")
+    if transfer is not None:
+        lines += ["## Transfer: the chosen point on the validation targets vs on the reported ones", "",
+                  "Reported = the leaderboard's mean score of the row in a run of the tuned suite (its records); gap = "
+                  "reported − validation. A large negative gap: the validation targets chose a point that does not carry over.", "",
+                  "| task | method | validation score | reported score (n) | gap |", "|---|---|---:|---:|---:|"]
+        for r in results:
+            best = r.best
+            rep = transfer.get((r.task, r.label))
+            val = best.score if best else math.nan
+            rep_s = f"{rep[0]:.3f} ({rep[1]})" if rep else "not run"
+            gap = f"{rep[0] - val:+.3f}" if rep and best else "–"
+            lines.append(f"| {r.task} | {r.label} | {f'{val:.3f}' if best else '–'} | {rep_s} | {gap} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -353,12 +419,13 @@ def plot_trials(results: list[TuneResult], out_dir: Path) -> None:
         plt.close(fig)
 
 
-def write_outputs(suite: Suite, results: list[TuneResult], settings: TuneSettings, out_dir: Path, name: str | None = None) -> None:
+def write_outputs(suite: Suite, results: list[TuneResult], settings: TuneSettings, out_dir: Path, name: str | None = None,
+                  transfer: dict | None = None) -> None:
     stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     header = (f"# Tuned by `unlearn-bench tune --suite {suite.name} --trials {settings.trials} --validation-targets "
               f"{settings.validation_targets} --seed {settings.seed}{f' --name {name}' if name else ''}` on {stamp} "
               f"(git {git_revision()}); report: TUNING.md\n")
     data = tuned_suite(suite, results, settings, name)
     (out_dir / f"tuned-{suite.name}.yaml").write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    (out_dir / "TUNING.md").write_text(report_markdown(suite, results, settings) + "\n")
+    (out_dir / "TUNING.md").write_text(report_markdown(suite, results, settings, transfer) + "\n")
     plot_trials(results, out_dir)
