@@ -7,7 +7,7 @@ import pandas as pd
 
 from leaderboard.aggregate import TaskTable
 from leaderboard.escape import md
-from leaderboard.rank import overall_ranks, score_bands
+from leaderboard.rank import overall_ranks, score_bands, separated_pairs
 from leaderboard.reported import Reported, reported_rows
 from leaderboard.score import RULE
 from leaderboard.uncertainty import band_text
@@ -83,6 +83,32 @@ def value_cell(table: TaskTable, row, column: str) -> str:
     return fmt(row[f"{column} mean"], row[f"{column} std"], int(row["n"]))
 
 
+def verdict_text(ranked: list[str], pairs: set[tuple[str, str]]) -> str:
+    """Which pairs of ranked rows the paired comparisons separate, per row above others ("a > b, c"), in rank order."""
+    n = len(ranked) * (len(ranked) - 1) // 2
+    above = [(a, [b for b in ranked if (a, b) in pairs]) for a in ranked]
+    told = "; ".join(f"{md(a)} > {', '.join(md(b) for b in below)}" for a, below in above if below)
+    return f"Paired verdicts: {len(pairs)} of {n} pairs separated" + (f": {told}." if told else ".")
+
+
+def table_notes(table: TaskTable, bands: dict, citations: list[str], mixed_notes: list[str]) -> list[str]:
+    """The lines under a task table: legend, paired verdicts, sources, score columns, citations, mixed rows."""
+    lines = [LEGEND]
+    if len(bands) > 1:
+        lines.append(verdict_text(sorted(bands, key=lambda r: bands[r]), separated_pairs(table)))
+    if table.rows["hparams_source"].astype(bool).any():
+        lines.append(SOURCES)
+    if table.score:
+        lines.append(f"rank, score: see the ranking rule at the top; here F reads `{table.score.forget}` and K reads `{table.score.keep}`.")
+    if table.unscored:
+        lines.append(f"No scores, so no ranks: {table.unscored}.")
+    for k, source in enumerate(citations, 1):
+        lines.append(f"[{k}] Reported figure, not re-run here: {source}; shown under every column of that metric whose protocol matches.")
+    for k, note in enumerate(mixed_notes, 1):
+        lines.append(f"†{k} {note} — several under one setting hash: comparable by protocol, but check before citing.")
+    return lines
+
+
 def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str] = ()) -> str:
     kind = f" ({table.kind})" if table.kind else ""
     lines = [f"## {md(table.task)}{kind}", ""]
@@ -113,17 +139,7 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
             cells += [f"_{values[c]:.3f}_" if c in values else "" for c in table.columns]
             cells += ["", ""]
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", LEGEND]
-        if table.rows["hparams_source"].astype(bool).any():
-            lines.append(SOURCES)
-        if table.score:
-            lines.append(f"rank, score: see the ranking rule at the top; here F reads `{table.score.forget}` and K reads `{table.score.keep}`.")
-        if table.unscored:
-            lines.append(f"No scores, so no ranks: {table.unscored}.")
-        for k, source in enumerate(citations, 1):
-            lines.append(f"[{k}] Reported figure, not re-run here: {source}; shown under every column of that metric whose protocol matches.")
-        for k, note in enumerate(mixed_notes, 1):
-            lines.append(f"†{k} {note} — several under one setting hash: comparable by protocol, but check before citing.")
+        lines += ["", *table_notes(table, bands, citations, mixed_notes)]
         shared_options = table.rows["task_options"].nunique() == 1
         lines += ["", "Settings" + (f" (task options: {md(table.rows['task_options'].iloc[0])}):" if shared_options else ":")]
         for _, row in table.rows.drop_duplicates("setting_hash").iterrows():

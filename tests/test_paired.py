@@ -125,6 +125,14 @@ def test_a_constant_shift_separates():
     assert score_bands(table) == {"good": (1, 1), "worse": (2, 2)}
 
 
+def test_the_leaderboard_says_which_pairs_are_separated():
+    from leaderboard.render import render_task, verdict_text
+
+    table = _table(_world({"good": (0.9, 0.0), "worse": (0.9, -0.05), "twin": (0.9, -0.05)}))
+    assert "Paired verdicts: 2 of 3 pairs separated: good > twin, worse." in render_task(table)
+    assert verdict_text(["a", "b"], set()) == "Paired verdicts: 0 of 1 pairs separated."
+
+
 def test_pairing_separates_what_overlapping_intervals_cannot():
     """Large shared noise between jobs (targets differ a lot), a small but consistent gap between rows:
     the rows' own intervals overlap, the paired difference still decides."""
