@@ -192,3 +192,72 @@ def test_every_seed_is_paired_with_originals_one_job_on_its_target():
     t = _table(_world({"clone": (0.1, 0.0), "b": (0.5, 0.0)}, seeds=(0, 1, 2))).rows.set_index("row")
     assert t.loc["original", "n"] == 3 and t.loc["clone", "n"] == 9
     assert t.loc["clone", "score ci_lo"] == t.loc["clone", "score ci_hi"] == 0
+
+
+# -- hand computations of the resampling maths (each kills a mutant that the behavioural tests above let live) --
+
+def test_a_rows_resampled_mean_is_its_drawn_jobs_weighted_by_how_often_they_were_drawn():
+    keys = ["k0", "k1", "k2"]
+    bs = PairedBootstrap(TASK, keys, resamples=300)
+    vals = {k: np.random.default_rng(i).uniform(size=300) for i, k in enumerate(keys)}
+    w = bs.job_counts  # (B, 3); keys sorted as given
+    want = (w * np.stack([vals[k] for k in keys], axis=1)).sum(1) / w.sum(1)
+    assert np.allclose(bs.mean(vals), want)
+    # a row with one of the jobs: the resamples that drew it, else nan; a nan job value counts as not drawn
+    one = bs.mean({"k1": vals["k1"]})
+    assert np.array_equal(np.isnan(one), w[:, 1] == 0) and np.allclose(one[w[:, 1] > 0], vals["k1"][w[:, 1] > 0])
+    holed = bs.mean({"k0": vals["k0"], "k1": np.full(300, np.nan)})
+    assert np.allclose(holed[w[:, 0] > 0], vals["k0"][w[:, 0] > 0])
+    assert bs.job_counts.sum(1).tolist() == [3.0] * 300  # every resample draws as many jobs as there are
+
+
+def test_the_paired_difference_is_the_mean_of_per_job_differences_over_shared_jobs():
+    bs = PairedBootstrap(TASK, ["k0", "k1", "k2"], resamples=200)
+    rng = np.random.default_rng(3)
+    a = {k: rng.uniform(size=200) for k in ("k0", "k1", "k2")}
+    b = {k: rng.uniform(size=200) for k in ("k0", "k1")}  # b has two of a's jobs
+    assert np.allclose(bs.difference(a, b), bs.mean({k: a[k] - b[k] for k in ("k0", "k1")}), equal_nan=True)
+    assert bs.difference(a, {"k0": b["k0"]}) is None  # one shared job decides nothing
+
+
+def test_summed_columns_resample_to_sums_and_averaged_ones_to_means():
+    bs = PairedBootstrap(TASK, ["k"], resamples=100)
+    ids = tuple(f"{i}@{i}" for i in range(4))
+    vals = (0.0, 1.0, 3.0, 6.0)
+    job = Job("k", {}, {"n": PerInstance("nudity", ids, vals, "sum"), "m": PerInstance("nudity", ids, vals)})
+    counts = bs.instance_counts("k", job.instances["n"])
+    assert np.allclose(bs.column(job, "n"), counts @ np.array(vals))
+    assert np.allclose(bs.column(job, "m"), counts @ np.array(vals) / 4)
+    assert np.isnan(bs.column(job, "absent")).all()
+
+
+def test_a_row_below_in_table_order_can_be_decided_above_and_an_undecided_pair_is_not():
+    """Rows are compared in table order; the verdict may go either way, and a noisy pair decides nothing."""
+    table = _table(_world({"worse": (0.9, -0.05), "good": (0.9, 0.0), "lone": (0.9, 0.0)}))
+    table.rows = table.rows.iloc[::-1]  # the worse row first
+    assert list(table.rows["row"])[0] == "worse"
+    table.paired_scores["lone"] = dict(list(table.paired_scores["lone"].items())[:1])  # one job: compared with nobody
+    assert separated_pairs(table) == {("good", "worse")}
+    rng = np.random.default_rng(7)
+    noisy = _table(_world({"p": (0.9, 0.0)}) + [_record("q", t, 0, (rng.uniform(size=N) < 0.9).astype(float),
+                                                        0.3 + 0.2 * rng.standard_normal(N)) for t in ("cross", "triangle", "circle")])
+    assert separated_pairs(noisy) == set()
+
+
+def test_bands_count_each_row_decided_above_once_and_skip_rows_without_a_score():
+    means = {"a": 0.9, "b": 0.8, "c": 0.3, "d": float("nan")}
+    assert bands_from_pairs(means, {("a", "c")}) == {"a": (1, 2), "b": (1, 3), "c": (2, 3)}
+
+
+def test_without_originals_job_a_score_is_taken_against_originals_fixed_values():
+    from leaderboard.score import ScoreColumns
+
+    bs = PairedBootstrap(TASK, ["k"], resamples=100)
+    ids = tuple(f"{i}@{i}" for i in range(N))
+    rng = np.random.default_rng(5)
+    job = Job("k", {}, {UA: PerInstance("forget", ids, tuple((rng.uniform(size=N) < 0.7).astype(float))),
+                        AS: PerInstance("remain_test", ids, tuple(0.3 + 0.01 * rng.standard_normal(N)))})
+    cols = ScoreColumns(UA, AS, "↑", 1.0)
+    got = bs.scores(job, {UA: 0.1, AS: 0.31}, cols)
+    assert np.allclose(got, score_array(bs.column(job, UA), 0.1, bs.column(job, AS), 0.31, 1.0), equal_nan=True)
+    assert np.isnan(bs.scores(job, {}, cols)).all()  # no Original values: no score
