@@ -29,11 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from bench.core.context import Budget, RunContext  # noqa: E402
-from bench.core.instances import split_results, to_record  # noqa: E402
-from bench.runner.job import base_record, seed_everything  # noqa: E402
+from bench.core.instances import to_record  # noqa: E402
+from bench.runner.job import base_record, evaluate, seed_everything  # noqa: E402
 from bench.runner.plan import load_suite, plan_jobs  # noqa: E402
 from bench.runner.plugins import resolve_method  # noqa: E402
-from metrics.base import METRICS  # noqa: E402
 from tasks.base import TASKS  # noqa: E402
 
 
@@ -47,6 +46,12 @@ def snapshotting(ctx, model, at: set, snapshots: dict):
             snapshots[ctx.steps_done] = copy.deepcopy(model.denoiser.state_dict())
 
     return step
+
+
+def write(out: Path, steps: int, sample_steps: int, job_id: str, rec: dict) -> None:
+    d = out / f"steps{steps}-sample{sample_steps}" / "records"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{job_id}.json").write_text(json.dumps(rec))
 
 
 def run(args) -> None:
@@ -72,9 +77,7 @@ def run(args) -> None:
         for s in args.steps:
             if not snapshots and evaluated:  # no steps (Original, UCE): one model, its records serve every step count
                 for t, rec in evaluated.items():
-                    d = args.out / f"steps{s}-sample{t}" / "records"
-                    d.mkdir(parents=True, exist_ok=True)
-                    (d / f"{spec.job_id}.json").write_text(json.dumps(rec))
+                    write(args.out, s, t, spec.job_id, rec)
                 continue
             inst.model.denoiser.load_state_dict(snapshots.get(s, final))
             inst.model.denoiser.eval()
@@ -82,21 +85,13 @@ def run(args) -> None:
                 inst.evaluation.sampler["steps"] = t
                 inst.evaluation.original_images = {}  # retention: Original's images under this sampler
                 inst._samples.clear()
-                metrics, directions, per = {}, {}, {}
                 t1 = time.perf_counter()
-                for name in task.metrics:
-                    m = METRICS.get(name)()
-                    directions.update(m.columns(inst))
-                    numbers, inst_values = split_results(m.compute(inst, inst.model, original, ctx))
-                    metrics.update(numbers)
-                    per.update(inst_values)
+                metrics, directions, per, _ = evaluate(task, inst, original, ctx)
                 rec = {**base_record(spec), "status": "ok", "task_kind": task.kind, "metrics": metrics, "directions": directions,
                        "instances": to_record(per), "task_config": {"sample_steps": t},
                        "cost": {"unlearn_seconds": unlearn_s, "eval_seconds": time.perf_counter() - t1}}
                 evaluated[t] = rec
-                d = args.out / f"steps{s}-sample{t}" / "records"
-                d.mkdir(parents=True, exist_ok=True)
-                (d / f"{spec.job_id}.json").write_text(json.dumps(rec))
+                write(args.out, s, t, spec.job_id, rec)
         print(f"{spec.label} {spec.target}: unlearn {unlearn_s:.1f} s", file=sys.stderr, flush=True)
 
 
@@ -104,9 +99,10 @@ def truncated(rec: dict, n: int) -> dict:
     """The record an n-prompt evaluation would have written: every set's first n instances."""
     from bench.core.instances import PerInstance, from_record
 
-    per = {c: PerInstance(p.set, p.ids[:n], p.values[:n], p.reduce) for c, p in from_record(rec["instances"]).items()}
+    full = from_record(rec["instances"])
+    per = {c: PerInstance(p.set, p.ids[:n], p.values[:n], p.reduce) for c, p in full.items()}
     metrics = {**rec["metrics"], **{c: p.value for c, p in per.items()}}
-    rename = {c: c.replace(f"n={len(from_record(rec['instances'])[c].ids)}", f"n={n}") for c in per}
+    rename = {c: c.replace(f"n={len(full[c].ids)}", f"n={n}") for c in per}
     return {**rec, "metrics": {rename.get(c, c): v for c, v in metrics.items()},
             "directions": {rename.get(c, c): v for c, v in rec["directions"].items()},
             "instances": to_record({rename[c]: p for c, p in per.items()}), "task_config": {**rec["task_config"], "eval_prompts": n}}
@@ -126,7 +122,7 @@ def report(args) -> str:
         ranked = table.rows[~table.rows["reference"]]
         width = float((ranked["score ci_hi"] - ranked["score ci_lo"]).mean())
         pairs = separated_pairs(table)
-        bands = score_bands(table)
+        bands = score_bands(table, pairs)
         verdicts[(s, t, n)] = pairs
         order = " > ".join(f"{r}({bands[r][0]}–{bands[r][1]})" for r in ranked.sort_values("score mean", ascending=False)["row"])
         rows.append((s, t, n, width, pairs, order))

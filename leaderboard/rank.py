@@ -52,12 +52,13 @@ def separated_pairs(table: TaskTable) -> set[tuple[str, str]]:
     return out
 
 
-def score_bands(table: TaskTable) -> dict[str, tuple[int, int]]:
-    """row name -> (best, worst) rank that the paired differences allow (see uncertainty.bands_from_pairs)."""
+def score_bands(table: TaskTable, pairs: set[tuple[str, str]] | None = None) -> dict[str, tuple[int, int]]:
+    """row name -> (best, worst) rank that the paired differences allow (see uncertainty.bands_from_pairs);
+    `pairs`: the table's separated_pairs, when the caller has them already (each costs B-sample differences)."""
     df = _scored(table)
     if df.empty:
         return {}
-    return bands_from_pairs(dict(zip(df["row"], df["score mean"])), separated_pairs(table))
+    return bands_from_pairs(dict(zip(df["row"], df["score mean"])), separated_pairs(table) if pairs is None else pairs)
 
 
 def overall_ranks(tables: list[TaskTable]) -> pd.DataFrame:

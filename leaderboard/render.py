@@ -91,11 +91,11 @@ def verdict_text(ranked: list[str], pairs: set[tuple[str, str]]) -> str:
     return f"Paired verdicts: {len(pairs)} of {n} pairs separated" + (f": {told}." if told else ".")
 
 
-def table_notes(table: TaskTable, bands: dict, citations: list[str], mixed_notes: list[str]) -> list[str]:
+def table_notes(table: TaskTable, bands: dict, pairs: set, citations: list[str], mixed_notes: list[str]) -> list[str]:
     """The lines under a task table: legend, paired verdicts, sources, score columns, citations, mixed rows."""
     lines = [LEGEND]
     if len(bands) > 1:
-        lines.append(verdict_text(sorted(bands, key=lambda r: bands[r]), separated_pairs(table)))
+        lines.append(verdict_text(sorted(bands, key=lambda r: bands[r]), pairs))
     if table.rows["hparams_source"].astype(bool).any():
         lines.append(SOURCES)
     if table.score:
@@ -118,7 +118,8 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
         header = ["method", "rank", "score ↑"] + [f"{c} {table.directions.get(c, '')}".strip() for c in table.columns] + ["n", "setting"]
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---", "---:", "---:"] + ["---:"] * len(table.columns) + ["---:", "---"]) + "|"]
         bests = {c: best_rows(table, c) for c in table.columns}
-        bands = score_bands(table)
+        pairs = separated_pairs(table)
+        bands = score_bands(table, pairs)
         mixed_notes = []
         for i, row in table.rows.iterrows():
             name = f"*{md(row['row'])}* (ref)" if row["reference"] else md(row["row"])
@@ -139,7 +140,7 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
             cells += [f"_{values[c]:.3f}_" if c in values else "" for c in table.columns]
             cells += ["", ""]
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", *table_notes(table, bands, citations, mixed_notes)]
+        lines += ["", *table_notes(table, bands, pairs, citations, mixed_notes)]
         shared_options = table.rows["task_options"].nunique() == 1
         lines += ["", "Settings" + (f" (task options: {md(table.rows['task_options'].iloc[0])}):" if shared_options else ":")]
         for _, row in table.rows.drop_duplicates("setting_hash").iterrows():

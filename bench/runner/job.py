@@ -53,6 +53,21 @@ def base_record(spec: JobSpec) -> dict:
     }
 
 
+def evaluate(task, inst, original, ctx: RunContext) -> tuple[dict, dict, dict, dict]:
+    """Every metric of the task on inst.model against the frozen original: (metrics, directions,
+    per-instance values, seconds per metric)."""
+    metrics, directions, instances, metric_seconds = {}, {}, {}, {}
+    for name in task.metrics:
+        metric = METRICS.get(name)()
+        directions.update(metric.columns(inst))
+        with Timer() as metric_timer:  # each metric's cost (e.g. the attack's) lands in cost, not in metrics
+            numbers, per = split_results(metric.compute(inst, inst.model, original, ctx))
+        metrics.update(numbers)
+        instances.update(per)  # what each column averaged, per evaluation instance (bench/core/instances.py)
+        metric_seconds[name] = round(metric_timer.seconds, 3)
+    return metrics, directions, instances, metric_seconds
+
+
 def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, sources=None) -> dict:
     """The job itself; raises on failure. `fast_paths`: FastPaths, dict or "k=v,..." overrides;
     `sources`: method files shipped by the driver (bench.runner.plugins.MethodSource by reference)."""
@@ -76,16 +91,8 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
                 weights_changed(inst.model.denoiser, original.denoiser), spec.budget.get("max_steps"))
     inst.model.denoiser.eval()
     images_for_unlearning = ctx.images_generated
-    metrics, directions, metric_seconds, instances = {}, {}, {}, {}
     with Timer() as eval_timer:
-        for name in task.metrics:
-            metric = METRICS.get(name)()
-            directions.update(metric.columns(inst))
-            with Timer() as metric_timer:  # each metric's cost (e.g. the attack's) lands in cost, not in metrics
-                numbers, per = split_results(metric.compute(inst, inst.model, original, ctx))
-            metrics.update(numbers)
-            instances.update(per)  # what each column averaged, per evaluation instance (bench/core/instances.py)
-            metric_seconds[name] = round(metric_timer.seconds, 3)
+        metrics, directions, instances, metric_seconds = evaluate(task, inst, original, ctx)
     return {
         "status": "ok",
         "task_kind": task.kind,

@@ -103,8 +103,17 @@ def _tune_space(space: dict):
     return {k: (tune.loguniform if isinstance(d, LogUniform) else tune.uniform)(d.low, d.high) for k, d in space.items()}
 
 
+def _first_seed(suite: Suite, te: TaskEntry) -> int:
+    return int((te.seeds or suite.seeds)[0])  # the task's own seeds, else the suite's
+
+
+def _seeds(suite: Suite, te: TaskEntry, settings: TuneSettings, targets: list[str]) -> list[int]:
+    """The seeds each validation target runs with: from the first seed on."""
+    return validation_seeds(targets, settings.validation_targets, _first_seed(suite, te))
+
+
 def _job(suite: Suite, te: TaskEntry, me: MethodEntry, hparams: dict, target: str, seed: int | None = None) -> JobSpec:
-    seed = int((te.seeds or suite.seeds)[0]) if seed is None else seed
+    seed = _first_seed(suite, te) if seed is None else seed
     return JobSpec(f"tune:{suite.name}", te.task, te.options, target, me.method, me.label, hparams, seed,
                    suite.budget, timeout_s=suite.timeout_s)
 
@@ -187,7 +196,7 @@ def tune_one(suite: Suite, te: TaskEntry, me: MethodEntry, base: dict, space: di
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    seeds = validation_seeds(targets, settings.validation_targets, int((te.seeds or suite.seeds)[0]))
+    seeds = _seeds(suite, te, settings, targets)
     jobs = [dataclasses.asdict(_job(suite, te, me, base, t, s)) for t in targets for s in seeds]
     sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=max(1, min(4, settings.trials // 2)))
     searcher = OptunaSearch(metric="score", mode="max", sampler=sampler)
@@ -218,7 +227,7 @@ def results_from_records(suite: Suite, te: TaskEntry, me: MethodEntry, base: dic
     is one point's jobs on the validation targets, numbered in the order they started (the searcher
     runs one at a time), the first `settings.trials` of them; None when no trial has a record."""
 
-    seeds = validation_seeds(targets, settings.validation_targets, int((te.seeds or suite.seeds)[0]))
+    seeds = _seeds(suite, te, settings, targets)
     recs = [r for r in iter_records(out_dir / "records") if r.suite == f"tune:{suite.name}" and r.task == te.task
             and r.target in targets and r.status in ("ok", "failed")]
     originals = {r.target: r.metrics for r in recs if r.method == "original" and r.ok}
