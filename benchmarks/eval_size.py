@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import itertools
 import json
 import os
@@ -59,8 +60,9 @@ def run(args) -> None:
     jobs = plan_jobs(suite, tasks=[args.task], targets=args.targets, methods=args.methods)
     for spec in jobs:
         torch.set_num_threads(args.threads)
-        options = {**spec.task_options, "eval_prompts": max(args.prompts)}
-        task = TASKS.get(spec.task).make(options)
+        task_cls = TASKS.get(spec.task)
+        sized = "eval_prompts" in {f.name for f in dataclasses.fields(task_cls.Config)}  # class tasks: fixed sample counts
+        task = task_cls.make({**spec.task_options, **({"eval_prompts": max(args.prompts)} if sized else {})})
         method_cls = resolve_method(spec.method)
         hparams = method_cls.default_hparams(task.kind, **spec.hparams)
         seed_everything(spec.seed)
@@ -100,12 +102,21 @@ def truncated(rec: dict, n: int) -> dict:
     from bench.core.instances import PerInstance, from_record
 
     full = from_record(rec["instances"])
+    if all(len(p.ids) <= n for p in full.values()):
+        return rec
     per = {c: PerInstance(p.set, p.ids[:n], p.values[:n], p.reduce) for c, p in full.items()}
     metrics = {**rec["metrics"], **{c: p.value for c, p in per.items()}}
     rename = {c: c.replace(f"n={len(full[c].ids)}", f"n={n}") for c in per}
     return {**rec, "metrics": {rename.get(c, c): v for c, v in metrics.items()},
             "directions": {rename.get(c, c): v for c, v in rec["directions"].items()},
             "instances": to_record({rename[c]: p for c, p in per.items()}), "task_config": {**rec["task_config"], "eval_prompts": n}}
+
+
+def images_per_job(rec: dict) -> int:
+    """Evaluation images one job generates: the instances of each distinct evaluation set."""
+    from bench.core.instances import from_record
+
+    return sum({p.set: len(p.ids) for p in from_record(rec["instances"]).values()}.values())
 
 
 def report(args) -> str:
@@ -125,17 +136,17 @@ def report(args) -> str:
         bands = score_bands(table, pairs)
         verdicts[(s, t, n)] = pairs
         order = " > ".join(f"{r}({bands[r][0]}–{bands[r][1]})" for r in ranked.sort_values("score mean", ascending=False)["row"])
-        rows.append((s, t, n, width, pairs, order))
+        rows.append((s, t, n, width, pairs, order, images_per_job(recs[0])))
     ref = verdicts[max(verdicts, key=lambda k: (k[0], k[1], k[2]))]
     lines = [f"eval-size study: {args.task}, targets {', '.join(args.targets)}; load average {os.getloadavg()[0]:.2f}", "",
              "| unlearn steps | sample steps | prompts | images/job | mean score CI width | separated pairs | kept of ref | reversed |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for s, t, n, width, pairs, _ in rows:
+    for s, t, n, width, pairs, _, images in rows:
         kept = len(pairs & ref)
         reversed_ = len({(b, a) for a, b in pairs} & ref)
-        lines.append(f"| {s} | {t} | {n} | {3 * n} | {width:.3f} | {len(pairs)} | {kept}/{len(ref)} | {reversed_} |")
+        lines.append(f"| {s} | {t} | {n} | {images} | {width:.3f} | {len(pairs)} | {kept}/{len(ref)} | {reversed_} |")
     lines += ["", "Order (point rank, band) per setting:", ""]
-    lines += [f"- {s} steps, {t} sample steps, {n} prompts: {order}" for s, t, n, _, _, order in rows]
+    lines += [f"- {s} steps, {t} sample steps, {n} prompts: {order}" for s, t, n, _, _, order, _ in rows]
     return "\n".join(lines)
 
 

@@ -145,3 +145,35 @@ def test_an_ablation_row_follows_its_base_entrys_values():
                 [{"method": "rgd"}, {"method": "rgd", "label": "n", "like": "rgd", "hparams_by_task": {"mini-shapes-style": {"lr": 1.0}}}]):
         with pytest.raises(ConfigError, match="like"):
             parse_suite({"tasks": ["mini-shapes-style"], "methods": bad})
+
+
+def test_a_task_can_skip_rows_of_the_suite():
+    """`skip`: the task leaves those rows out (and tune does not tune them there); a method named on the command line still runs."""
+    from bench.runner.tune import search_plan, tuned_suite
+
+    raw = {"tasks": {"mini-shapes-style": {"targets": ["swirl"], "skip": ["esd-u"]}, "mini-digits-class": {"targets": ["0"]}},
+           "methods": ["graddiff", "esd-u"]}
+    suite = parse_suite(raw)
+    rows = sorted((j.task, j.label) for j in plan_jobs(suite))
+    assert rows == [("mini-digits-class", "esd-u"), ("mini-digits-class", "graddiff"), ("mini-shapes-style", "graddiff")]
+    assert {(j.task, j.label) for j in plan_jobs(suite, methods=["esd-u"])} == {("mini-shapes-style", "esd-u"), ("mini-digits-class", "esd-u")}
+    style, digits = suite.tasks
+    assert search_plan(style, suite.methods[1]) is None and search_plan(digits, suite.methods[1]) is not None
+    from bench.runner.tune import TuneSettings
+
+    written = tuned_suite(suite, [], TuneSettings(trials=1, validation_targets=1))
+    assert parse_suite(written).tasks[0].skip == ("esd-u",)  # the tuned suite keeps it
+    for bad, message in (({"skip": ["esd-x"]}, "not a method label"), ({"skip": "esd-u"}, "list of method labels")):
+        with pytest.raises(ConfigError, match=message):
+            parse_suite({**raw, "tasks": {"mini-shapes-style": bad}})
+
+
+def test_mini_runs_finetune_and_esd_u_on_the_class_task_only_and_mini_full_everywhere():
+    """The time budget's cut (PROTOCOL, "the default suite"): the rows dropped from mini's text tasks run in mini-full."""
+    rows = lambda suite: {(j.task, j.label) for j in plan_jobs(load_suite(suite))}  # noqa: E731
+    mini, full = rows("mini"), rows("mini-full")
+    for task in ("mini-shapes-concept", "mini-shapes-style"):
+        assert (task, "finetune") not in mini and (task, "esd-u") not in mini and (task, "esd-x") in mini
+        assert (task, "finetune") in full and (task, "esd-u") in full
+    assert ("mini-digits-class", "finetune") in mini and ("mini-digits-class", "esd-u") in mini
+    assert {r for r in rows("mini-reference")} == mini

@@ -1,7 +1,7 @@
 """Suites (YAML run specs, kept apart from code) -> a plan of (task, target, method, seed) jobs."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -41,6 +41,7 @@ class TaskEntry:
     targets: tuple[str, ...] | None = None  # None: all targets of the task
     options: dict = field(default_factory=dict)
     seeds: tuple[int, ...] | None = None  # None: the suite's seeds (a task with few targets replicates over seeds)
+    skip: tuple[str, ...] = ()  # labels of the suite's rows this task does not run (methods named on the command line still run)
 
 
 @dataclass
@@ -123,16 +124,16 @@ def load_suite(name_or_path: str) -> Suite:
 
 
 def _parse_tasks(tasks_raw: Any, source: str) -> list[TaskEntry]:
-    """The suite's `tasks`: a list of names, or a mapping name -> {targets, options, seeds}."""
+    """The suite's `tasks`: a list of names, or a mapping name -> {targets, options, seeds, skip}."""
     tasks = []
     if isinstance(tasks_raw, list):
         tasks_raw = {t: {} for t in tasks_raw}
     if not isinstance(tasks_raw, dict):
-        raise ConfigError(f"suite {source}: 'tasks' must be a list of names or a mapping name -> {{targets, options, seeds}}")
+        raise ConfigError(f"suite {source}: 'tasks' must be a list of names or a mapping name -> {{targets, options, seeds, skip}}")
     for name, spec in tasks_raw.items():
         spec = spec or {}
-        if not isinstance(spec, dict) or set(spec) - {"targets", "options", "seeds"}:
-            raise ConfigError(f"suite {source}: task {name!r} takes only 'targets', 'options' and 'seeds'")
+        if not isinstance(spec, dict) or set(spec) - {"targets", "options", "seeds", "skip"}:
+            raise ConfigError(f"suite {source}: task {name!r} takes only 'targets', 'options', 'seeds' and 'skip'")
         targets = spec.get("targets")
         if targets is not None and not isinstance(targets, list):
             raise ConfigError(f"suite {source}: task {name!r} targets must be a list")
@@ -144,8 +145,11 @@ def _parse_tasks(tasks_raw: Any, source: str) -> list[TaskEntry]:
         seeds = spec.get("seeds")
         if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) for x in seeds)):
             raise ConfigError(f"suite {source}: task {name!r} seeds must be a non-empty list of integers")
+        skip = spec.get("skip") or []
+        if not isinstance(skip, list) or not all(isinstance(x, str) for x in skip):
+            raise ConfigError(f"suite {source}: task {name!r} skip must be a list of method labels, not {skip!r}")
         tasks.append(TaskEntry(str(name), tuple(str(t) for t in targets) if targets else None, dict(options),
-                               tuple(seeds) if seeds else None))
+                               tuple(seeds) if seeds else None, tuple(skip)))
     return tasks
 
 
@@ -191,6 +195,11 @@ def parse_suite(raw: Any, default_name: str = "custom", source: str = "<suite>")
     if len(set(labels)) != len(labels):
         raise ConfigError(f"suite {source}: duplicate method labels {sorted({l for l in labels if labels.count(l) > 1})}; give each a 'label'")
     methods = resolve_like(methods, source)
+    for te in tasks:
+        unknown_rows = sorted(set(te.skip) - set(labels))
+        if unknown_rows:
+            raise ConfigError(f"suite {source}: task {te.task!r} skips {', '.join(map(repr, unknown_rows))}, not a method label of the suite "
+                              f"({', '.join(labels)})")
     seeds, budget, timeout_s = _parse_run_settings(raw, source)
     source_kind = raw.get("hparams_source", "given")
     if source_kind not in ("given", "reference"):
@@ -290,7 +299,7 @@ def plan_jobs(
     jobs = []
     for te in task_entries:
         task_cls = TASKS.get(te.task)
-        te = TaskEntry(te.task, te.targets, check_fields(task_cls.Config, te.options, f"task {te.task!r} options"), te.seeds)
+        te = replace(te, options=check_fields(task_cls.Config, te.options, f"task {te.task!r} options"))
         task = task_cls.make(te.options)
         task.check_metrics()  # a metric the task cannot serve fails here, before any unlearning runs
         task_targets = [str(t) for t in targets] if targets else list(te.targets or task.targets())
@@ -306,6 +315,8 @@ def plan_jobs(
                 raise ConfigError(f"label {label!r} is reserved for the built-in method {label!r}; give {me.method!r} another label")
             if task_cls.kind not in method_cls.task_kinds:
                 continue  # e.g. Retrain on concept tasks
+            if me.label in te.skip and not (methods and (me.label in methods or me.method in methods)):
+                continue  # the suite leaves this row out of this task (mini: to fit its time budget)
             hparams = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
             hparams = check_fields(method_cls.HParams, hparams, f"method {label!r} hyper-parameters")
             method_cls.default_hparams(task_cls.kind, **hparams)  # validate now

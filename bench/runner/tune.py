@@ -154,7 +154,7 @@ def search_plan(te: TaskEntry, me: MethodEntry):
 
     method_cls = resolve_method(me.method)
     kind = TASKS.get(te.task).kind
-    if kind not in method_cls.task_kinds or me.like:  # an ablation row follows its base entry's chosen values
+    if kind not in method_cls.task_kinds or me.like or me.label in te.skip:  # an ablation row follows its base entry's values
         return None
     base = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
     resolved = method_cls.default_hparams(kind, **base)
@@ -326,7 +326,8 @@ def tuned_suite(suite: Suite, results: list[TuneResult], settings: TuneSettings,
 
     chosen = {(r.task, r.label): r.best.hparams for r in results if r.best}
     tasks = {te.task: {k: v for k, v in (("targets", list(te.targets) if te.targets else None), ("options", te.options),
-                                         ("seeds", list(te.seeds) if te.seeds else None)) if v}
+                                         ("seeds", list(te.seeds) if te.seeds else None),
+                                         ("skip", list(te.skip))) if v}
              for te in suite.tasks}
     methods = []
     for me in suite.methods:
