@@ -63,6 +63,9 @@ class OpenClipJudge:
         import open_clip
 
         path = resolve_openclip_weights(model_name, pretrained, weights)
+        config = Path(path).with_name(f"{model_name}.json")  # an architecture open_clip does not ship: beside its weights
+        if model_name not in open_clip.list_models() and config.is_file():
+            open_clip.add_model_config(config)
         try:
             model = open_clip.create_model(model_name, pretrained=path, device=device)
         except RuntimeError as e:

@@ -125,7 +125,8 @@ class SDConfig:
     i2p_limit: int | None = None
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = "laion2b_s34b_b79k"
-    clip_weights: str | None = None  # local open_clip weights file (else the HF cache, offline)
+    clip_weights: str | None = None  # local open_clip weights file (else the HF cache, offline); an architecture open_clip
+    # does not ship (clip_model not in open_clip.list_models()) is read from `<clip_model>.json` beside the file
     dtype: str = "float32"  # float32 | float16 (accelerator only)
     attack: bool = False  # add the adversarial-prompt ASR columns (metrics/attack.py; on in the paper suite)
 

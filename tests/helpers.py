@@ -67,3 +67,27 @@ def method_file(tmp_path: Path, body: str = GOOD_BODY, name: str = "outsider", h
 
 # the smallest settings that still run each text-task method's own code path (task smoke tests)
 SMALL_TEXT_HPARAMS = {"ca": {"anchor_images": 2, "anchor_sample_steps": 2}, "esd-u": {"ddim_steps": 4}, "esd-x": {"ddim_steps": 4}}
+
+
+def method_stage_in_process(monkeypatch) -> None:
+    """Run jobs' method stage in this process instead of a child (bench/runner/method_process.py).
+
+    Only for tests whose fixtures patch a library in this process, which a child cannot see (the fake
+    CIFAR-10 files' checksums patched into torchvision); the child path itself is tested in
+    tests/test_method_process.py and by every other job-running test."""
+    import os
+    import tempfile
+
+    import torch
+
+    import bench.runner.job as job
+    from bench.runner.unlearn_stage import WEIGHTS_FILE, UnlearnRequest, unlearn_stage
+
+    def here(spec, device, fast_paths, sources, timeout_s):
+        workdir = tempfile.mkdtemp(prefix="unlearn-bench-method-")
+        request = UnlearnRequest(spec, dict(sources or {}), str(device), torch.get_num_threads(), fast_paths, workdir=workdir)
+        result = unlearn_stage(request)
+        result.weights = os.path.join(workdir, WEIGHTS_FILE)
+        return result
+
+    monkeypatch.setattr(job, "unlearn_in_child", here)

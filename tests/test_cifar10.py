@@ -19,6 +19,7 @@ from bench.runner.job import run_job
 from bench.runner.plan import JobSpec, load_suite, plan_jobs
 from methods.base import METHODS
 from tasks.cifar.data import CIFAR10_CLASSES, load_cifar10
+from tests.helpers import method_stage_in_process
 
 PER_CLASS_TRAIN = 10
 
@@ -68,6 +69,7 @@ def env(tmp_path_factory):
     mp.setattr(C, "test_list", [[n, _md5(folder / n)] for n, _ in C.test_list])
     mp.setattr(C, "meta", {**C.meta, "md5": _md5(folder / "batches.meta")})
     mp.setenv("UNLEARN_BENCH_CACHE", str(root / "cache"))
+    method_stage_in_process(mp)  # the checksums above are patched in this process only
     load_cifar10.cache_clear()
     torch.manual_seed(0)
     tiny_inception = torch.jit.script(TinyInception())

@@ -21,7 +21,7 @@ class Crash(Method):
     HParams = HP
 
     def unlearn(self, model, forget, remain, budget, ctx):
-        os._exit(3)  # the worker process dies mid-job
+        os._exit(3)  # its process dies mid-job (the method's own: the worker goes on)
 '''
 
 NAN_METHOD = '''
@@ -77,7 +77,8 @@ def test_ray_run_survives_crashing_and_nan_jobs(tmp_path):
     assert code == 1  # some jobs failed
     recs = {r["label"]: r for r in iter_records(out)}
     assert recs["original"]["status"] == "ok"
-    assert recs["crash"]["status"] == "failed" and recs["crash"]["failed_in"] == "worker"
+    assert recs["crash"]["status"] == "failed" and recs["crash"]["failed_in"] == "method process"
+    assert recs["crash"]["error"] == "exited with code 3 before returning a result"
     assert recs["nan-loss"]["status"] == "failed" and "non-finite loss nan at step 0" in recs["nan-loss"]["error"]
     board = (out / "LEADERBOARD.md").read_text()
     assert "Failed jobs (2)" in board

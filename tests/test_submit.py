@@ -107,9 +107,9 @@ SMOKE_BAD = {
 
 def test_smoke_run_catches_bad_behaviour(tmp_path):
     for case, (body, message) in SMOKE_BAD.items():
-        cls = load_submission(str(method_file(tmp_path, body, name=f"bad-{case.replace(' ', '-')}", filename=f"{case.replace(' ', '_')}.py")))
+        ref = str(method_file(tmp_path, body, name=f"bad-{case.replace(' ', '-')}", filename=f"{case.replace(' ', '_')}.py"))
         with pytest.raises(PluginError) as err:
-            smoke_test(cls)
+            smoke_test(load_submission(ref), ref)
         assert message in str(err.value), case
 
 
@@ -161,6 +161,6 @@ def test_installed_plugin_is_submitted_by_name(tmp_path, monkeypatch):
     monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))
     monkeypatch.setattr(METHODS, "_loaded", False)  # rescan entry points with the new distribution visible
     cls = load_submission("eg-plugin")
-    assert cls.__module__ == "eg_plugin" and smoke_test(cls) == {"steps": 2, "optimizer_steps": 2}
+    assert cls.__module__ == "eg_plugin" and smoke_test(cls, "eg-plugin") == {"steps": 2, "optimizer_steps": 2}
     with pytest.raises(PluginError, match="'nope' is neither a .py file nor an installed method"):
         load_submission("nope")

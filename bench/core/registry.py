@@ -33,10 +33,8 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> T:
         return self.register(name)(obj)
 
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
+    def import_builtins(self) -> None:
+        """Import the built-in modules (registering their items) without scanning entry points yet."""
         import importlib
 
         for mod in self.builtin_modules:
@@ -45,6 +43,12 @@ class Registry(Generic[T]):
             except ModuleNotFoundError as exc:  # a built-in family not present in this install
                 if exc.name != mod:
                     raise
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        self.import_builtins()
         if self.entry_point_group:
             for ep in metadata.entry_points(group=self.entry_point_group):
                 try:

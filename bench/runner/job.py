@@ -1,32 +1,31 @@
-"""Running one job: build the task, unlearn, evaluate, return a record (never raises)."""
+"""Running one job: unlearn (in the method's own process) -> weights -> evaluate (here), return a record (never raises)."""
 from __future__ import annotations
 
 import datetime as _dt
 import gc
 import os
-import random
+import shutil
 import time
 import traceback
 from contextlib import nullcontext
 
-import numpy as np
 import torch
 
 from bench.core.adapters import model_cache
-from bench.core.context import Budget, RunContext
+from bench.core.context import RunContext
 from bench.core.errors import BenchError
 from bench.core.fast import FastPaths, apply_fast_paths
 from bench.core.instances import split_results
 from bench.core.instances import to_record as instances_record
-from bench.runner.memory import PeakMemory, Timer
+from bench.runner.memory import Timer
+from bench.runner.method_process import MethodProcessError, method_runner
 from bench.runner.plan import JobSpec
-from bench.runner.plugins import resolve_method
 from bench.runner.provenance import git_revision, hardware, package_versions
 from bench.runner.records import write_record
 from bench.runner.sample_strip import sample_strip
-from bench.runner.steps import check_steps, count_optimizer_steps, weights_changed
+from bench.runner.steps import check_steps, weights_changed
 from bench.runner.timeout import JobTimeout, time_limit, worker_watchdog
-from methods.base import hparams_dict
+from bench.runner.unlearn_stage import UnlearnRequest, seed_everything
 from methods.training import assert_finite_weights
 from metrics.base import METRICS
 from tasks.base import TASKS, config_dict
@@ -34,12 +33,6 @@ from tasks.base import TASKS, config_dict
 
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def base_record(spec: JobSpec) -> dict:
@@ -68,53 +61,75 @@ def evaluate(task, inst, original, ctx: RunContext) -> tuple[dict, dict, dict, d
     return metrics, directions, instances, metric_seconds
 
 
-def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, sources=None) -> dict:
-    """The job itself; raises on failure. `fast_paths`: FastPaths, dict or "k=v,..." overrides;
-    `sources`: method files shipped by the driver (bench.runner.plugins.MethodSource by reference)."""
+def load_weights(model, path: str, method_name: str) -> None:
+    """The artifact into `model`'s denoiser: same keys and shapes, finite values, or a named error."""
+    from safetensors.torch import load_file
+
+    try:
+        weights = load_file(path)
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
+        raise MethodProcessError(f"method {method_name!r}: its weights file is unreadable: {type(exc).__name__}: {exc}") from None
+    own = model.denoiser.state_dict()
+    if weights.keys() != own.keys() or any(weights[k].shape != own[k].shape for k in own):
+        raise MethodProcessError(f"method {method_name!r}: its weights do not fit the task's model (other parameter names or shapes)")
+    model.denoiser.load_state_dict(weights)
+    assert_finite_weights(model, method_name)
+
+
+def unlearn_in_child(spec: JobSpec, device, fast_paths, sources, timeout_s):
+    """Run the method stage in a fresh child process (bench/runner/method_process.py)."""
+    request = UnlearnRequest(spec, {k: v for k, v in (sources or {}).items() if k == spec.method}, str(device),
+                             torch.get_num_threads(), fast_paths)
+    return method_runner().unlearn(request, timeout_s)
+
+
+def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, sources=None, deadline: float | None = None) -> dict:
+    """The job itself; raises on failure. The method runs in a child process (`unlearn_in_child`), this
+    process evaluates the weights it hands back against an Original it builds itself.
+    `fast_paths`: FastPaths, dict or "k=v,..." overrides; `sources`: method files shipped by the driver
+    (bench.runner.plugins.MethodSource by reference); `deadline`: time.monotonic() by which the job ends."""
 
     device = device or pick_device()
-    task_cls = TASKS.get(spec.task)
-    task = task_cls.make(spec.task_options)
-    method_cls = resolve_method(spec.method, sources)
-    hparams = method_cls.default_hparams(task.kind, **spec.hparams)
-    seed_everything(spec.seed)
-    ctx = RunContext(device=device, seed=spec.seed, task_kind=task.kind)
-    inst = task.build(spec.target, ctx)
-    ctx.num_classes = inst.evaluation.num_classes
-    fast = apply_fast_paths(inst.model, FastPaths.resolve(device, fast_paths)).fast_paths  # the one place
-    original = inst.model.frozen_copy()
-    method = method_cls(hparams)
-    with count_optimizer_steps() as counted, PeakMemory() as mem, Timer() as timer:
-        stats = method.unlearn(inst.model, inst.forget, inst.remain, Budget(**spec.budget), ctx) or {}
-    assert_finite_weights(inst.model, spec.method)
-    check_steps(f"method {method_cls.name!r}", ctx.steps_done, counted.optimizer_steps,
+    task = TASKS.get(spec.task).make(spec.task_options)
+    remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+    unlearned = unlearn_in_child(spec, device, fast_paths, sources, remaining)
+    try:
+        seed_everything(spec.seed)
+        ctx = RunContext(device=device, seed=spec.seed, task_kind=task.kind)
+        inst = task.build(spec.target, ctx)
+        ctx.num_classes = inst.evaluation.num_classes
+        fast = apply_fast_paths(inst.model, FastPaths.resolve(device, fast_paths)).fast_paths
+        original = inst.model.frozen_copy()
+        load_weights(inst.model, unlearned.weights, unlearned.method_name)
+    finally:
+        shutil.rmtree(os.path.dirname(unlearned.weights), ignore_errors=True)
+    check_steps(f"method {unlearned.method_name!r}", unlearned.steps, unlearned.optimizer_steps,
                 weights_changed(inst.model.denoiser, original.denoiser), spec.budget.get("max_steps"))
     inst.model.denoiser.eval()
-    images_for_unlearning = ctx.images_generated
     with Timer() as eval_timer:
         metrics, directions, instances, metric_seconds = evaluate(task, inst, original, ctx)
     return {
         "status": "ok",
         "task_kind": task.kind,
         "task_config": config_dict(task.config),
-        "method_name": method_cls.name,
-        "hparams_resolved": hparams_dict(hparams),
+        "method_name": unlearned.method_name,
+        "hparams_resolved": unlearned.hparams_resolved,
         "metrics": metrics,
         "directions": directions,
         "instances": instances_record(instances),
         "cost": {
-            "unlearn_seconds": round(timer.seconds, 3),
+            "unlearn_seconds": unlearned.unlearn_seconds,
             "eval_seconds": round(eval_timer.seconds, 3),
             "eval_sample_seconds": round(ctx.eval_sample_seconds, 3),  # of eval_seconds: generating the judged images
             "metric_seconds": metric_seconds,  # eval_seconds per metric
-            "steps": ctx.steps_done,
-            "optimizer_steps": counted.optimizer_steps,  # counted by the harness (bench/runner/steps.py)
-            "peak_host_mem_mb": round(mem.peak_host_mb, 1),
-            "peak_gpu_mem_mb": None if mem.peak_gpu_mb is None else round(mem.peak_gpu_mb, 1),
-            "images_generated_unlearning": images_for_unlearning,
-            "images_generated_eval": ctx.images_generated - images_for_unlearning,
+            "steps": unlearned.steps,
+            "optimizer_steps": unlearned.optimizer_steps,  # counted by the harness in the method's process (steps.py)
+            "peak_host_mem_mb": unlearned.peak_host_mb,
+            "peak_gpu_mem_mb": unlearned.peak_gpu_mb,
+            "images_generated_unlearning": unlearned.images_generated,
+            "images_generated_eval": ctx.images_generated,
         },
-        "method_stats": {k: v for k, v in stats.items() if isinstance(v, (int, float, str, bool, list)) or v is None},
+        "method_stats": unlearned.stats,
         "checkpoints": task.checkpoints(),
         "hardware": hardware(),
         "fast_paths": fast.to_dict(),
@@ -137,8 +152,9 @@ def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=
         source = (sources or {}).get(spec.method)
         if source is not None:
             record["method_source"] = {"path": source.path, "sha256": source.sha256}
+        deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
         with time_limit(spec.timeout_s), (worker_watchdog(spec.timeout_s) if end_stuck_process else nullcontext()):
-            record.update(execute(spec, fast_paths=fast_paths, sources=sources))
+            record.update(execute(spec, fast_paths=fast_paths, sources=sources, deadline=deadline))
     except (Exception, JobTimeout) as exc:  # the job fails, the suite goes on
         record.update(failure(exc))
     record["wall_seconds"] = round(time.perf_counter() - t0, 3)
@@ -151,10 +167,15 @@ def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=
 
 
 def failure(exc: BaseException, where: str = "job") -> dict:
+    """A 'failed' record's fields: the cause in one line (a method process's own cause and traceback)."""
+    if isinstance(exc, MethodProcessError):
+        return {"status": "failed", "error": str(exc), "error_type": exc.error_type, "failed_in": "method process",
+                "traceback": exc.traceback_text}
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    message = str(exc) if isinstance(exc, (BenchError, JobTimeout)) else f"{type(exc).__name__}: {exc}"
     return {
         "status": "failed",
-        "error": str(exc) if isinstance(exc, (BenchError, JobTimeout)) else f"{type(exc).__name__}: {exc}",
+        "error": " ".join(message.split()),
         "error_type": type(exc).__name__,
         "failed_in": where,
         "traceback": "".join(tb)[-4000:],

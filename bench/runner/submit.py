@@ -6,25 +6,29 @@ the records already in the results directory.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 
 import torch
 
-from bench.core.context import Budget, RunContext
+from bench.core.context import RunContext
 from bench.core.errors import NonFiniteLossError, PluginError
 from bench.core.log import get_logger
 from bench.runner.evaluator import run_suite, write_leaderboard
+from bench.runner.job import load_weights
+from bench.runner.method_process import MethodProcessError, method_runner
 from bench.runner.outdir import results_lock
-from bench.runner.plan import load_suite
-from bench.runner.plugins import is_file_reference, load_submission
+from bench.runner.plan import JobSpec, load_suite
+from bench.runner.plugins import is_file_reference, load_submission, read_method_source
 from bench.runner.records import iter_records
-from bench.runner.steps import StepBudgetError, check_steps, count_optimizer_steps, weights_changed
-from bench.runner.timeout import SMOKE_TIMEOUT_S, JobTimeout, time_limit
+from bench.runner.steps import StepBudgetError, check_steps, weights_changed
+from bench.runner.timeout import SMOKE_TIMEOUT_S
+from bench.runner.unlearn_stage import UnlearnRequest
 from leaderboard.aggregate import aggregate
 from leaderboard.rank import overall_ranks, rank_table
 from leaderboard.render import fmt
-from methods.training import assert_finite_weights
 from tasks.base import TASKS
 
 SMOKE_TASK = "mini-digits-class"
@@ -34,9 +38,10 @@ SMOKE_OPTIONS = {"forget_samples": 4, "remain_samples_per_class": 2, "sample_ste
 log = get_logger("submit")
 
 
-def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0", timeout_s: float | None = None) -> dict:
-    """Two capped steps on the smallest mini task: the method runs, leaves finite weights, respects
-    the cap, and ends within `timeout_s` (default SMOKE_TIMEOUT_S)."""
+def smoke_test(method_cls, ref: str, task_name: str = SMOKE_TASK, target: str = "0", timeout_s: float | None = None) -> dict:
+    """Two capped steps on the smallest mini task, in a method process like every job's: the
+    method runs, leaves finite weights, respects the cap, and ends within `timeout_s` (default
+    SMOKE_TIMEOUT_S). `ref`: the method as a job names it (FILE.py[:Name] or a registry name)."""
 
     who = f"method {method_cls.name!r}"
     task_cls = TASKS.get(task_name)
@@ -50,40 +55,35 @@ def smoke_test(method_cls, task_name: str = SMOKE_TASK, target: str = "0", timeo
     task = task_cls.make(options)
     if task_name != SMOKE_TASK:
         target = task.targets()[0]
-    try:
-        hparams = method_cls.default_hparams(task.kind)
-        method = method_cls(hparams)
-    except Exception as exc:
-        raise PluginError(f"{who}: could not be constructed with its default hyper-parameters: {exc}") from exc
-    ctx = RunContext(device=torch.device("cpu"), seed=0, task_kind=task.kind)
-    inst = task.build(target, ctx)
-    ctx.num_classes = inst.evaluation.num_classes
-    original = inst.model.frozen_copy()
     where = f"smoke run ({SMOKE_STEPS} steps on {task_name})"
     limit = timeout_s or SMOKE_TIMEOUT_S
+    spec = JobSpec("submit-smoke", task_name, dict(options), target, ref, method_cls.name, {}, 0, {"max_steps": SMOKE_STEPS}, limit)
+    sources = {ref: read_method_source(ref)} if is_file_reference(ref) else {}
     try:
-        with time_limit(limit), count_optimizer_steps() as counted:
-            stats = method.unlearn(inst.model, inst.forget, inst.remain, Budget(max_steps=SMOKE_STEPS), ctx)
-    except JobTimeout as exc:
-        raise PluginError(f"{who} {where}: {exc} (a hung method; --timeout raises the limit)") from None
-    except NonFiniteLossError as exc:
-        raise PluginError(f"{who} {where}: {exc}") from exc
-    except Exception as exc:
-        raise PluginError(f"{who} raised in its {where}: {type(exc).__name__}: {exc}") from exc
-    if stats is not None and not isinstance(stats, dict):
-        raise PluginError(f"{who}: unlearn must return None or a dict of statistics, not {type(stats).__name__}")
+        unlearned = method_runner().unlearn(UnlearnRequest(spec, sources, "cpu", torch.get_num_threads()), limit)
+    except MethodProcessError as exc:
+        if exc.error_type == "JobTimeout":
+            raise PluginError(f"{who} {where}: {exc} (a hung method; --timeout raises the limit)") from None
+        if exc.error_type in ("MethodProcessError", "SystemExit", "KeyboardInterrupt") or isinstance(exc, PluginError):
+            raise PluginError(f"{who} {where}: {exc}") from None  # a crash or an exit, not an exception of its own
+        raise PluginError(f"{who} raised in its {where}: {exc}") from None
+    ctx = RunContext(device=torch.device("cpu"), seed=0, task_kind=task.kind)
+    inst = task.build(target, ctx)
+    original = inst.model.frozen_copy()
     try:
-        assert_finite_weights(inst.model, method_cls.name)
-    except NonFiniteLossError as exc:
-        raise PluginError(f"{where}: {exc}") from exc
-    for k, v in (stats or {}).items():
+        load_weights(inst.model, unlearned.weights, unlearned.method_name)
+    except (MethodProcessError, NonFiniteLossError) as exc:
+        raise PluginError(f"{where}: {exc}") from None
+    finally:
+        shutil.rmtree(os.path.dirname(unlearned.weights), ignore_errors=True)
+    for k, v in unlearned.stats.items():
         if isinstance(v, float) and not math.isfinite(v):
             raise PluginError(f"{who} {where}: returned statistic {k!r} = {v}")
     try:
-        check_steps(who, ctx.steps_done, counted.optimizer_steps, weights_changed(inst.model.denoiser, original.denoiser), SMOKE_STEPS)
+        check_steps(who, unlearned.steps, unlearned.optimizer_steps, weights_changed(inst.model.denoiser, original.denoiser), SMOKE_STEPS)
     except StepBudgetError as exc:
         raise PluginError(f"{where}: {exc}") from None
-    return {"steps": ctx.steps_done, "optimizer_steps": counted.optimizer_steps}
+    return {"steps": unlearned.steps, "optimizer_steps": unlearned.optimizer_steps}
 
 
 def submit(args) -> int:
@@ -94,7 +94,7 @@ def submit(args) -> int:
         ref = str(Path(path).expanduser().resolve()) + (f":{cls_name}" if cls_name else "")
     method_cls = load_submission(ref)
     log.info(f"submit: {method_cls.name} ({ref}) passed the interface checks; smoke run…")
-    smoke = smoke_test(method_cls, timeout_s=getattr(args, "timeout", None))  # seconds; touches no results
+    smoke = smoke_test(method_cls, ref, timeout_s=getattr(args, "timeout", None))  # seconds; touches no results
     log.info(f"submit: smoke run ok ({smoke}); running suite {args.suite}")
     suite = load_suite(args.suite)
     # the suite's own rows run too (resume skips those already recorded) so the new row has company

@@ -1,0 +1,357 @@
+"""Method code runs in a child process the harness owns; the harness judges what it hands back.
+
+A method is untrusted code. Run in the process that then computes its metrics, it could patch the
+judge, crash the harness, exit it with status 0 or leave a thread or a process running. So every
+call of a method's `unlearn` goes through `MethodRunner.unlearn`, and every call gets a fresh child:
+
+- A fork server (`python -m bench.runner.method_process zygote FD`) is started once per harness
+  process: it imports the suite (torch, diffusers, the tasks and methods: seconds on a small
+  machine), never runs a method or touches a GPU, and forks one child per call, so a call's
+  start-up is a fork, not an interpreter. It ends when the harness process does.
+- The child starts a session (so a process group) of its own, takes a fresh temporary directory
+  outside `--out` as its working directory (it is never told where results go), adopts the
+  harness's environment and import path, builds the task, resolves the method (a plug-in's source
+  is executed there, never in the harness), unlearns, and saves the denoiser's weights into its
+  directory (`weights.safetensors`, the job's artifact); it answers with its counters (`Unlearned`).
+- The fork server is the child subreaper (Linux `prctl(PR_SET_CHILD_SUBREAPER)`), so a process the
+  method detaches (double fork + setsid) is re-parented to it, stays a descendant of the harness
+  and is found; the server reaps whatever ends below it. (The harness process itself is not made a
+  subreaper: it would inherit, and have to reap, the orphans of everything else it runs, Ray's
+  processes included.) When the call ends — answer, crash or timeout — the child's process group and
+  every descendant that was not there before are killed and reaped before the answer is used.
+- A failure is one line: `timeout after N s`, `killed by signal 11 (SIGSEGV)`, `exited with code 0
+  before returning a result`, `raised SystemExit(3)`, `raised KeyboardInterrupt`, or the
+  method's own error.
+POSIX only (fork); the subreaper, which finds detached processes, is Linux's.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from multiprocessing.connection import Connection
+
+import psutil
+
+from bench.core.errors import BenchError
+from bench.runner.timeout import timeout_message
+from bench.runner.unlearn_stage import WEIGHTS_FILE, Unlearned, UnlearnRequest
+
+PR_SET_CHILD_SUBREAPER = 36
+START_TIMEOUT_S = 300.0  # a fork server that cannot even import the suite within this is reported as such
+
+
+class MethodProcessError(BenchError):
+    """The method's process failed; the message is the one-line cause."""
+
+    def __init__(self, cause: str, traceback_text: str = "", error_type: str = "MethodProcessError"):
+        super().__init__(cause)
+        self.traceback_text = traceback_text
+        self.error_type = error_type
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def describe_exception(exc: BaseException) -> str:
+    """The one-line cause of an exception raised by method code."""
+    if isinstance(exc, SystemExit):
+        return f"raised SystemExit({exc.code!r})" if exc.code is not None else "raised SystemExit()"
+    if isinstance(exc, KeyboardInterrupt):
+        return "raised KeyboardInterrupt"
+    if isinstance(exc, BenchError):
+        return " ".join(str(exc).split())
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def exit_cause(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown signal"
+        return f"killed by signal {-returncode} ({name})"
+    return f"exited with code {returncode} before returning a result"
+
+
+def _descendants() -> dict[int, psutil.Process]:
+    try:
+        return {p.pid: p for p in psutil.Process().children(recursive=True)}
+    except psutil.Error:
+        return {}
+
+
+def _package_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _parent_watch() -> None:
+    """End this process when its parent does (the fork server with the harness, a child with the server)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+class _ForkServer:
+    """The zygote process and the control connection to it."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(p for p in [_package_root(), *sys.path] if p))}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.runner.method_process", "zygote", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), cwd=tempfile.gettempdir(), env=env, start_new_session=True, stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        self.ctl = Connection(ours.detach())
+        self.exits: dict[int, int] = {}
+        ready = self._recv() if self.ctl.poll(START_TIMEOUT_S) else None
+        if not ready or ready[0] != "ready":
+            self.close()
+            raise MethodProcessError(f"the method fork server did not start within {START_TIMEOUT_S:g} s")
+        self.subreaper = bool(ready[1])
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _recv(self):
+        while True:
+            msg = self.ctl.recv()
+            if msg[0] == "exited":
+                self.exits[msg[1]] = msg[2]
+                continue
+            return msg
+
+    def fork(self) -> tuple[int, Connection]:
+        """A new child and the harness's end of its socket."""
+        from multiprocessing.reduction import send_handle
+
+        ours, theirs = socket.socketpair()
+        self.exits.clear()  # statuses of earlier calls' children, which nobody asks for any more
+        self.ctl.send(("fork",))
+        send_handle(self.ctl, theirs.fileno(), self.proc.pid)
+        theirs.close()
+        msg = self._recv()
+        if msg[0] != "forked":
+            raise MethodProcessError(f"the method fork server answered {msg!r}")
+        return msg[1], Connection(ours.detach())
+
+    def exit_code(self, pid: int, timeout: float = 10.0) -> int | None:
+        """The child's exit status as the server reaped it (negative: the signal), None if not in time."""
+        deadline = time.monotonic() + timeout
+        while pid not in self.exits and time.monotonic() < deadline:
+            if self.ctl.poll(0.1):
+                try:
+                    self._recv_exits_only()
+                except (EOFError, OSError):
+                    break
+        return self.exits.pop(pid, None)
+
+    def _recv_exits_only(self) -> None:
+        msg = self.ctl.recv()
+        if msg[0] == "exited":
+            self.exits[msg[1]] = msg[2]
+
+    def close(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.ctl.close()
+
+
+class MethodRunner:
+    """Runs `unlearn` requests, each in a fresh child (see the module docstring); one per harness process."""
+
+    def __init__(self) -> None:
+        self._server: _ForkServer | None = None
+
+    @property
+    def server_pid(self) -> int | None:
+        """The fork server's pid (the one process of the runner that outlives a call)."""
+        return self._server.proc.pid if self._server is not None and self._server.alive() else None
+
+    def _fork_server(self) -> _ForkServer:
+        if self._server is None or not self._server.alive():
+            self._server = _ForkServer()
+        return self._server
+
+    def unlearn(self, request: UnlearnRequest, timeout_s: float | None) -> Unlearned:
+        """The child's answer, or MethodProcessError with the cause; no process of the call survives it."""
+        workdir = tempfile.mkdtemp(prefix="unlearn-bench-method-")
+        before = _descendants()
+        server = self._fork_server()
+        pid, conn = None, None
+        try:
+            pid, conn = server.fork()
+            request.workdir, request.env, request.sys_path = workdir, dict(os.environ), list(sys.path)
+            reply = self._call(server, pid, conn, request, None if not timeout_s else time.monotonic() + timeout_s, timeout_s)
+            if reply[0] != "ok":
+                _, cause, tb, error_type = reply
+                raise MethodProcessError(cause, tb, error_type)
+            result: Unlearned = reply[1]
+            path = os.path.join(workdir, WEIGHTS_FILE)
+            if not os.path.isfile(path):
+                raise MethodProcessError("the method's process answered without saving its weights")
+            result.weights = path
+            return result
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        finally:
+            if conn is not None:
+                conn.close()
+            if pid is not None:
+                _kill_group(pid)
+            self._end_leftovers(before, keep={server.proc.pid})
+
+    def _call(self, server: _ForkServer, pid: int, conn: Connection, request: UnlearnRequest,
+              deadline: float | None, timeout_s: float | None):
+        try:
+            conn.send(request)
+            while not conn.poll(1.0 if deadline is None else max(min(deadline - time.monotonic(), 1.0), 0.0)):
+                if deadline is not None and time.monotonic() >= deadline:
+                    return ("failed", timeout_message(timeout_s), "", "JobTimeout")
+            return conn.recv()
+        except (EOFError, OSError):
+            return ("failed", exit_cause(server.exit_code(pid)), "", "MethodProcessError")
+
+    def _end_leftovers(self, before: dict[int, psutil.Process], keep: set[int]) -> None:
+        """Kill and reap every descendant that appeared during the call (the fork server excepted)."""
+        extra = [p for pid, p in _descendants().items() if pid not in before and pid not in keep]
+        for p in extra:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        if extra:
+            psutil.wait_procs(extra, timeout=10)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)  # the child's group: what it forked without leaving the group
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+_RUNNER: MethodRunner | None = None
+
+
+def method_runner() -> MethodRunner:
+    """This process's runner (its fork server is started on first use and reused)."""
+    global _RUNNER
+    if _RUNNER is None:
+        _RUNNER = MethodRunner()
+    return _RUNNER
+
+
+# -- the fork server and its children ---------------------------------------------------------------
+
+
+def _child(fd: int) -> None:
+    """One call in a forked child: its own session, then one request, one answer, and exit."""
+    os.setsid()
+    _parent_watch()
+    conn = Connection(fd)
+    try:
+        request = conn.recv()
+        os.chdir(request.workdir)
+        os.environ.clear()
+        os.environ.update(request.env)
+        sys.path[:] = request.sys_path
+        from bench.runner.unlearn_stage import unlearn_stage
+
+        try:
+            reply = ("ok", unlearn_stage(request))
+        except BaseException as exc:  # noqa: BLE001 - whatever the method raised is the job's cause
+            reply = ("raised", describe_exception(exc), "".join(traceback.format_exception(exc))[-4000:], type(exc).__name__)
+        try:
+            conn.send(reply)
+        except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable statistic
+            conn.send(("raised", f"the method's answer could not be sent: {type(exc).__name__}: {exc}", "", "MethodProcessError"))
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # whatever threads the method left behind end here
+
+
+def zygote(ctl_fd: int) -> None:
+    """The fork server: import everything once, then fork a child per request; report their exits."""
+    from multiprocessing.reduction import recv_handle
+
+    import bench.runner.unlearn_stage  # noqa: F401 - the suite, imported once for every child
+    import methods.base
+
+    methods.base.METHODS.import_builtins()  # not the entry points: a child scans them with the harness's import path
+    parent = os.getppid()
+    ctl = Connection(ctl_fd)
+    ctl.send(("ready", become_subreaper()))
+    children: set[int] = set()
+    while os.getppid() == parent:
+        while True:  # reap: the children it forked (their status goes to the harness) and orphans re-parented here
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid in children:
+                children.discard(pid)
+                ctl.send(("exited", pid, os.waitstatus_to_exitcode(status)))
+        try:
+            if not ctl.poll(0.05):
+                continue
+            msg = ctl.recv()
+            if msg[0] != "fork":
+                continue
+            fd = recv_handle(ctl)
+        except (EOFError, OSError):
+            break
+        pid = os.fork()
+        if pid == 0:
+            ctl.close()
+            _child(fd)
+        os.close(fd)
+        children.add(pid)
+        ctl.send(("forked", pid))
+    os._exit(0)
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["zygote"]:
+        zygote(int(argv[1]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,34 @@
+"""Sleeps in one C call, where no injected exception can land."""
+from dataclasses import dataclass
+
+import torch
+
+from bench import Method, simple_loss
+
+
+@dataclass
+class HP:
+    steps: int = 2
+
+
+def one_step(model, remain, budget, ctx):
+    """One honest step (so a plug-in that then misbehaves got as far as a real method)."""
+    opt = torch.optim.SGD(model.denoiser.parameters(), lr=1e-4)
+    b = next(remain.batches(4, ctx.generator))
+    loss = simple_loss(model, b.x, model.condition(b.keys), ctx.generator)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    ctx.step(loss)
+
+
+import time  # noqa: E402
+
+
+class Stuck(Method):
+    name = "hostile-stuck"
+    HParams = HP
+
+    def unlearn(self, model, forget, remain, budget, ctx):
+        one_step(model, remain, budget, ctx)
+        time.sleep(10**6)
