@@ -88,6 +88,12 @@ class Task(ABC):
     def build(self, target: str, ctx: RunContext) -> TaskInstance:
         """Base model (trainable copy) + forget/remain sets for one target."""
 
+    def warm(self) -> None:
+        """Read what build() reads from disk (base model, judges, data) into this process's caches, on
+        the CPU, computing nothing. The method processes' fork server calls it once per task so that
+        every job's child starts with them (bench/runner/method_process.py); by default it does nothing."""
+        return None
+
     def validate_target(self, target: str) -> str:
         target = str(target)
         if target not in self.targets():

@@ -95,6 +95,11 @@ class MiniDigitsClass(Task):
     def checkpoints(self) -> dict[str, str]:
         return {"mini-digits": checkpoint_digest(self.model_dir), "digit-classifier": checkpoint_digest(CHECKPOINT_DIR / "digit-classifier")}
 
+    def warm(self) -> None:
+        self.load_base_model("cpu")
+        load_digits_splits()
+        load_digit_classifier()
+
     def build(self, target: str, ctx: RunContext) -> TaskInstance:
         k = int(self.validate_target(target))
         cfg = self.config

@@ -167,6 +167,10 @@ class MiniShapesTask(Task):
         path = cache_root() / "mini-shapes-images" / f"{key}.pt"
         return cached(path, lambda: (model.sample(prompts, seeds, **sampler) * 255).round().to(torch.uint8)).float() / 255
 
+    def warm(self) -> None:
+        self.load_base_model("cpu")
+        load_shapes_judge(str(self.judge_dir))
+
     def build(self, target: str, ctx: RunContext) -> TaskInstance:
         self.validate_target(target)
         c = self.config

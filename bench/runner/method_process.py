@@ -6,8 +6,9 @@ call of a method's `unlearn` goes through `MethodRunner.unlearn`, and every call
 
 - A fork server (`python -m bench.runner.method_process zygote FD`) is started once per harness
   process: it imports the suite (torch, diffusers, the tasks and methods: seconds on a small
-  machine), never runs a method or touches a GPU, and forks one child per call, so a call's
-  start-up is a fork, not an interpreter. It ends when the harness process does.
+  machine), reads each task's files into its caches once (`Task.warm`: base model, judges, data,
+  on the CPU), never runs a method or touches a GPU, and forks one child per call, so a call's
+  start-up is a fork, not an interpreter and a cold load. It ends when the harness process does.
 - The child starts a session (so a process group) of its own, takes a fresh temporary directory
   outside `--out` as its working directory (it is never told where results go), adopts the
   harness's environment and import path, builds the task, resolves the method (a plug-in's source
@@ -143,13 +144,13 @@ class _ForkServer:
                 continue
             return msg
 
-    def fork(self) -> tuple[int, Connection]:
-        """A new child and the harness's end of its socket."""
+    def fork(self, task: str, options: dict) -> tuple[int, Connection]:
+        """A new child (from a server whose caches hold `task`'s files) and the harness's end of its socket."""
         from multiprocessing.reduction import send_handle
 
         ours, theirs = socket.socketpair()
         self.exits.clear()  # statuses of earlier calls' children, which nobody asks for any more
-        self.ctl.send(("fork",))
+        self.ctl.send(("fork", task, options))
         send_handle(self.ctl, theirs.fileno(), self.proc.pid)
         theirs.close()
         msg = self._recv()
@@ -208,7 +209,7 @@ class MethodRunner:
         server = self._fork_server()
         pid, conn = None, None
         try:
-            pid, conn = server.fork()
+            pid, conn = server.fork(request.spec.task, request.spec.task_options)
             request.workdir, request.env, request.sys_path = workdir, dict(os.environ), list(sys.path)
             reply = self._call(server, pid, conn, request, None if not timeout_s else time.monotonic() + timeout_s, timeout_s)
             if reply[0] != "ok":
@@ -310,10 +311,15 @@ def zygote(ctl_fd: int) -> None:
     """The fork server: import everything once, then fork a child per request; report their exits."""
     from multiprocessing.reduction import recv_handle
 
+    import torch
+
     import bench.runner.unlearn_stage  # noqa: F401 - the suite, imported once for every child
     import methods.base
+    from tasks.base import TASKS
 
     methods.base.METHODS.import_builtins()  # not the entry points: a child scans them with the harness's import path
+    torch.set_num_threads(1)  # it computes nothing, and starts no thread pool a child would inherit
+    warmed: set[str] = set()
     parent = os.getppid()
     ctl = Connection(ctl_fd)
     ctl.send(("ready", become_subreaper()))
@@ -338,6 +344,13 @@ def zygote(ctl_fd: int) -> None:
             fd = recv_handle(ctl)
         except (EOFError, OSError):
             break
+        key = repr(msg[1:])
+        if key not in warmed:  # the task's files into this process's caches, once; children inherit them
+            warmed.add(key)
+            try:
+                TASKS.get(msg[1]).make(msg[2]).warm()
+            except Exception:  # noqa: BLE001 - the child meets the same error and reports it
+                pass
         pid = os.fork()
         if pid == 0:
             ctl.close()

@@ -207,7 +207,8 @@ def tune_one(suite: Suite, te: TaskEntry, me: MethodEntry, base: dict, space: di
     tuner = tune.Tuner(
         trainable,
         param_space=_tune_space(space),
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=settings.trials, max_concurrent_trials=1),
+        # reuse_actors: one trial process per (task, method), so its method fork server and model cache are started once
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=settings.trials, max_concurrent_trials=1, reuse_actors=True),
         run_config=tune.RunConfig(name=f"{te.task}__{me.label}", storage_path=str((out_dir / "ray").resolve()), verbose=0,
                                   callbacks=[_progress_callback(bar)] if bar is not None else None),
     )
