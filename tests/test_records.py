@@ -104,3 +104,38 @@ def test_malformed_or_newer_records_fail_in_the_loader_with_the_reason():
                      ({"job_id": "x"}, "missing key(s) status")):
         with pytest.raises(RecordError, match=re.escape(why)):
             parse_record(bad)
+
+
+def test_an_ok_record_without_finite_metrics_is_unusable_and_its_job_reruns(tmp_path, capsys):
+    show_on_stderr()
+    cases = {"nan": rec("nan", metrics={"x": float("nan")}), "none": rec("none", metrics={}),
+             "missing": rec("missing", metrics={"x": 1.0}, directions={"x": "↑", "y": "↓"}),
+             "text": rec("text", metrics={"x": "1.0"})}
+    for r in cases.values():
+        write_record(tmp_path, r)
+    write_record(tmp_path, rec("failed-nan", status="failed", metrics={"x": float("nan")}))  # a failed record may hold anything
+    assert [r["job_id"] for r in iter_records(tmp_path)] == ["failed-nan"]
+    err = capsys.readouterr().err
+    assert err.count("an 'ok' record with") == 4 and "missing or non-finite 'y'" in err and "no metrics" in err
+    assert not any(finished_ok(tmp_path, j) for j in cases)
+
+
+def test_two_records_of_one_job_count_once_with_a_warning(tmp_path, capsys):
+    show_on_stderr()
+    write_record(tmp_path, rec("j", metrics={"x": 1.0}))
+    write_record(tmp_path / "copy", rec("j", metrics={"x": 0.0}))  # the same job in a nested results tree
+    assert [r.metrics for r in iter_records(tmp_path)] == [{"x": 1.0}]
+    assert "a second record of job j (counted once" in capsys.readouterr().err
+
+
+def test_a_job_whose_metric_comes_out_nan_fails_with_the_column_named(tmp_path, monkeypatch):
+    """The evaluation runs in the harness process, so a patched metric here is what the job sees."""
+    from bench.runner.job import run_job
+    from bench.runner.plan import JobSpec
+    from metrics.fid import FID
+    from tests.helpers import FAST_DIGITS
+
+    monkeypatch.setattr(FID, "compute", lambda self, inst, unlearned, original, ctx: {c: float("nan") for c in self.columns(inst)})
+    spec = JobSpec("t", "mini-digits-class", FAST_DIGITS, "0", "original", "original", {}, 0, {"max_steps": 2})
+    r = run_job(spec, tmp_path)
+    assert r["status"] == "failed" and r["error"].startswith("metric column(s) 'FID (digit-cnn feats") and "non-finite" in r["error"]

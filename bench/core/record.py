@@ -8,6 +8,7 @@ Versions: 1 = records written before the field existed; 2 = adds `schema_version
 (per-instance values of the metric columns, bench/core/instances.py)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -115,6 +116,12 @@ def parse_record(obj: Any) -> RunRecord:
         instances = from_record(obj.get("instances"))
     except ValueError as exc:
         raise RecordError(str(exc)) from exc
+    if obj["status"] == "ok":  # an ok record is only usable with a finite value for every column it declares
+        unusable = sorted({c for c, v in metrics.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)}
+                          | (set(_obj(obj, "directions")) - set(metrics)))
+        if not metrics or unusable:
+            raise RecordError(f"an 'ok' record with {'no metrics' if not metrics else 'missing or non-finite ' + ', '.join(map(repr, unusable))}"
+                              " (its job re-runs)")
     for col, per in instances.items():  # the instances must be what the column averaged
         value = metrics.get(col)
         if not isinstance(value, (int, float)) or not abs(per.value - value) <= 1e-5 * max(1.0, abs(value)):

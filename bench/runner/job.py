@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import gc
+import math
 import os
 import shutil
 import time
@@ -108,6 +109,9 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
     inst.model.denoiser.eval()
     with Timer() as eval_timer:
         metrics, directions, instances, metric_seconds = evaluate(task, inst, original, ctx)
+    bad = [c for c in directions if not math.isfinite(float(metrics.get(c, math.nan)))]
+    if bad:  # an 'ok' record must carry a number for every column it declares
+        raise BenchError(f"metric column(s) {', '.join(map(repr, bad))} came out missing or non-finite")
     return {
         "status": "ok",
         "task_kind": task.kind,

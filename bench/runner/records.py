@@ -58,15 +58,21 @@ def read_record(path, warn: bool = False) -> RunRecord | None:
 
 
 def iter_records(out_dir) -> Iterator[RunRecord]:
-    """Every usable record under out_dir (records/ or any nested results tree); each unusable one
-    is skipped with a one-line warning naming the file."""
+    """Every usable record under out_dir (records/ or any nested results tree), each job once; each
+    unusable or duplicate one is skipped with a one-line warning naming the file."""
     root = Path(out_dir)
-    for path in sorted(root.rglob("*.json")):
+    seen: dict[str, Path] = {}
+    for path in sorted(root.rglob("*.json"), key=lambda p: (len(p.parts), p)):  # the run's own records/ first
         if path.name.startswith(TMP_PREFIX) or path.parent.name != RECORD_DIR:
             continue
         rec = read_record(path, warn=True)
-        if rec is not None:
-            yield rec
+        if rec is None:
+            continue
+        if rec.job_id in seen:  # e.g. a results tree copied inside another: one job is one measurement
+            warn_skipped(path, f"a second record of job {rec.job_id} (counted once, from {seen[rec.job_id]})")
+            continue
+        seen[rec.job_id] = path
+        yield rec
 
 
 def finished_ok(out_dir, job_id: str) -> bool:
