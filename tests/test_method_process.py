@@ -92,6 +92,7 @@ def test_causes_read_as_one_line():
     assert describe_exception(KeyboardInterrupt()) == "raised KeyboardInterrupt"
     assert describe_exception(ValueError("a\nb")) == "ValueError: a b"
     assert exit_cause(-9) == "killed by signal 9 (SIGKILL)" and exit_cause(3) == "exited with code 3 before returning a result"
+    assert "before returning a result" in exit_cause(None)
     assert isinstance(MethodProcessError("x"), Exception)
 
 

@@ -86,6 +86,8 @@ def exit_cause(returncode: int | None) -> str:
         except ValueError:
             name = "unknown signal"
         return f"killed by signal {-returncode} ({name})"
+    if returncode is None:
+        return "ended before returning a result (its exit status was not reported)"
     return f"exited with code {returncode} before returning a result"
 
 
@@ -127,10 +129,16 @@ class _ForkServer:
         theirs.close()
         self.ctl = Connection(ours.detach())
         self.exits: dict[int, int] = {}
-        ready = self._recv() if self.ctl.poll(START_TIMEOUT_S) else None
+        try:
+            ready = self._recv() if self.ctl.poll(START_TIMEOUT_S) else None
+        except (EOFError, OSError):
+            ready = None
         if not ready or ready[0] != "ready":
+            code = self.proc.poll()
             self.close()
-            raise MethodProcessError(f"the method fork server did not start within {START_TIMEOUT_S:g} s")
+            how = f"signal {-code}" if code is not None and code < 0 else f"code {code}"
+            raise MethodProcessError(f"the method fork server did not start within {START_TIMEOUT_S:g} s" if code is None else
+                                     f"the method fork server ended ({how}) before it was ready; its error is on stderr above")
         self.subreaper = bool(ready[1])
 
     def alive(self) -> bool:
