@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -16,7 +17,7 @@ from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import MissingWeightsError
 from bench.core.evaluation import Evaluation
-from bench.core.hashing import checkpoint_digest
+from bench.core.hashing import checkpoint_digest, verified_checkpoint
 from tasks.base import (
     CLASS_FORGET_EVAL_SEED,
     CLASS_TASK_PROVIDES,
@@ -79,6 +80,9 @@ class MiniDigitsClass(Task):
         return self.config.checkpoint or MODEL_DIR
 
     def load_base_model(self, device="cpu") -> ClassConditionalModel:
+        for d in (self.model_dir, CHECKPOINT_DIR / "digit-classifier"):  # each against its recipe's sha256
+            if Path(d).is_dir():
+                verified_checkpoint(d)
         try:
             return ClassConditionalModel.load(self.model_dir, device=device)
         except MissingWeightsError:

@@ -25,7 +25,7 @@ from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError, MissingWeightsError
 from bench.core.evaluation import Evaluation, ZeroShot
-from bench.core.hashing import checkpoint_digest, json_digest
+from bench.core.hashing import checkpoint_digest, json_digest, verified_checkpoint
 from tasks.base import T2I_EVAL_SEEDS, T2I_TASK_PROVIDES, Task, TaskInstance, register_task, seeds_for
 from tasks.mini import shapes
 from tasks.mini.shapes_recipes import ENCODER_DIR, JUDGE_DIR, MODEL_DIR, load_shapes_judge  # registers pretrain recipes
@@ -131,6 +131,9 @@ class MiniShapesTask(Task):
     def load_base_model(self, device="cpu") -> TextToImageModel:
         if not Path(self.model_dir).exists():
             raise MissingWeightsError(f"mini-shapes base model missing at {self.model_dir}; recreate it with `unlearn-bench pretrain mini-shapes`")
+        for d in (self.model_dir, self.judge_dir, ENCODER_DIR):  # each against its recipe's sha256
+            if Path(d).is_dir():
+                verified_checkpoint(d)
         return TextToImageModel.load(self.model_dir, device=device)
 
     def provides(self) -> frozenset[str]:

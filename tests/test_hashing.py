@@ -206,3 +206,32 @@ def test_job_setting_hash_and_id_are_unchanged():
                   method="graddiff", label="GradDiff", hparams={"lr": 1e-3}, seed=1, budget={"max_steps": 2})
     assert job.setting_hash == old_stable_hash(job.setting())
     assert job.job_id == f"mini-digits-class__GradDiff__t0__s1__{old_stable_hash(job.setting())[:10]}"
+
+
+def test_a_checkpoint_is_checked_against_its_recipe_once_per_file_state(tmp_path, monkeypatch):
+    """4 KB of flipped bytes in the shipped digits UNet: refused by name with both digests, not scored."""
+    import shutil
+
+    import pytest
+
+    import bench.core.hashing as hashing
+    from bench.core.errors import CheckpointMismatchError
+    from tasks.mini import CHECKPOINT_DIR
+    from tasks.mini_digits import MiniDigitsClass
+
+    ckpt = tmp_path / "mini-digits"
+    shutil.copytree(CHECKPOINT_DIR / "mini-digits", ckpt)
+    calls = []
+    real = hashing.checkpoint_digest
+    monkeypatch.setattr(hashing, "checkpoint_digest", lambda *a, **k: calls.append(a) or real(*a, **k))
+    good = hashing.verified_checkpoint(ckpt)
+    assert hashing.verified_checkpoint(ckpt) == good and len(calls) == 1  # cached by size and mtime
+    weights = next(ckpt.rglob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-8192:-4096] = bytes(b ^ 0xFF for b in data[-8192:-4096])
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointMismatchError, match=rf"checkpoint {ckpt} does not match its recipe.json: sha256 {good} recorded, [0-9a-f]{{16}} found"):
+        hashing.verified_checkpoint(ckpt)
+    task = MiniDigitsClass.make({"checkpoint": str(ckpt)})
+    with pytest.raises(CheckpointMismatchError):
+        task.load_base_model()

@@ -27,3 +27,7 @@ class NonFiniteLossError(BenchError):
 
 class MissingDataError(BenchError):
     """A data set is not on disk (no downloads at run time): names the root and the fetch command."""
+
+
+class CheckpointMismatchError(BenchError):
+    """A checkpoint's weight files differ from the digest its recipe recorded."""

@@ -74,3 +74,34 @@ def state_dict_digest(state_dict: Mapping[str, Any], length: int = 16) -> str:
         t = tensor.detach().cpu().contiguous()
         h.update((t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes())
     return h.hexdigest()[:length]
+
+
+_VERIFIED: dict[tuple[str, str], str] = {}
+
+
+def verified_checkpoint(directory: StrPath) -> str:
+    """The checkpoint's digest, checked against the `sha256` its `recipe.json` records (when it has one).
+
+    A mismatch is CheckpointMismatchError naming the directory and both digests: a corrupted or replaced
+    weight file must not be scored as the checkpoint its recipe describes. Checked once per process and
+    (size, mtime) state of the files, so a job pays a few stat calls."""
+    from bench.core.errors import CheckpointMismatchError
+
+    root = Path(directory).resolve()
+    key = (str(root), tree_fingerprint(root))
+    if key in _VERIFIED:
+        return _VERIFIED[key]
+    recipe = root / "recipe.json"
+    expected = None
+    if recipe.is_file():
+        try:
+            expected = json.loads(recipe.read_text()).get("sha256")
+        except (ValueError, AttributeError):
+            expected = None
+    found = checkpoint_digest(root, length=len(expected) if isinstance(expected, str) and expected else 16)
+    if isinstance(expected, str) and expected and found != expected:
+        raise CheckpointMismatchError(
+            f"checkpoint {root} does not match its recipe.json: sha256 {expected} recorded, {found} found "
+            "(a corrupted or replaced weight file; restore it, e.g. `git checkout -- <dir>`, or recreate it with `unlearn-bench pretrain`)")
+    _VERIFIED[key] = found
+    return found
