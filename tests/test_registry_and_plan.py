@@ -91,9 +91,11 @@ def test_bad_names_in_plan():
 
 def test_malformed_yaml_file(tmp_path):
     p = tmp_path / "bad.yaml"
-    p.write_text("tasks: [unclosed\n")
-    with pytest.raises(ConfigError, match="malformed suite YAML"):
+    p.write_text("name: x\ntasks: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"malformed suite YAML .*bad.yaml at line 3, column 1: "):
         load_suite(str(p))
+    with pytest.raises(ConfigError, match=r"'seeds' is empty; give at least one seed"):
+        parse_suite({"tasks": ["mini-digits-class"], "methods": ["graddiff"], "seeds": []})
     with pytest.raises(ConfigError, match="unknown suite"):
         load_suite("no-such-suite")
 

@@ -164,3 +164,13 @@ def test_installed_plugin_is_submitted_by_name(tmp_path, monkeypatch):
     assert cls.__module__ == "eg_plugin" and smoke_test(cls, "eg-plugin") == {"steps": 2, "optimizer_steps": 2}
     with pytest.raises(PluginError, match="'nope' is neither a .py file nor an installed method"):
         load_submission("nope")
+
+
+def test_a_lone_row_is_said_to_be_unranked_overall(tmp_path):
+    from bench.runner.submit import ranking_summary
+
+    out = tmp_path / "res"
+    assert main(["run", "--suite", str(write_suite(tmp_path / "s.yaml", ["original", "graddiff"])), "--out", str(out), "--local"]) == 0
+    summary = ranking_summary(str(out), "graddiff")
+    assert "overall: graddiff is not ranked: no other method has finished jobs on its tasks" in summary
+    assert "nan" not in summary and "<NA>" not in summary

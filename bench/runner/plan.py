@@ -119,7 +119,10 @@ def load_suite(name_or_path: str) -> Suite:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"malformed suite YAML {path}: {str(exc).splitlines()[0]}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"malformed suite YAML {path}{where}: {what}") from None
     return parse_suite(raw, default_name=path.stem, source=str(path))
 
 
@@ -156,8 +159,10 @@ def _parse_tasks(tasks_raw: Any, source: str) -> list[TaskEntry]:
 def _parse_run_settings(raw: dict, source: str) -> tuple[list[int], dict, float | None]:
     """The suite's seeds, budget and per-job timeout."""
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"suite {source}: 'seeds' must be a list of integers")
+    if not seeds:
+        raise ConfigError(f"suite {source}: 'seeds' is empty; give at least one seed (e.g. seeds: [0])")
     budget = raw.get("budget") or {}
     if not isinstance(budget, dict) or set(budget) - {"max_steps"}:
         raise ConfigError(f"suite {source}: 'budget' takes only 'max_steps'")

@@ -128,6 +128,9 @@ def ranking_summary(results: str, label: str) -> str:
             lines.append(f"{table.task}: {row['row']} ranks {r} of {n}: {values}")
     overall = overall_ranks(tables)
     for _, row in overall[overall["method"].str.split(" [", regex=False).str[0] == label].iterrows():
+        if not row["tasks"]:  # no other ranked row on any of its tasks: nothing to win against
+            lines.append(f"overall: {row['method']} is not ranked: no other method has finished jobs on its tasks")
+            continue
         lines.append(f"overall: {row['method']} ranks {row['rank']} of {len(overall)} (mean win rate {row['win rate']:.2f} over {row['tasks']} task(s))")
     failed = [r for r in records if r.label == label and not r.ok]
     for r in failed:
