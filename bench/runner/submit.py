@@ -64,7 +64,7 @@ def smoke_test(method_cls, ref: str, task_name: str = SMOKE_TASK, target: str = 
     except MethodProcessError as exc:
         if exc.error_type == "JobTimeout":
             raise PluginError(f"{who} {where}: {exc} (a hung method; --timeout raises the limit)") from None
-        if exc.error_type in ("MethodProcessError", "SystemExit", "KeyboardInterrupt") or isinstance(exc, PluginError):
+        if exc.error_type in ("MethodProcessError", "SystemExit", "KeyboardInterrupt"):
             raise PluginError(f"{who} {where}: {exc}") from None  # a crash or an exit, not an exception of its own
         raise PluginError(f"{who} raised in its {where}: {exc}") from None
     ctx = RunContext(device=torch.device("cpu"), seed=0, task_kind=task.kind)
