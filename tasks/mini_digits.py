@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
@@ -17,7 +16,7 @@ from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import MissingWeightsError
 from bench.core.evaluation import Evaluation
-from bench.core.hashing import checkpoint_digest, verified_checkpoint
+from bench.core.hashing import verified_checkpoint
 from tasks.base import (
     CLASS_FORGET_EVAL_SEED,
     CLASS_TASK_PROVIDES,
@@ -80,9 +79,7 @@ class MiniDigitsClass(Task):
         return self.config.checkpoint or MODEL_DIR
 
     def load_base_model(self, device="cpu") -> ClassConditionalModel:
-        for d in (self.model_dir, CHECKPOINT_DIR / "digit-classifier"):  # each against its recipe's sha256
-            if Path(d).is_dir():
-                verified_checkpoint(d)
+        self.checkpoints()  # each checked against its recipe's sha256
         try:
             return ClassConditionalModel.load(self.model_dir, device=device)
         except MissingWeightsError:
@@ -97,7 +94,8 @@ class MiniDigitsClass(Task):
         return {"eval_images": self.config.forget_samples + 9 * self.config.remain_samples_per_class, "gpu": False}
 
     def checkpoints(self) -> dict[str, str]:
-        return {"mini-digits": checkpoint_digest(self.model_dir), "digit-classifier": checkpoint_digest(CHECKPOINT_DIR / "digit-classifier")}
+        """Digests of the checkpoints the task reads, verified against their recipes (hashed once per file state)."""
+        return {"mini-digits": verified_checkpoint(self.model_dir), "digit-classifier": verified_checkpoint(CHECKPOINT_DIR / "digit-classifier")}
 
     def warm(self) -> None:
         self.load_base_model("cpu")

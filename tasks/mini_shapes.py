@@ -25,7 +25,7 @@ from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError, MissingWeightsError
 from bench.core.evaluation import Evaluation, ZeroShot
-from bench.core.hashing import checkpoint_digest, json_digest, verified_checkpoint
+from bench.core.hashing import json_digest, verified_checkpoint
 from tasks.base import T2I_EVAL_SEEDS, T2I_TASK_PROVIDES, Task, TaskInstance, register_task, seeds_for
 from tasks.mini import shapes
 from tasks.mini.shapes_recipes import ENCODER_DIR, JUDGE_DIR, MODEL_DIR, load_shapes_judge  # registers pretrain recipes
@@ -144,9 +144,10 @@ class MiniShapesTask(Task):
         return {"eval_images": 3 * c.eval_prompts, "unlearn_images": 2 * c.forget_pairs, "gpu": False}
 
     def checkpoints(self) -> dict[str, str]:
-        out = {"mini-shapes": checkpoint_digest(self.model_dir), "mini-shapes-judge": checkpoint_digest(self.judge_dir)}
+        """Digests of the checkpoints the task reads, verified against their recipes (hashed once per file state)."""
+        out = {"mini-shapes": verified_checkpoint(self.model_dir), "mini-shapes-judge": verified_checkpoint(self.judge_dir)}
         if self.config.checkpoint is None:
-            out["mini-shapes-text-encoder"] = checkpoint_digest(ENCODER_DIR)
+            out["mini-shapes-text-encoder"] = verified_checkpoint(ENCODER_DIR)
         return out
 
     def sampler(self, evaluation: bool = True) -> dict:

@@ -133,24 +133,29 @@ class _ForkServer:
             ready = self._recv() if self.ctl.poll(START_TIMEOUT_S) else None
         except (EOFError, OSError):
             ready = None
-        if not ready or ready[0] != "ready":
+        if ready != ("ready",):
             code = self.proc.poll()
             self.close()
             how = f"signal {-code}" if code is not None and code < 0 else f"code {code}"
             raise MethodProcessError(f"the method fork server did not start within {START_TIMEOUT_S:g} s" if code is None else
                                      f"the method fork server ended ({how}) before it was ready; its error is on stderr above")
-        self.subreaper = bool(ready[1])
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def _read(self):
+        """One message from the server; a child's exit status is kept in `exits` (and None returned)."""
+        msg = self.ctl.recv()
+        if msg[0] == "exited":
+            self.exits[msg[1]] = msg[2]
+            return None
+        return msg
+
     def _recv(self):
-        while True:
-            msg = self.ctl.recv()
-            if msg[0] == "exited":
-                self.exits[msg[1]] = msg[2]
-                continue
-            return msg
+        """The next message that is not an exit status."""
+        while (msg := self._read()) is None:
+            pass
+        return msg
 
     def fork(self, task: str, options: dict) -> tuple[int, Connection]:
         """A new child (from a server whose caches hold `task`'s files) and the harness's end of its socket."""
@@ -172,15 +177,10 @@ class _ForkServer:
         while pid not in self.exits and time.monotonic() < deadline:
             if self.ctl.poll(0.1):
                 try:
-                    self._recv_exits_only()
+                    self._read()
                 except (EOFError, OSError):
                     break
         return self.exits.pop(pid, None)
-
-    def _recv_exits_only(self) -> None:
-        msg = self.ctl.recv()
-        if msg[0] == "exited":
-            self.exits[msg[1]] = msg[2]
 
     def close(self) -> None:
         try:
@@ -330,7 +330,8 @@ def zygote(ctl_fd: int) -> None:
     warmed: set[str] = set()
     parent = os.getppid()
     ctl = Connection(ctl_fd)
-    ctl.send(("ready", become_subreaper()))
+    become_subreaper()  # where it cannot (not Linux), a process the method detaches is re-parented to init and escapes
+    ctl.send(("ready",))
     children: set[int] = set()
     while os.getppid() == parent:
         while True:  # reap: the children it forked (their status goes to the harness) and orphans re-parented here
