@@ -61,14 +61,30 @@ def score_bands(table: TaskTable, pairs: set[tuple[str, str]] | None = None) -> 
     return bands_from_pairs(dict(zip(df["row"], df["score mean"])), separated_pairs(table) if pairs is None else pairs)
 
 
+def win_rates(scores: dict[str, float]) -> dict[str, float]:
+    """row -> the share of the other rows it beats on one task, a tie counting half a win:
+    (#{lower} + ½ #{tied}) / (n − 1). Rows all tied (e.g. every row clipped to score 0) get ½ each,
+    not 1 (a tie is not a win); without ties it is (n − rank) / (n − 1). Scores compare at 12 decimals,
+    as the point rank does."""
+    if len(scores) < 2:
+        return {}
+    rounded = {k: round(float(v), 12) for k, v in scores.items()}
+    n = len(rounded)
+    return {k: (sum(o < v for o in rounded.values()) + 0.5 * (sum(o == v for o in rounded.values()) - 1)) / (n - 1)
+            for k, v in rounded.items()}
+
+
 def overall_ranks(tables: list[TaskTable]) -> pd.DataFrame:
     """One row per method row name: its rank on each task and its mean win rate over tasks.
 
-    Win rate on a task = the share of the other ranked rows it beats, (n - rank) / (n - 1)
-    (HELM's aggregate): unlike a mean rank it does not reward running only on tasks with few
-    competitors; a task with a single ranked row says nothing and is left out.  Sorted by win
-    rate, then by more tasks, then by name (stable output)."""
+    Win rate on a task: `win_rates` (HELM's aggregate, ties half): unlike a mean rank it does not
+    reward running only on tasks with few competitors; a task with a single ranked row says nothing
+    and is left out.  Sorted by win rate, then by more tasks, then by name (stable output)."""
     per_task = {t.task: rank_table(t) for t in tables}
+    rates_by_task = {}
+    for t in tables:
+        df = _scored(t)
+        rates_by_task[t.task] = win_rates(dict(zip(df["row"], df["score mean"]))) if not df.empty else {}
     names = sorted({name for ranks in per_task.values() for name in ranks})
     rows = []
     for name in names:
@@ -79,7 +95,7 @@ def overall_ranks(tables: list[TaskTable]) -> pd.DataFrame:
                 r, n = ranks[name]
                 row[task] = f"{r}/{n}"
                 if n > 1:
-                    rates.append((n - r) / (n - 1))
+                    rates.append(rates_by_task[task][name])
             else:
                 row[task] = "–"
         row["win rate"] = sum(rates) / len(rates) if rates else float("nan")

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 
 from leaderboard.aggregate import TaskTable
-from leaderboard.escape import md
+from leaderboard.escape import md, md_line
 from leaderboard.rank import overall_ranks, score_bands, separated_pairs
 from leaderboard.reported import Reported, reported_rows
 from leaderboard.score import RULE
@@ -157,7 +157,7 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
         lines.append("")
         lines.append(f"Failed jobs ({len(table.failed)}):")
         for f in sorted(table.failed, key=lambda f: (f["label"], str(f["target"]), f["seed"])):
-            lines.append(f"- {md(f['label'])} target {md(f['target'])} seed {md(f['seed'])}: {md(f['error'])}")
+            lines.append(f"- {md(f['label'])} target {md(f['target'])} seed {md(f['seed'])}: {md_line(f['error'])}")
     return "\n".join(lines) + "\n"
 
 
@@ -179,7 +179,7 @@ def render_overall(tables: list[TaskTable]) -> str:
         rank = "–" if pd.isna(r["rank"]) else str(r["rank"])
         cells = [rank, md(r["method"])] + [str(r[t.task]) for t in tables] + [rate, str(r["tasks"])]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Per task: rank by mean score (point rank; the task tables show its band); overall: the mean win rate, the share of other ranked rows a method beats on a task, averaged over the tasks where it had competitors (`tasks`)."]
+    lines += ["", "Per task: rank by mean score (point rank; the task tables show its band); overall: the mean win rate, the share of other ranked rows a method beats on a task (a tie counts half), averaged over the tasks where it had competitors (`tasks`)."]
     return "\n".join(lines) + "\n"
 
 

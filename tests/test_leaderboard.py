@@ -200,3 +200,22 @@ def test_rows_say_whether_their_hyper_parameters_were_tuned_and_with_what_budget
     assert "`rgdrgd` tuned |" in md and "`origin` ref |" in md  # setting hash = (label * 16)[:16] in _rec
     assert "rgd: hyper-parameters (tuned (8 trials x 1 held-out target))" in md and "*tuned* = selected by" in md
     assert "`saluns` |" in md  # a record that does not say gets no tag
+
+
+def test_win_rate_counts_a_tie_as_half_a_win():
+    from leaderboard.rank import win_rates
+
+    assert win_rates({"a": 0.0, "b": 0.0, "c": 0.0}) == {"a": 0.5, "b": 0.5, "c": 0.5}  # all tied: nobody won
+    assert win_rates({"a": 0.9, "b": 0.5, "c": 0.1}) == {"a": 1.0, "b": 0.5, "c": 0.0}  # no ties: (n - rank) / (n - 1)
+    assert win_rates({"a": 0.9, "b": 0.0, "c": 0.0}) == {"a": 1.0, "b": 0.25, "c": 0.25}
+    assert win_rates({"a": 0.3}) == {}  # no competitor: says nothing
+
+
+def test_rows_tied_at_score_zero_do_not_all_win_overall():
+    from leaderboard.rank import overall_ranks
+
+    recs = [_rec("mini-digits-class", m, t, 0, {"UA (c)": ua, "RA (c)": 0.9}, kind="class")
+            for m, ua in (("original", 0.1), ("a", 0.0), ("b", 0.05), ("c", 0.1)) for t in ("0", "5")]
+    overall = overall_ranks(aggregate(recs)).set_index("method")
+    assert list(overall["win rate"]) == [0.5, 0.5, 0.5]  # every row forgot nothing: score 0 each
+    assert "win rate 1.00" not in build(recs, "markdown")

@@ -63,3 +63,13 @@ def test_markdown_links_and_code_spans_cannot_be_injected():
     assert md("![x](http://evil.png)") == "![x]\\(http://evil.png)"
     assert md("a`b\\c") == "a\\`b\\\\c"
     assert md("graddiff [3333cc]") == "graddiff [3333cc]"  # ordinary text reads as written
+
+
+def test_a_failure_with_terminal_escapes_is_one_short_plain_line():
+    ray_error = ("\x1b[36mray::_ray_job()\x1b[39m (pid=123, ip=10.0.0.1)\n  File \"x.py\", line 3\r\n"
+                 "KeyboardInterrupt\x07\x1b]0;title\x07" + " frame" * 200)
+    md = build([_rec("original"), _rec("boom", status="failed", error=ray_error)], "markdown")
+    line = next(l for l in md.splitlines() if l.startswith("- boom"))
+    assert "\x1b" not in line and "\x07" not in line and "[36m" not in line and "title" not in line
+    assert "ray::_ray_job() (pid=123, ip=10.0.0.1) File \"x.py\", line 3 KeyboardInterrupt frame" in line
+    assert len(line) < 500 and line.endswith("…")

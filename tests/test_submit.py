@@ -174,3 +174,8 @@ def test_a_lone_row_is_said_to_be_unranked_overall(tmp_path):
     summary = ranking_summary(str(out), "graddiff")
     assert "overall: graddiff is not ranked: no other method has finished jobs on its tasks" in summary
     assert "nan" not in summary and "<NA>" not in summary
+    for path in (out / "records").glob("*original*.json"):
+        path.unlink()  # no Original: the row has no score at all
+    summary = ranking_summary(str(out), "graddiff")
+    assert "graddiff is not ranked: no finished Original record on this task to score it against" in summary
+    assert "None" not in summary and "of 0" not in summary

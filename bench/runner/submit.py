@@ -123,8 +123,11 @@ def ranking_summary(results: str, label: str) -> str:
             continue
         ranks = rank_table(table)
         for _, row in table.rows[table.rows["label"] == label].iterrows():
-            r, n = ranks.get(row["row"], (None, 0))
             values = ", ".join(f"{c} = {fmt(row[f'{c} mean'], row[f'{c} std'], int(row['n']))}" for c in table.columns)
+            if row["row"] not in ranks:  # no score: nothing to normalise against
+                lines.append(f"{table.task}: {row['row']} is not ranked: no finished Original record on this task to score it against: {values}")
+                continue
+            r, n = ranks[row["row"]]
             lines.append(f"{table.task}: {row['row']} ranks {r} of {n}: {values}")
     overall = overall_ranks(tables)
     for _, row in overall[overall["method"].str.split(" [", regex=False).str[0] == label].iterrows():
