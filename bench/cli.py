@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--out", help="file to write (default: RESULTS/LEADERBOARD.md for markdown)")
     lb.add_argument("--tasks", nargs="+")
     lb.add_argument("--methods", nargs="+")
+    lb.add_argument("--unvouched", choices=["refuse", "accept"], default="refuse",
+                    help="records this user's driver did not vouch for (e.g. results copied from another machine): "
+                         "left out and listed (default), or counted")
 
     tu = sub.add_parser("tune", help="select hyper-parameters per method with the same search budget, on held-out targets")
     tu.add_argument("--suite", default="mini", help="the suite whose methods and tasks are tuned")
@@ -161,6 +164,10 @@ def cmd_leaderboard(args) -> int:
 
     if not Path(args.results).exists():
         raise BenchError(f"no results directory {args.results!r}; run `unlearn-bench run` first or pass --results")
+    if args.unvouched == "accept":
+        from bench.runner.voucher import ACCEPT_ENV
+
+        os.environ[ACCEPT_ENV] = "accept"
     write_leaderboard(args.results, args.format, args.out, args.tasks, args.methods)
     return 0
 

@@ -49,8 +49,10 @@ def flat_frame(tables: list[TaskTable]) -> pd.DataFrame:
     return out
 
 
-def build(records: Iterable[RunRecord | dict], fmt: str = "markdown", out_dir: Path | str | None = None, tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None) -> str:
-    """Text of the leaderboard; for markdown with out_dir, the plots are written under out_dir/plots/."""
+def build(records: Iterable[RunRecord | dict], fmt: str = "markdown", out_dir: Path | str | None = None, tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None,
+          ignored: list[tuple[str, str]] = ()) -> str:
+    """Text of the leaderboard; for markdown with out_dir, the plots are written under out_dir/plots/.
+    `ignored`: (file, why) of the record files left out (bench/runner/records.scan_records), listed in markdown."""
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -62,7 +64,7 @@ def build(records: Iterable[RunRecord | dict], fmt: str = "markdown", out_dir: P
             plots = write_plots(tables, Path(out_dir))
             for task, paths in write_sample_grids(tables, records, Path(out_dir)).items():
                 plots.setdefault(task, []).extend(paths)
-        return render_markdown(tables, reported=load_reported(), plots=plots)
+        return render_markdown(tables, reported=load_reported(), plots=plots, ignored=ignored)
     df = flat_frame(tables)
     if fmt == "csv":
         text_cols = df.select_dtypes(include=["object", "str"]).columns

@@ -212,6 +212,7 @@ def render_markdown(
     title: str = "unlearn-bench leaderboard",
     reported: list[Reported] = (),
     plots: dict[str, list[str]] | None = None,
+    ignored: list[tuple[str, str]] = (),
 ) -> str:
     parts = [f"# {title}\n"]
     if not tables:
@@ -222,4 +223,15 @@ def render_markdown(
     parts.extend(render_task(t, reported, plots.get(t.task, [])) for t in tables)
     parts.append(render_overall(tables))
     parts.append(render_provenance(tables))
+    parts.append(render_ignored(ignored))
     return "\n".join(p for p in parts if p)
+
+
+def render_ignored(ignored: list[tuple[str, str]]) -> str:
+    """Every record file the leaderboard left out, and why (unvouched, unreadable, a duplicate)."""
+    if not ignored:
+        return ""
+    lines = [f"## Ignored record files ({len(ignored)})", "",
+             "Not counted: files the driver did not vouch for (bench/runner/voucher.py), unreadable ones and second records of a job.", ""]
+    lines += [f"- `{md(path).replace('`', '')}`: {md_line(why)}" for path, why in sorted(ignored)]
+    return "\n".join(lines) + "\n"

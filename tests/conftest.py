@@ -6,6 +6,10 @@ import torch
 from tests.helpers import FAST_DIGITS
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+if "UNLEARN_BENCH_STATE" not in os.environ:  # the record voucher's key: one per test session, never the user's
+    import tempfile
+
+    os.environ["UNLEARN_BENCH_STATE"] = tempfile.mkdtemp(prefix="unlearn-bench-test-state-")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 

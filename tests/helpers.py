@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 FIXTURES = Path(__file__).parent / "fixtures"
+HOSTILE_DIR = Path(__file__).parent / "hostile"  # plug-ins that misbehave (tests/test_method_process.py)
 
 # small evaluation so end-to-end jobs take seconds on a CI core
 FAST_DIGITS = {"forget_samples": 10, "remain_samples_per_class": 4, "sample_steps": 4}

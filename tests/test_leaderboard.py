@@ -84,17 +84,24 @@ def test_column_order_puts_ua_ra_as_first():
     assert [short_name(c) for c in sorted(cols, key=column_order_key)] == ["UA", "RA", "AS-train", "AS-test", "FID", "nudity", "retention"]
 
 
-def test_cli_formats_and_filters(tmp_path, capsys):
+def test_cli_formats_and_filters(tmp_path, capsys, monkeypatch):
     results = tmp_path / "results"
-    shutil.copytree(FIXTURES / "records", results / "records")
-    assert main(["leaderboard", "--results", str(results), "--format", "json", "--out", str(tmp_path / "lb.json"), "--tasks", "mini-digits-class", "--methods", "rgd", "original"]) == 0
+    shutil.copytree(FIXTURES / "records", results / "records")  # records from elsewhere: no driver here vouched for them
+    assert main(["leaderboard", "--results", str(results), "--format", "json", "--out", str(tmp_path / "lb.json")]) == 0
+    assert json.loads((tmp_path / "lb.json").read_text()) == []
+    assert main(["leaderboard", "--results", str(results), "--out", str(tmp_path / "refused.md")]) == 0
+    refused = (tmp_path / "refused.md").read_text()
+    assert "No records found." in refused and "## Ignored record files (" in refused and "unknown: no .vouched.jsonl" in refused
+    monkeypatch.setenv("UNLEARN_BENCH_UNVOUCHED", "refuse")  # --unvouched accept sets it; restored after the test
+    assert main(["leaderboard", "--results", str(results), "--format", "json", "--out", str(tmp_path / "lb.json"), "--tasks", "mini-digits-class", "--methods", "rgd", "original",
+                 "--unvouched", "accept"]) == 0
     rows = json.loads((tmp_path / "lb.json").read_text())
     assert [(r["task"], r["row"], r["rank"]) for r in rows] == [("mini-digits-class", "original", None), ("mini-digits-class", "rgd", 1)]
-    assert main(["leaderboard", "--results", str(results), "--format", "csv", "--out", str(tmp_path / "lb.csv")]) == 0
+    assert main(["leaderboard", "--results", str(results), "--format", "csv", "--out", str(tmp_path / "lb.csv"), "--unvouched", "accept"]) == 0
     header = (tmp_path / "lb.csv").read_text().splitlines()[0]
     assert header.startswith("task,row,label,method,setting_hash,reference,rank,n,")
     capsys.readouterr()
-    assert main(["leaderboard", "--results", str(results)]) == 0
+    assert main(["leaderboard", "--results", str(results), "--unvouched", "accept"]) == 0
     md = (results / "LEADERBOARD.md").read_text()
     assert md == capsys.readouterr().out.rstrip("\n") + "\n"
     assert (results / "plots" / "mini-digits-class-tradeoff.png").exists()

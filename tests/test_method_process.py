@@ -5,6 +5,8 @@ come back within the limit plus a short grace, name the cause in one line, and l
 the plug-in behind.
 """
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +32,16 @@ def no_new_processes(before: set[int]) -> bool:
 
     now = {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
     return not (now - before - {method_runner().server_pid})
+
+
+def probe_dir(tmp_path) -> Path:
+    """Where a probing plug-in may leave a note: its process may write only its own directory and
+    /dev (bench/runner/sandbox.py), so /dev/shm where there is one."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        d = Path(tempfile.mkdtemp(prefix="unlearn-bench-probe-", dir=shm))
+        return d
+    return tmp_path
 
 
 def children() -> set[int]:
@@ -64,26 +76,59 @@ def test_leftover_threads_and_detached_processes_do_not_outlive_the_job(tmp_path
     before = children()
     assert smoke("thread") == {"steps": 1, "optimizer_steps": 1}  # it unlearned; its thread died with its process
     assert no_new_processes(before)
-    pid_file = tmp_path / "vandal.pid"
+    pid_file = probe_dir(tmp_path) / "vandal.pid"
     monkeypatch.setenv("HOSTILE_PID_FILE", str(pid_file))
     assert smoke("detach") == {"steps": 1, "optimizer_steps": 1}
     pid = int(pid_file.read_text())
+    shutil.rmtree(pid_file.parent, ignore_errors=True)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # the subreaper ended it
     assert no_new_processes(before)
 
 
-def test_the_method_process_never_learns_where_results_go(tmp_path, monkeypatch):
-    """Its working directory is a fresh temporary one, not the caller's (and not --out)."""
+def test_the_method_process_never_learns_where_results_go_and_writes_only_its_own_directory(tmp_path, monkeypatch):
+    """Its working directory is a fresh temporary one, not the caller's (and not --out); it is not
+    told where the record key lives; where the kernel has Landlock it cannot write outside its directory."""
+    from bench.runner.method_process import method_runner
+    from bench.runner.plan import JobSpec
+    from bench.runner.plugins import read_method_source
+    from bench.runner.sandbox import landlock_abi
+    from bench.runner.unlearn_stage import UnlearnRequest
+
     probe = tmp_path / "probe.py"
     probe.write_text((HOSTILE / "thread.py").read_text().replace("hostile-thread", "probe-cwd").replace(
         "threading.Thread(target=time.sleep, args=(10**6,), daemon=False).start()",
-        "open(__import__('os').environ['PROBE_OUT'], 'w').write(__import__('os').getcwd())"))
-    monkeypatch.setenv("PROBE_OUT", str(tmp_path / "cwd.txt"))
+        "return probe(__import__('os'))") + PROBE)
+    monkeypatch.setenv("PROBE_TARGET", str(tmp_path / "planted.json"))
     monkeypatch.chdir(tmp_path)
-    smoke_test(load_submission(str(probe)), str(probe))
-    cwd = (tmp_path / "cwd.txt").read_text()
+    spec = JobSpec("t", "mini-digits-class", {"forget_samples": 4, "remain_samples_per_class": 2, "sample_steps": 2}, "0",
+                   str(probe), "probe-cwd", {}, 0, {"max_steps": 2}, 60)
+    got = method_runner().unlearn(UnlearnRequest(spec, {str(probe): read_method_source(str(probe))}, "cpu", 1), 60)
+    shutil.rmtree(os.path.dirname(got.weights), ignore_errors=True)
+    cwd = got.stats["cwd"]
     assert "unlearn-bench-method-" in cwd and not Path(cwd).exists()  # its directory is gone with the job
+    assert got.stats["tmp"] == cwd and got.stats["state"] == "absent" and got.stats["own"] == "written"
     assert os.getcwd() == str(tmp_path)
+    if landlock_abi() > 0:
+        assert got.sandbox.startswith("landlock ABI") and got.stats["outside"].startswith("PermissionError")
+        assert not (tmp_path / "planted.json").exists()
+    else:
+        assert got.sandbox.startswith("none:")
+
+
+PROBE = """
+
+def probe(os):
+    import tempfile
+    out = {"cwd": os.getcwd(), "tmp": tempfile.gettempdir(), "state": os.environ.get("UNLEARN_BENCH_STATE", "absent")}
+    open("own.txt", "w").write("x")
+    out["own"] = "written"
+    try:
+        open(os.environ["PROBE_TARGET"], "w").write("{}")
+        out["outside"] = "written"
+    except OSError as exc:
+        out["outside"] = type(exc).__name__
+    return out
+"""
 
 
 def test_causes_read_as_one_line():

@@ -9,7 +9,7 @@ from bench.core.fast import parse_overrides
 from bench.core.log import get_logger
 from bench.runner.dryrun import describe_plan
 from bench.runner.plan import JobSpec, TaskEntry, check_timeout, load_suite, plan_jobs
-from bench.runner.records import iter_records, read_record, record_path
+from bench.runner.records import read_record, record_path, scan_records
 from bench.runner.scheduler import pending_jobs, run_local, run_ray
 from leaderboard.build import build
 from tasks.base import TASKS
@@ -62,7 +62,8 @@ def write_leaderboard(results: str, fmt: str = "markdown", out: str | None = Non
     if fmt == "markdown":
         out = out or str(Path(results) / "LEADERBOARD.md")
     # markdown: plots go to plots/ next to the file it is written to
-    text = build(list(iter_records(results)), fmt, Path(out).parent if out else None, tasks, methods)
+    records, ignored = scan_records(results)
+    text = build(records, fmt, Path(out).parent if out else None, tasks, methods, ignored=ignored)
     if out:
         write_text_atomic(out, text)
     if echo:

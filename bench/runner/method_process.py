@@ -11,7 +11,8 @@ call of a method's `unlearn` goes through `MethodRunner.unlearn`, and every call
   start-up is a fork, not an interpreter and a cold load. It ends when the harness process does.
 - The child starts a session (so a process group) of its own, takes a fresh temporary directory
   outside `--out` as its working directory (it is never told where results go), adopts the
-  harness's environment and import path, builds the task, resolves the method (a plug-in's source
+  harness's environment (less the record key's location) and import path, may write only inside
+  that directory from then on (bench/runner/sandbox.py, where the kernel has Landlock), builds the task, resolves the method (a plug-in's source
   is executed there, never in the harness), unlearns, and saves the denoiser's weights into its
   directory (`weights.safetensors`, the job's artifact); it answers with its counters (`Unlearned`).
 - The fork server is the child subreaper (Linux `prctl(PR_SET_CHILD_SUBREAPER)`), so a process the
@@ -44,6 +45,7 @@ import psutil
 from bench.core.errors import BenchError
 from bench.runner.timeout import timeout_message
 from bench.runner.unlearn_stage import WEIGHTS_FILE, Unlearned, UnlearnRequest
+from bench.runner.voucher import STATE_ENV
 
 PR_SET_CHILD_SUBREAPER = 36
 START_TIMEOUT_S = 300.0  # a fork server that cannot even import the suite within this is reported as such
@@ -121,7 +123,8 @@ class _ForkServer:
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(p for p in [_package_root(), *sys.path] if p))}
+        env = {**{k: v for k, v in os.environ.items() if k != STATE_ENV},  # children read /proc/<server>/environ
+               "PYTHONPATH": os.pathsep.join(dict.fromkeys(p for p in [_package_root(), *sys.path] if p))}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.runner.method_process", "zygote", str(theirs.fileno())],
             pass_fds=(theirs.fileno(),), cwd=tempfile.gettempdir(), env=env, start_new_session=True, stdin=subprocess.DEVNULL,
@@ -218,7 +221,8 @@ class MethodRunner:
         pid, conn = None, None
         try:
             pid, conn = server.fork(request.spec.task, request.spec.task_options)
-            request.workdir, request.env, request.sys_path = workdir, dict(os.environ), list(sys.path)
+            request.workdir, request.sys_path = workdir, list(sys.path)
+            request.env = {k: v for k, v in os.environ.items() if k != STATE_ENV}  # where the record key lives: not its business
             reply = self._call(server, pid, conn, request, None if not timeout_s else time.monotonic() + timeout_s, timeout_s)
             if reply[0] != "ok":
                 _, cause, tb, error_type = reply
@@ -298,11 +302,17 @@ def _child(fd: int) -> None:
         os.chdir(request.workdir)
         os.environ.clear()
         os.environ.update(request.env)
+        os.environ["TMPDIR"] = request.workdir  # temporary files go where writes are allowed
+        tempfile.tempdir = None
         sys.path[:] = request.sys_path
+        from bench.runner.sandbox import restrict_writes
         from bench.runner.unlearn_stage import unlearn_stage
 
+        sandbox = restrict_writes([request.workdir, "/dev"])  # before any of the method's code runs
         try:
-            reply = ("ok", unlearn_stage(request))
+            result = unlearn_stage(request)
+            result.sandbox = sandbox
+            reply = ("ok", result)
         except BaseException as exc:  # noqa: BLE001 - whatever the method raised is the job's cause
             reply = ("raised", describe_exception(exc), "".join(traceback.format_exception(exc))[-4000:], type(exc).__name__)
         try:

@@ -8,6 +8,7 @@ from typing import Iterator
 from bench.core.atomic import TMP_PREFIX, write_text_atomic
 from bench.core.log import get_logger
 from bench.core.record import SCHEMA_VERSION, RecordError, RunRecord, parse_record
+from bench.runner.voucher import read_manifest, unvouched_accepted, vouch, why_unvouched
 
 RECORD_DIR = "records"
 log = get_logger("records")
@@ -18,31 +19,41 @@ def record_path(out_dir, job_id: str) -> Path:
 
 
 def write_record(out_dir, record: dict) -> Path:
-    """Temp file in the same directory + rename: a reader never sees half a record."""
+    """Temp file in the same directory + rename: a reader never sees half a record; then the
+    driver vouches for it (bench/runner/voucher.py), so readers can tell it from a planted one."""
     path = record_path(out_dir, record["job_id"])
     record = {"schema_version": SCHEMA_VERSION, **record}
-    return write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    text = json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
+    write_text_atomic(path, text)
+    vouch(path, text.encode("utf-8"))
+    return path
 
 
-def load_record(path) -> tuple[RunRecord | None, str | None]:
+def load_record(path, accept_unvouched: bool | None = None) -> tuple[RunRecord | None, str | None]:
     """(record, None), or (None, why it is unusable): unreadable, not UTF-8, not JSON (e.g.
-    truncated), or not a record (bench/core/record.py says why)."""
+    truncated), not a record (bench/core/record.py says why), or not vouched for by the driver
+    (unknown, altered, forged: bench/runner/voucher.py) unless `accept_unvouched` (default: the
+    UNLEARN_BENCH_UNVOUCHED environment, which `--unvouched accept` sets)."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
         return None, "missing"
     except OSError as exc:
         return None, f"unreadable ({exc.strerror or exc})"
+    unvouched = None
+    if not (unvouched_accepted() if accept_unvouched is None else accept_unvouched):
+        unvouched = why_unvouched(Path(path), raw, read_manifest(Path(path).parent))
+    if unvouched and unvouched.startswith(("altered", "forged")):
+        return None, unvouched  # what the driver wrote was changed: that, not how the result reads, is the cause
     try:
-        rec = json.loads(raw.decode("utf-8"))
+        parsed = parse_record(json.loads(raw.decode("utf-8")))
     except UnicodeDecodeError:
         return None, "not valid UTF-8"
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON (truncated?): {exc.msg} at line {exc.lineno}"
-    try:
-        return parse_record(rec), None
     except RecordError as exc:
         return None, str(exc)
+    return (None, unvouched) if unvouched else (parsed, None)
 
 
 def warn_skipped(path, why: str) -> None:
@@ -57,22 +68,34 @@ def read_record(path, warn: bool = False) -> RunRecord | None:
     return rec
 
 
-def iter_records(out_dir) -> Iterator[RunRecord]:
-    """Every usable record under out_dir (records/ or any nested results tree), each job once; each
-    unusable or duplicate one is skipped with a one-line warning naming the file."""
+def scan_records(out_dir) -> tuple[list[RunRecord], list[tuple[str, str]]]:
+    """(every usable record under out_dir — records/ or any nested results tree — each job once,
+    [(file, why) for every record file left out]); each left-out file is also warned about."""
     root = Path(out_dir)
     seen: dict[str, Path] = {}
+    records, ignored = [], []
     for path in sorted(root.rglob("*.json"), key=lambda p: (len(p.parts), p)):  # the run's own records/ first
         if path.name.startswith(TMP_PREFIX) or path.parent.name != RECORD_DIR:
             continue
-        rec = read_record(path, warn=True)
+        rec, why = load_record(path)
         if rec is None:
+            if why != "missing":  # deleted while we listed
+                warn_skipped(path, why)
+                ignored.append((str(path.relative_to(root)), why))
             continue
         if rec.job_id in seen:  # e.g. a results tree copied inside another: one job is one measurement
-            warn_skipped(path, f"a second record of job {rec.job_id} (counted once, from {seen[rec.job_id]})")
+            why = f"a second record of job {rec.job_id} (counted once, from {seen[rec.job_id]})"
+            warn_skipped(path, why)
+            ignored.append((str(path.relative_to(root)), why))
             continue
         seen[rec.job_id] = path
-        yield rec
+        records.append(rec)
+    return records, ignored
+
+
+def iter_records(out_dir) -> Iterator[RunRecord]:
+    """The usable records of `scan_records` (the others are warned about)."""
+    yield from scan_records(out_dir)[0]
 
 
 def finished_ok(out_dir, job_id: str) -> bool:

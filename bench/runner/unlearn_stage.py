@@ -52,6 +52,7 @@ class Unlearned:
     peak_host_mb: float
     peak_gpu_mb: float | None
     images_generated: int
+    sandbox: str = ""  # set by the child: what confined its writes (bench/runner/sandbox.py)
 
 
 def seed_everything(seed: int) -> None:
