@@ -62,6 +62,7 @@ class Task(ABC):
     metrics: ClassVar[tuple[str, ...]]
     Config: ClassVar[type] = NoConfig
     description: ClassVar[str] = ""
+    checkpoint_options: ClassVar[tuple[str, ...]] = ()  # Config fields naming weights a user may give (given_checkpoints)
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
@@ -117,6 +118,32 @@ class Task(ABC):
     def checkpoints(self) -> dict[str, str]:
         """Name -> content hash of the weights the task loads (provenance)."""
         return {}
+
+    def given_checkpoints(self) -> dict[str, str]:
+        """Option -> content digest of each checkpoint a task option names other than its default (a
+        file of the user's). It enters the job's setting hash (bench/runner/plan.py), so another file
+        under the same path is another row, and resume never takes one for the other."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self.config)}
+        out = {}
+        for name in self.checkpoint_options:
+            value = getattr(self.config, name, None)
+            if value is not None and value != defaults.get(name):
+                out[name] = self.checkpoint_identity(name, str(value))
+        return out
+
+    def checkpoint_identity(self, option: str, value: str) -> str:
+        """A directory: its weight files' digest (checked against its recipe.json when it has one); a
+        file: its bytes' digest; hashed once per process and file state."""
+        from pathlib import Path
+
+        from bench.core.hashing import cached_file_digest, verified_checkpoint
+
+        path = Path(value).expanduser()
+        if path.is_dir():
+            return verified_checkpoint(path)
+        if path.is_file():
+            return cached_file_digest(path)
+        return "missing"  # the job says what is missing, with how to fetch it
 
 
 def config_dict(obj: Any) -> dict[str, Any]:

@@ -129,6 +129,7 @@ class Cifar10Class(Task):
     kind = "class"
     metrics = ("class-accuracy", "fid")
     Config = Cifar10Config
+    checkpoint_options = ("base_model", "classifier_dir", "inception_weights")
     description = "erase one CIFAR-10 class from a 35.7M-parameter class-conditional DDPM (UA/RA by CLIP or ResNet-34, clean-fid FID)"
 
     def targets(self) -> list[str]:

@@ -69,6 +69,7 @@ class MiniDigitsClass(Task):
     kind = "class"
     metrics = ("class-accuracy", "fid")
     Config = MiniDigitsConfig
+    checkpoint_options = ("checkpoint",)
     description = "erase one of sklearn's 8×8 digits from a 0.17M-parameter class-conditional UNet"
 
     def targets(self) -> list[str]:

@@ -112,6 +112,7 @@ class MiniShapesConfig:
 
 class MiniShapesTask(Task):
     Config = MiniShapesConfig
+    checkpoint_options = ("checkpoint", "judge")
     metrics = ("zero-shot-ua", "alignment", "retention")
     timeout_s = 3600.0  # per-job wall-clock default (bench/runner/timeout.py): minutes on a CPU
     target_list: tuple[str, ...]

@@ -133,6 +133,10 @@ class SDConfig:
 
 class StableDiffusionTask(Task):
     Config = SDConfig
+    checkpoint_options = ("model",)
+
+    def checkpoint_identity(self, option: str, value: str) -> str:
+        return sd_checkpoint_id(value) if option == "model" else super().checkpoint_identity(option, value)
     target_name: str
     metrics = ("alignment", "retention")
 

@@ -235,3 +235,35 @@ def test_a_checkpoint_is_checked_against_its_recipe_once_per_file_state(tmp_path
     task = MiniDigitsClass.make({"checkpoint": str(ckpt)})
     with pytest.raises(CheckpointMismatchError):
         task.load_base_model()
+
+
+def test_a_user_given_checkpoint_enters_the_setting_hash(tmp_path):
+    """Another file under the same path is another row; a shipped default leaves the hash as it was."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from bench.core.errors import CheckpointMismatchError
+    from bench.runner.plan import MethodEntry, Suite, TaskEntry, plan_jobs
+    from tasks.mini_digits import MODEL_DIR
+
+    def job(options):
+        suite = Suite("s", [TaskEntry("mini-digits-class", options=options, targets=["0"])], [MethodEntry("finetune", "finetune")], [0], {"max_steps": 2})
+        return plan_jobs(suite)[0]
+
+    default = job({})
+    assert default.checkpoints == {} and "checkpoints" not in default.setting()
+    mine = tmp_path / "mine"
+    shutil.copytree(MODEL_DIR, mine)
+    a = job({"checkpoint": str(mine)})
+    assert set(a.checkpoints) == {"checkpoint"} and a.setting()["checkpoints"] == a.checkpoints
+    weights = next(mine.rglob("*.safetensors"))
+    state = load_file(weights)
+    name = next(iter(state))
+    state[name] = state[name] + 1e-3
+    save_file(state, weights)
+    with pytest.raises(CheckpointMismatchError, match=str(mine)):  # it has a recipe.json: refused by name
+        job({"checkpoint": str(mine)})
+    (mine / "recipe.json").unlink()  # a user's own checkpoint, no recipe to check against
+    b = job({"checkpoint": str(mine)})
+    assert b.task_options == a.task_options and b.setting_hash != a.setting_hash and b.job_id != a.job_id

@@ -180,3 +180,29 @@ def test_on_ray_a_crashed_method_is_a_failed_record_with_its_cause(tmp_path):
     main(["run", "--suite", str(write_suite(tmp_path / "s.yaml", refs)), "--out", str(out)])
     errors = {r.label: r.error for r in iter_records(out)}
     assert errors == {"hostile-segfault": "killed by signal 11 (SIGSEGV)", "hostile-sysexit": "raised SystemExit(3)", "original": None}
+
+
+def test_a_submitted_file_is_never_imported_by_the_driver(tmp_path, capsys):
+    """Its import-time code (which patches the judge and the score) runs only in method processes:
+    the --local driver, which evaluates every job, plans, runs and ranks it without executing it."""
+    import sys
+
+    import leaderboard.score
+    from bench.cli import main
+    from bench.runner.records import iter_records
+    from tests.helpers import write_suite
+
+    score_fn = leaderboard.score.score
+    cheat = str(HOSTILE / "import_patch.py")
+    out = tmp_path / "res"
+    assert main(["run", "--suite", str(write_suite(tmp_path / "s.yaml", ["original", cheat])), "--out", str(out), "--local"]) == 0
+    recs = {r.label: r for r in iter_records(out)}
+    assert recs["hostile-import-patch"].ok and recs["hostile-import-patch"].metrics == recs["original"].metrics
+    assert leaderboard.score.score is score_fn and "HOSTILE_IMPORTED_IN" not in os.environ
+    assert not [m for m in list(sys.modules.values()) if getattr(m, "__file__", None) == cheat]
+    assert "| hostile-import-patch | 1 | 0.000" in (out / "LEADERBOARD.md").read_text()  # scored like the no-op it is
+
+    capsys.readouterr()  # a file that crashes on import: submit says so in one line, and goes on living
+    assert main(["submit", str(HOSTILE / "import_segfault.py"), "--suite", str(tmp_path / "s.yaml"), "--out", str(out), "--local"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == "unlearn-bench: error: import_segfault.py failed to load in a method process: killed by signal 11 (SIGSEGV)", last

@@ -76,6 +76,19 @@ def state_dict_digest(state_dict: Mapping[str, Any], length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def cached_file_digest(path: StrPath) -> str:
+    """`file_digest`, computed once per process and (size, mtime) state of the file."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        _FILE_DIGESTS[key] = file_digest(p)
+    return _FILE_DIGESTS[key]
+
+
 _VERIFIED: dict[tuple[str, str], str] = {}
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+from bench.runner.method_info import method_handle
 from bench.runner.plan import JobSpec, Suite
-from bench.runner.plugins import resolve_method
 from tasks.base import TASKS
 
 EFFECTIVE_TFLOPS = 100.0  # assumed sustained TFLOP/s of one H100 on these UNets (mixed bf16/TF32)
@@ -66,9 +66,9 @@ def job_gflops(task_name: str, task_obj, info: dict, job: JobSpec) -> float | No
     guidance = float(info.get("guidance", getattr(task_obj.config, "guidance", 2.0)))
     per_image = steps * (2 if guidance != 1.0 else 1) * fwd + float(cost.get("gflops_decode", 0.0))
     images = int(info.get("eval_images", 0)) + int(info.get("unlearn_images", 0))
-    method_cls = resolve_method(job.method)
-    hp = method_cls.default_hparams(task_obj.kind, **job.hparams)
-    train = method_steps(method_cls.name, hp, info, job.budget) * step_images(method_cls.name, hp, info) * 3 * fwd
+    method = method_handle(job.method)
+    hp = method.resolved(task_obj.kind, job.hparams)
+    train = method_steps(method.name, hp, info, job.budget) * step_images(method.name, hp, info) * 3 * fwd
     return images * per_image + train
 
 

@@ -214,20 +214,13 @@ class MethodRunner:
         return self._server
 
     def unlearn(self, request: UnlearnRequest, timeout_s: float | None) -> Unlearned:
-        """The child's answer, or MethodProcessError with the cause; no process of the call survives it."""
+        """The method stage's answer (its weights in their own directory, which the caller removes), or
+        MethodProcessError with the cause; no process of the call survives it."""
         workdir = tempfile.mkdtemp(prefix="unlearn-bench-method-")
-        before = _descendants()
-        server = self._fork_server()
-        pid, conn = None, None
         try:
-            pid, conn = server.fork(request.spec.task, request.spec.task_options)
-            request.workdir, request.sys_path = workdir, list(sys.path)
-            request.env = {k: v for k, v in os.environ.items() if k != STATE_ENV}  # where the record key lives: not its business
-            reply = self._call(server, pid, conn, request, None if not timeout_s else time.monotonic() + timeout_s, timeout_s)
-            if reply[0] != "ok":
-                _, cause, tb, error_type = reply
-                raise MethodProcessError(cause, tb, error_type)
-            result: Unlearned = reply[1]
+            result = self._run(request, timeout_s, workdir)
+            if not isinstance(result, Unlearned):
+                raise MethodProcessError(f"the method's process answered {type(result).__name__}, not its weights")
             path = os.path.join(workdir, WEIGHTS_FILE)
             if not os.path.isfile(path):
                 raise MethodProcessError("the method's process answered without saving its weights")
@@ -236,6 +229,29 @@ class MethodRunner:
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
+
+    def call(self, request, timeout_s: float | None):
+        """Any other request with a `run()` (bench/runner/method_info.py: describing a file method):
+        its answer, or MethodProcessError; its directory and processes are gone when it returns."""
+        workdir = tempfile.mkdtemp(prefix="unlearn-bench-method-")
+        try:
+            return self._run(request, timeout_s, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _run(self, request, timeout_s: float | None, workdir: str):
+        before = _descendants()
+        server = self._fork_server()
+        pid, conn = None, None
+        try:
+            pid, conn = server.fork(*(request.warm or (None, None)))
+            request.workdir, request.sys_path = workdir, list(sys.path)
+            request.env = {k: v for k, v in os.environ.items() if k != STATE_ENV}  # where the record key lives: not its business
+            reply = self._call(server, pid, conn, request, None if not timeout_s else time.monotonic() + timeout_s, timeout_s)
+            if reply[0] != "ok":
+                _, cause, tb, error_type = reply
+                raise MethodProcessError(cause, tb, error_type)
+            return reply[1]
         finally:
             if conn is not None:
                 conn.close()
@@ -306,12 +322,12 @@ def _child(fd: int) -> None:
         tempfile.tempdir = None
         sys.path[:] = request.sys_path
         from bench.runner.sandbox import restrict_writes
-        from bench.runner.unlearn_stage import unlearn_stage
 
         sandbox = restrict_writes([request.workdir, "/dev"])  # before any of the method's code runs
         try:
-            result = unlearn_stage(request)
-            result.sandbox = sandbox
+            result = request.run()  # UnlearnRequest: the method stage; DescribeRequest: a file method's description
+            if hasattr(result, "sandbox"):
+                result.sandbox = sandbox
             reply = ("ok", result)
         except BaseException as exc:  # noqa: BLE001 - whatever the method raised is the job's cause
             reply = ("raised", describe_exception(exc), "".join(traceback.format_exception(exc))[-4000:], type(exc).__name__)
@@ -364,7 +380,7 @@ def zygote(ctl_fd: int) -> None:
         except (EOFError, OSError):
             break
         key = repr(msg[1:])
-        if key not in warmed:  # the task's files into this process's caches, once; children inherit them
+        if msg[1] is not None and key not in warmed:  # the task's files into this process's caches, once; children inherit them
             warmed.add(key)
             try:
                 TASKS.get(msg[1]).make(msg[2]).warm()

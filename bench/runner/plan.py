@@ -10,13 +10,8 @@ import yaml
 from bench.core.errors import ConfigError
 from bench.core.hashing import json_digest
 from bench.runner.field_types import check_fields
-from bench.runner.plugins import (
-        builtin_names,
-        check_name_format,
-        check_name_free,
-        is_file_reference,
-        resolve_method,
-    )
+from bench.runner.method_info import method_handle
+from bench.runner.plugins import builtin_names, check_name_format, resolve_method
 from bench.runner.timeout import default_timeout
 from tasks.base import TASKS
 
@@ -80,6 +75,7 @@ class JobSpec:
     budget: dict
     timeout_s: float | None = None  # wall-clock limit of the job (not part of the setting: a limit changes no result)
     hparams_source: str = "given"  # tuned (budget) / reference / given: a label, not a setting (the values are)
+    checkpoints: dict = field(default_factory=dict)  # option -> digest of a user-given checkpoint (Task.given_checkpoints)
 
     def setting(self) -> dict[str, Any]:
         """What must match for two records to be averaged together (everything but target and seed)."""
@@ -91,6 +87,7 @@ class JobSpec:
             "label": self.label,
             "hparams": self.hparams,
             "budget": self.budget,
+            **({"checkpoints": self.checkpoints} if self.checkpoints else {}),  # absent: the hashes of shipped defaults stay as they were
         }
 
     @property
@@ -302,6 +299,7 @@ def plan_jobs(
         known = {m.label for m in suite.methods} | {m.method for m in suite.methods}
         method_entries += [MethodEntry(m, m) for m in methods if m not in known]
     jobs = []
+    handles: dict = {}
     for te in task_entries:
         task_cls = TASKS.get(te.task)
         te = replace(te, options=check_fields(task_cls.Config, te.options, f"task {te.task!r} options"))
@@ -310,29 +308,28 @@ def plan_jobs(
         task_targets = [str(t) for t in targets] if targets else list(te.targets or task.targets())
         for t in task_targets:
             task.validate_target(t)
+        given = task.given_checkpoints()  # the user's own weights: their content is part of the setting
         for me in method_entries:
-            method_cls = resolve_method(me.method)
-            label = method_cls.name if me.label == me.method and is_file_reference(me.method) else me.label
-            if is_file_reference(me.method):
-                check_name_free(method_cls)  # a file method never takes a built-in's name (nor its reference row)
+            # a file method is described by a method process (its code never runs here), its name checked free there
+            method = handles.setdefault(me.method, method_handle(me.method))
+            label = method.name if me.label == me.method and method.is_file else me.label
             check_name_format(label, "method label")
-            if label in builtin_names() and resolve_method(label) is not method_cls:
+            if label in builtin_names() and (method.is_file or resolve_method(label) is not resolve_method(me.method)):
                 raise ConfigError(f"label {label!r} is reserved for the built-in method {label!r}; give {me.method!r} another label")
-            if task_cls.kind not in method_cls.task_kinds:
+            if task_cls.kind not in method.task_kinds:
                 continue  # e.g. Retrain on concept tasks
             if me.label in te.skip and not (methods and (me.label in methods or me.method in methods)):
                 continue  # the suite leaves this row out of this task (mini: to fit its time budget)
             hparams = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
-            hparams = check_fields(method_cls.HParams, hparams, f"method {label!r} hyper-parameters")
-            method_cls.default_hparams(task_cls.kind, **hparams)  # validate now
+            hparams = method.check_hparams(task_cls.kind, hparams, f"method {label!r} hyper-parameters")  # defaults applied too
             job_seeds = list(seeds or te.seeds or suite.seeds)
-            if method_cls.name == "original":  # no training, fixed evaluation noise: every seed would repeat the first
+            if method.name == "original":  # no training, fixed evaluation noise: every seed would repeat the first
                 job_seeds = job_seeds[:1]
             for target in task_targets:
                 for seed in job_seeds:
                     limit = timeout_s or suite.timeout_s or default_timeout(task_cls)
                     jobs.append(JobSpec(suite.name, te.task, te.options, target, me.method, label, hparams, int(seed), suite.budget, limit,
-                                        suite.hparams_source_for(me, te.task)))
+                                        suite.hparams_source_for(me, te.task), given))
     if not jobs:
         raise ConfigError("the selection matches no job (check --tasks/--methods/--targets)")
     return jobs

@@ -18,6 +18,7 @@ from bench.core.errors import NonFiniteLossError, PluginError
 from bench.core.log import get_logger
 from bench.runner.evaluator import run_suite, write_leaderboard
 from bench.runner.job import load_weights
+from bench.runner.method_info import MethodHandle, method_handle
 from bench.runner.method_process import MethodProcessError, method_runner
 from bench.runner.outdir import results_lock
 from bench.runner.plan import JobSpec, load_suite
@@ -86,13 +87,23 @@ def smoke_test(method_cls, ref: str, task_name: str = SMOKE_TASK, target: str = 
     return {"steps": unlearned.steps, "optimizer_steps": unlearned.optimizer_steps}
 
 
+def submitted_method(ref: str) -> MethodHandle:
+    """The submission, validated: a file is imported only in a method process (bench/runner/method_info.py),
+    which checks its interface and that its name is free; an installed plug-in is loaded here."""
+    if is_file_reference(ref):
+        handle = method_handle(ref)
+        handle.name  # noqa: B018 - describes it now: a broken file fails before anything else
+        return handle
+    return MethodHandle(ref, load_submission(ref))
+
+
 def submit(args) -> int:
     t0 = time.time()
     ref = args.file
     if is_file_reference(ref):
         path, _, cls_name = ref.partition(":")
         ref = str(Path(path).expanduser().resolve()) + (f":{cls_name}" if cls_name else "")
-    method_cls = load_submission(ref)
+    method_cls = submitted_method(ref)
     log.info(f"submit: {method_cls.name} ({ref}) passed the interface checks; smoke run…")
     smoke = smoke_test(method_cls, ref, timeout_s=getattr(args, "timeout", None))  # seconds; touches no results
     log.info(f"submit: smoke run ok ({smoke}); running suite {args.suite}")

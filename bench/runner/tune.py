@@ -30,12 +30,12 @@ import yaml
 from bench.core.errors import ConfigError
 from bench.core.record import RunRecord, parse_record
 from bench.runner.job import run_job
+from bench.runner.method_info import method_handle
 from bench.runner.plan import JobSpec, MethodEntry, Suite, TaskEntry, _entry_data
-from bench.runner.plugins import resolve_method
 from bench.runner.provenance import git_revision
 from bench.runner.records import finished_ok, iter_records, read_record, record_path
 from leaderboard.score import RULE, score
-from methods.search_space import LogUniform, declared_space, resolve_space
+from methods.search_space import LogUniform
 from tasks.base import TASKS
 
 
@@ -115,7 +115,7 @@ def _seeds(suite: Suite, te: TaskEntry, settings: TuneSettings, targets: list[st
 def _job(suite: Suite, te: TaskEntry, me: MethodEntry, hparams: dict, target: str, seed: int | None = None) -> JobSpec:
     seed = _first_seed(suite, te) if seed is None else seed
     return JobSpec(f"tune:{suite.name}", te.task, te.options, target, me.method, me.label, hparams, seed,
-                   suite.budget, timeout_s=suite.timeout_s)
+                   suite.budget, timeout_s=suite.timeout_s, checkpoints=TASKS.get(te.task).make(te.options).given_checkpoints())
 
 
 def _ok_record(spec: JobSpec, out_dir, threads: int | None) -> RunRecord:
@@ -152,13 +152,12 @@ def _trial(config: dict, *, base: dict, jobs: list[dict], originals: dict, out_d
 def search_plan(te: TaskEntry, me: MethodEntry):
     """(suite hyper-parameters, concrete space) of one (task, method); None when it is not tuned there."""
 
-    method_cls = resolve_method(me.method)
+    method = method_handle(me.method)  # a file method is asked in a method process
     kind = TASKS.get(te.task).kind
-    if kind not in method_cls.task_kinds or me.like or me.label in te.skip:  # an ablation row follows its base entry's values
+    if kind not in method.task_kinds or me.like or me.label in te.skip:  # an ablation row follows its base entry's values
         return None
     base = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
-    resolved = method_cls.default_hparams(kind, **base)
-    space = resolve_space(declared_space(method_cls), resolved)
+    space = method.search_space(kind, base)
     return (base, space) if space else None
 
 

@@ -36,6 +36,14 @@ class UnlearnRequest:
     env: dict = field(default_factory=dict)  # set by the runner: the harness's environment and import path at the
     sys_path: list = field(default_factory=list)  # time of the call (the child adopts them; its fork server is older)
 
+    @property
+    def warm(self) -> tuple:
+        """The task whose files the fork server should hold before forking the child."""
+        return (self.spec.task, self.spec.task_options)
+
+    def run(self) -> "Unlearned":
+        return unlearn_stage(self)
+
 
 @dataclass
 class Unlearned:
