@@ -18,7 +18,7 @@ LEGEND = (
     "instances — prompts or class samples with their fixed noise — drawn the same way for every method and "
     "for Original; the score is recomputed per resample; seeded from the task and its jobs); a value without "
     "an interval comes from one job (n=1, no interval); cost columns show mean ± std. n = jobs (targets × seeds); setting = the first characters "
-    "of the setting hash (protocol version, task options, method, hyper-parameters, budget): rows with "
+    "of the setting hash (protocol version, task options, method, hyper-parameters, budget, a user-given checkpoint's digest): rows with "
     "different settings are never averaged together. ↑ higher is better, ↓ lower is better; best "
     "non-reference value in bold; *reference rows* (Original, Retrain) are not ranked. time = unlearning "
     "wall time (evaluation excluded); peak mem = accelerator memory when the job had one, else host RSS."
