@@ -22,6 +22,9 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="wall-clock limit per job (default: the suite's timeout_s, else each task's default); submit's smoke run too")
     p.add_argument("--local", action="store_true", help="run jobs in this process, one by one (debugging)")
+    p.add_argument("--save-models", action="store_true",
+                   help="keep each job's unlearned model as an artifact in RESULTS/models/<job id>/ (diffusers UNet folder + manifest; "
+                        "`unlearn-bench evaluate --results RESULTS` re-evaluates them)")
     p.add_argument("--cpus-per-job", type=int, default=None,
                    help="CPU cores Ray reserves per job (= its torch threads); default: cores per GPU, or the cores split between the jobs (≥ 1)")
     p.add_argument("--fast-paths", help="run options, e.g. 'autocast=none,compile=1' (bench/core/fast.py; default: bf16 autocast + SDPA on CUDA, plain fp32 on CPU)")
@@ -61,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--unvouched", choices=["refuse", "accept"], default="refuse",
                     help="records this user's driver did not vouch for (e.g. results copied from another machine): "
                          "left out and listed (default), or counted")
+
+    ev = sub.add_parser("evaluate", help="evaluate unlearned weights without unlearning: a model unlearned elsewhere, "
+                                         "or the artifacts of `run --save-models` (--results)")
+    ev.add_argument("weights", nargs="?", help="a diffusers UNet folder, a .safetensors file or a .pt/.pth/.bin/.ckpt state dict")
+    ev.add_argument("--task", help="the task whose Original and metrics judge it (e.g. mini-shapes-concept)")
+    ev.add_argument("--target", help="the target it was unlearned for (default: the task's first)")
+    ev.add_argument("--label", help="its row's name on the leaderboard (lower-case words joined by hyphens)")
+    ev.add_argument("--seeds", nargs="+", type=int, default=[0], help="evaluation seeds (default: 0)")
+    ev.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a task option (repeatable), e.g. model=/path/to/sd")
+    ev.add_argument("--results", help="re-evaluate every saved artifact under this results directory instead")
+    ev.add_argument("--out", help="results directory for the new records (default: results/, or RESULTS-reevaluated with --results)")
+    ev.add_argument("--fast-paths", help="run options, as for run")
 
     tu = sub.add_parser("tune", help="select hyper-parameters per method with the same search budget, on held-out targets")
     tu.add_argument("--suite", default="mini", help="the suite whose methods and tasks are tuned")
@@ -195,6 +210,46 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    import yaml
+
+    from bench.runner.evaluate_models import evaluate_external, reevaluate
+    from bench.runner.evaluator import write_leaderboard
+    from bench.runner.outdir import results_lock
+    from tasks.base import TASKS
+
+    if args.results:
+        if args.weights or args.task or args.label:
+            raise BenchError("evaluate --results re-evaluates saved artifacts; it takes no weights, --task or --label")
+        out = args.out or str(Path(args.results).resolve()) + "-reevaluated"
+        with results_lock(out):
+            records = reevaluate(args.results, out, fast_paths=args.fast_paths)
+            write_leaderboard(out, echo=False)
+    else:
+        if not (args.weights and args.task and args.label):
+            raise BenchError("evaluate needs WEIGHTS, --task and --label (or --results DIR to re-evaluate saved artifacts)")
+        options = {}
+        for item in args.option:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise BenchError(f"--option {item!r} must be KEY=VALUE")
+            options[key] = yaml.safe_load(value)
+        from bench.runner.field_types import check_fields
+
+        task_cls = TASKS.get(args.task)
+        options = check_fields(task_cls.Config, options, f"task {args.task!r} options")
+        target = args.target or task_cls.make(options).targets()[0]
+        out = args.out or DEFAULT_OUT
+        with results_lock(out):
+            records = evaluate_external(args.weights, args.task, target, args.label, args.seeds, out, options, fast_paths=args.fast_paths)
+            write_leaderboard(out, echo=False)
+    failed = [r for r in records if r["status"] != "ok"]
+    for r in failed:
+        print(f"unlearn-bench: evaluate: {r['job_id']}: {r['error']}", file=sys.stderr)
+    print(f"evaluated {len(records) - len(failed)} of {len(records)}; leaderboard: {Path(out) / 'LEADERBOARD.md'}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_validate(args) -> int:
     from bench.runner.validate import cmd_validate as run_validate
 
@@ -202,7 +257,7 @@ def cmd_validate(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "submit": cmd_submit, "tune": cmd_tune, "leaderboard": cmd_leaderboard, "list": cmd_list,
-            "pretrain": cmd_pretrain, "validate": cmd_validate}
+            "pretrain": cmd_pretrain, "validate": cmd_validate, "evaluate": cmd_evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:

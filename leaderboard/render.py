@@ -26,9 +26,10 @@ LEGEND = (
 SOURCES = (
     "After the setting hash, where a row's hyper-parameters come from: *tuned* = selected by `unlearn-bench tune` "
     "on held-out targets with the same budget for every method (the Settings list gives it); *reference* = the "
-    "papers' settings at the suite's shared step budget; *given* = set by hand in the suite."
+    "papers' settings at the suite's shared step budget; *given* = set by hand in the suite; *external* = a model "
+    "unlearned elsewhere, evaluated by `unlearn-bench evaluate` (its setting hash includes its weights' digest)."
 )
-SOURCE_TAGS = {"reference": "ref", "given": "given"}
+SOURCE_TAGS = {"reference": "ref", "given": "given", "external": "external"}
 RANKING = (
     f"**Ranking rule.** {RULE} **Rank** = the band of ranks the paired comparisons allow: row A is above row B "
     "only when the 95% paired bootstrap interval of the score difference S_A − S_B (over the jobs both have, "

@@ -252,11 +252,11 @@ def test_a_user_given_checkpoint_enters_the_setting_hash(tmp_path):
         return plan_jobs(suite)[0]
 
     default = job({})
-    assert default.checkpoints == {} and "checkpoints" not in default.setting()
+    assert default.given_checkpoints == {} and "checkpoints" not in default.setting()
     mine = tmp_path / "mine"
     shutil.copytree(MODEL_DIR, mine)
     a = job({"checkpoint": str(mine)})
-    assert set(a.checkpoints) == {"checkpoint"} and a.setting()["checkpoints"] == a.checkpoints
+    assert set(a.given_checkpoints) == {"checkpoint"} and a.setting()["checkpoints"] == a.given_checkpoints
     weights = next(mine.rglob("*.safetensors"))
     state = load_file(weights)
     name = next(iter(state))

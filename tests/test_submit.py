@@ -140,7 +140,7 @@ def test_readme_example_is_submitted_through_ray_and_ranked(tmp_path, capsys, mo
     assert set(recs) == {"original", "graddiff", "swap-distill"}
     assert all(r["status"] == "ok" for r in recs.values())
     assert recs["swap-distill"]["cost"]["steps"] == 2 and recs["swap-distill"]["method"].endswith("swap_distill.py")
-    assert re.search(r"mini-digits-class: swap-distill ranks [12] of 2: UA \(digit-cnn\) = ", captured.out)
+    assert re.search(r"mini-digits-class: swap-distill (ranks [12] of 2|ties for rank 1 of 2 with 1 other row\(s\)): UA \(digit-cnn\) = ", captured.out)
     assert "from submit to ranked row" in captured.err
     board = (out / "LEADERBOARD.md").read_text()
     assert "| swap-distill |" in board and "## Overall rank" in board

@@ -51,10 +51,11 @@ def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> lis
         print(describe_plan(suite, jobs, todo))
         return []
     if todo:
+        save = bool(getattr(args, "save_models", False))
         if args.local:
-            run_local(todo, args.out, fast_paths=fast_paths)
+            run_local(todo, args.out, fast_paths=fast_paths, save_models=save)
         else:
-            run_ray(todo, args.out, address=args.address, cpus_per_job=args.cpus_per_job, fast_paths=fast_paths)
+            run_ray(todo, args.out, address=args.address, cpus_per_job=args.cpus_per_job, fast_paths=fast_paths, save_models=save)
     return jobs
 
 

@@ -84,70 +84,103 @@ def unlearn_in_child(spec: JobSpec, device, fast_paths, sources, timeout_s):
     return method_runner().unlearn(request, timeout_s)
 
 
-def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, sources=None, deadline: float | None = None) -> dict:
+def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, sources=None, deadline: float | None = None,
+            save_model_to=None) -> dict:
     """The job itself; raises on failure. The method runs in a child process (`unlearn_in_child`), this
     process evaluates the weights it hands back against an Original it builds itself.
     `fast_paths`: FastPaths, dict or "k=v,..." overrides; `sources`: method files shipped by the driver
-    (bench.runner.plugins.MethodSource by reference); `deadline`: time.monotonic() by which the job ends."""
+    (bench.runner.plugins.MethodSource by reference); `deadline`: time.monotonic() by which the job ends;
+    `save_model_to`: a directory to keep the unlearned model in, as an artifact (bench/runner/artifacts.py)."""
 
     device = device or pick_device()
     task = TASKS.get(spec.task).make(spec.task_options)
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
     unlearned = unlearn_in_child(spec, device, fast_paths, sources, remaining)
     try:
-        seed_everything(spec.seed)
-        ctx = RunContext(device=device, seed=spec.seed, task_kind=task.kind)
-        inst = task.build(spec.target, ctx)
-        ctx.num_classes = inst.evaluation.num_classes
-        fast = apply_fast_paths(inst.model, FastPaths.resolve(device, fast_paths)).fast_paths
-        original = inst.model.frozen_copy()
-        load_weights(inst.model, unlearned.weights, unlearned.method_name)
+        judged = Judging(spec, task, device, fast_paths)
+        load_weights(judged.inst.model, unlearned.weights, unlearned.method_name)
     finally:
         shutil.rmtree(os.path.dirname(unlearned.weights), ignore_errors=True)
     check_steps(f"method {unlearned.method_name!r}", unlearned.steps, unlearned.optimizer_steps,
-                weights_changed(inst.model.denoiser, original.denoiser), spec.budget.get("max_steps"))
-    inst.model.denoiser.eval()
-    with Timer() as eval_timer:
-        metrics, directions, instances, metric_seconds = evaluate(task, inst, original, ctx)
-    bad = [c for c in directions if not math.isfinite(float(metrics.get(c, math.nan)))]
-    if bad:  # an 'ok' record must carry a number for every column it declares
-        raise BenchError(f"metric column(s) {', '.join(map(repr, bad))} came out missing or non-finite")
-    return {
-        "status": "ok",
-        "task_kind": task.kind,
-        "task_config": config_dict(task.config),
-        "method_name": unlearned.method_name,
-        "hparams_resolved": unlearned.hparams_resolved,
-        "metrics": metrics,
-        "directions": directions,
-        "instances": instances_record(instances),
-        "cost": {
-            "unlearn_seconds": unlearned.unlearn_seconds,
-            "eval_seconds": round(eval_timer.seconds, 3),
-            "eval_sample_seconds": round(ctx.eval_sample_seconds, 3),  # of eval_seconds: generating the judged images
-            "metric_seconds": metric_seconds,  # eval_seconds per metric
-            "steps": unlearned.steps,
-            "optimizer_steps": unlearned.optimizer_steps,  # counted by the harness in the method's process (steps.py)
-            "peak_host_mem_mb": unlearned.peak_host_mb,
-            "peak_gpu_mem_mb": unlearned.peak_gpu_mb,
-            "images_generated_unlearning": unlearned.images_generated,
-            "images_generated_eval": ctx.images_generated,
-        },
-        "method_stats": unlearned.stats,
-        "method_sandbox": unlearned.sandbox,
-        "checkpoints": task.checkpoints(),
-        "hardware": hardware(),
-        "fast_paths": fast.to_dict(),
-        "samples": sample_strip(inst, inst.model),  # a few eval images for the leaderboard's sample grid
+                weights_changed(judged.inst.model.denoiser, judged.original.denoiser), spec.budget.get("max_steps"))
+    artifact = judged.save(save_model_to, {"method_name": unlearned.method_name}) if save_model_to else None
+    record = judged.evaluate()
+    record["cost"] = {
+        "unlearn_seconds": unlearned.unlearn_seconds,
+        **record["cost"],
+        "steps": unlearned.steps,
+        "optimizer_steps": unlearned.optimizer_steps,  # counted by the harness in the method's process (steps.py)
+        "peak_host_mem_mb": unlearned.peak_host_mb,
+        "peak_gpu_mem_mb": unlearned.peak_gpu_mb,
+        "images_generated_unlearning": unlearned.images_generated,
     }
+    record.update({"method_name": unlearned.method_name, "hparams_resolved": unlearned.hparams_resolved,
+                   "method_stats": unlearned.stats, "method_sandbox": unlearned.sandbox})
+    if artifact is not None:
+        record["artifact"] = artifact
+    return record
 
 
-def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=None, sources=None, end_stuck_process: bool = False) -> dict:
+class Judging:
+    """The evaluation side of a job, for any weights: the task built here, its Original, the model the
+    weights go into, and the record fields every evaluation has (a job's, an artifact's, an external model's)."""
+
+    def __init__(self, spec: JobSpec, task, device, fast_paths=None):
+        self.spec, self.task = spec, task
+        seed_everything(spec.seed)
+        self.ctx = RunContext(device=device, seed=spec.seed, task_kind=task.kind)
+        self.inst = task.build(spec.target, self.ctx)
+        self.ctx.num_classes = self.inst.evaluation.num_classes
+        self.fast = apply_fast_paths(self.inst.model, FastPaths.resolve(device, fast_paths)).fast_paths
+        self.original = self.inst.model.frozen_copy()
+
+    def save(self, dest, extra: dict) -> dict:
+        """Keep the model being judged as an artifact at `dest`; the record's `artifact` entry."""
+        from bench.runner.artifacts import save_artifact
+
+        spec = self.spec
+        manifest = {"task": spec.task, "task_options": spec.task_options, "target": spec.target, "seed": spec.seed,
+                    "method": spec.method, "label": spec.label, "setting_hash": spec.setting_hash, "job_id": spec.job_id,
+                    "base_checkpoints": self.task.checkpoints(), **extra}
+        entry = save_artifact(self.inst.model.denoiser, dest, manifest)
+        return {"path": str(dest), **entry}
+
+    def evaluate(self) -> dict:
+        inst, task = self.inst, self.task
+        inst.model.denoiser.eval()
+        with Timer() as eval_timer:
+            metrics, directions, instances, metric_seconds = evaluate(task, inst, self.original, self.ctx)
+        bad = [c for c in directions if not math.isfinite(float(metrics.get(c, math.nan)))]
+        if bad:  # an 'ok' record must carry a number for every column it declares
+            raise BenchError(f"metric column(s) {', '.join(map(repr, bad))} came out missing or non-finite")
+        return {
+            "status": "ok",
+            "task_kind": task.kind,
+            "task_config": config_dict(task.config),
+            "metrics": metrics,
+            "directions": directions,
+            "instances": instances_record(instances),
+            "cost": {
+                "eval_seconds": round(eval_timer.seconds, 3),
+                "eval_sample_seconds": round(self.ctx.eval_sample_seconds, 3),  # of eval_seconds: generating the judged images
+                "metric_seconds": metric_seconds,  # eval_seconds per metric
+                "images_generated_eval": self.ctx.images_generated,
+            },
+            "checkpoints": task.checkpoints(),
+            "hardware": hardware(),
+            "fast_paths": self.fast.to_dict(),
+            "samples": sample_strip(inst, inst.model),  # a few eval images for the leaderboard's sample grid
+        }
+
+
+def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=None, sources=None, end_stuck_process: bool = False,
+            models_dir=None) -> dict:
     """Run a job and return its record (written to `out_dir` when given: in-process runs; on Ray
     the driver writes what it receives); failures become a 'failed' record naming the cause.
 
     `threads`: torch intra-op threads (the CPUs the scheduler reserved for this job);
-    `end_stuck_process`: a Ray worker ends itself when the job ignores its time limit."""
+    `end_stuck_process`: a Ray worker ends itself when the job ignores its time limit;
+    `models_dir`: keep the unlearned model as an artifact in models_dir/<job id> (`run --save-models`)."""
 
     if threads:
         torch.set_num_threads(threads)
@@ -159,7 +192,10 @@ def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=
             record["method_source"] = {"path": source.path, "sha256": source.sha256}
         deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
         with time_limit(spec.timeout_s), (worker_watchdog(spec.timeout_s) if end_stuck_process else nullcontext()):
-            record.update(execute(spec, fast_paths=fast_paths, sources=sources, deadline=deadline))
+            save_to = os.path.join(models_dir, spec.job_id) if models_dir else None
+            record.update(execute(spec, fast_paths=fast_paths, sources=sources, deadline=deadline, save_model_to=save_to))
+            if "artifact" in record:  # named relative to the results directory (bench/runner/artifacts.py)
+                record["artifact"]["path"] = f"models/{spec.job_id}"
     except (Exception, JobTimeout) as exc:  # the job fails, the suite goes on
         record.update(failure(exc))
     record["wall_seconds"] = round(time.perf_counter() - t0, 3)

@@ -75,7 +75,7 @@ class JobSpec:
     budget: dict
     timeout_s: float | None = None  # wall-clock limit of the job (not part of the setting: a limit changes no result)
     hparams_source: str = "given"  # tuned (budget) / reference / given: a label, not a setting (the values are)
-    checkpoints: dict = field(default_factory=dict)  # option -> digest of a user-given checkpoint (Task.given_checkpoints)
+    given_checkpoints: dict = field(default_factory=dict)  # option -> digest of a user-given checkpoint (Task.given_checkpoints)
 
     def setting(self) -> dict[str, Any]:
         """What must match for two records to be averaged together (everything but target and seed)."""
@@ -87,7 +87,7 @@ class JobSpec:
             "label": self.label,
             "hparams": self.hparams,
             "budget": self.budget,
-            **({"checkpoints": self.checkpoints} if self.checkpoints else {}),  # absent: the hashes of shipped defaults stay as they were
+            **({"checkpoints": self.given_checkpoints} if self.given_checkpoints else {}),  # absent: the hashes of shipped defaults stay as they were
         }
 
     @property

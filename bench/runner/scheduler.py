@@ -41,12 +41,19 @@ def method_sources(jobs: list[JobSpec]) -> dict:
     return {j.method: read_method_source(j.method) for j in jobs if is_file_reference(j.method)}
 
 
-def run_local(jobs: list[JobSpec], out_dir, progress: bool = True, fast_paths=None, sources=None) -> list[dict]:
+def models_root(out_dir, save_models: bool) -> str | None:
+    """Where `run --save-models` keeps each job's artifact (RESULTS/models/<job id>/), or None."""
+    from bench.runner.artifacts import MODELS_DIR
+
+    return os.path.join(str(out_dir), MODELS_DIR) if save_models else None
+
+
+def run_local(jobs: list[JobSpec], out_dir, progress: bool = True, fast_paths=None, sources=None, save_models: bool = False) -> list[dict]:
     """In-process, one job after another (debugging; `--local`)."""
     sources = method_sources(jobs) if sources is None else sources
     records = []
     for spec in tqdm(jobs, desc="jobs", unit="job", disable=not progress, file=sys.stderr):
-        records.append(run_job(spec, out_dir, fast_paths=fast_paths, sources=sources))
+        records.append(run_job(spec, out_dir, fast_paths=fast_paths, sources=sources, models_dir=models_root(out_dir, save_models)))
     return records
 
 
@@ -66,12 +73,13 @@ def grouped_by_model(jobs: list[JobSpec]) -> list[JobSpec]:
     return sorted(jobs, key=lambda j: (j.task, json.dumps(j.task_options, sort_keys=True, default=str)))
 
 
-def _ray_job(spec: JobSpec, sources: dict, fast_paths=None) -> dict:
-    """On a worker: run the job and return its record; the worker writes nothing."""
+def _ray_job(spec: JobSpec, sources: dict, fast_paths=None, models_dir=None) -> dict:
+    """On a worker: run the job and return its record; the worker writes no record (with
+    `--save-models`, the artifact into `models_dir`: on a multi-node cluster, a shared filesystem)."""
     import ray
 
     cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)) or 1
-    return run_job(spec, None, threads=cpus, fast_paths=fast_paths, sources=sources, end_stuck_process=True)
+    return run_job(spec, None, threads=cpus, fast_paths=fast_paths, sources=sources, end_stuck_process=True, models_dir=models_dir)
 
 
 def run_ray(
@@ -82,6 +90,7 @@ def run_ray(
     progress: bool = True,
     on_record: Callable[[dict], None] | None = None,
     fast_paths=None,
+    save_models: bool = False,
 ) -> list[dict]:
     """`cpus_per_job` None or ≤ 0: `auto_cpus_per_job`. `fast_paths`: run options for every job
     (bench/core/fast.py; default: the driver's UNLEARN_BENCH_FAST_PATHS, shipped to workers on any cluster)."""
@@ -107,7 +116,7 @@ def run_ray(
         refs, submitted = {}, {}
         for spec in grouped_by_model(jobs):
             mine = {spec.method: sources[spec.method]} if spec.method in sources else {}
-            ref = remote.remote(spec, mine, fast_paths)
+            ref = remote.remote(spec, mine, fast_paths, models_root(out_dir, save_models))
             refs[ref], submitted[ref] = spec, time.monotonic()
         records = []
         with tqdm(total=len(refs), desc="jobs", unit="job", disable=not progress, file=sys.stderr) as bar:

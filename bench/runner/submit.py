@@ -139,7 +139,9 @@ def ranking_summary(results: str, label: str) -> str:
                 lines.append(f"{table.task}: {row['row']} is not ranked: no finished Original record on this task to score it against: {values}")
                 continue
             r, n = ranks[row["row"]]
-            lines.append(f"{table.task}: {row['row']} ranks {r} of {n}: {values}")
+            tied = sum(1 for other, (r2, _) in ranks.items() if r2 == r and other != row["row"])
+            place = f"ties for rank {r} of {n} with {tied} other row(s)" if tied else f"ranks {r} of {n}"
+            lines.append(f"{table.task}: {row['row']} {place}: {values}")
     overall = overall_ranks(tables)
     for _, row in overall[overall["method"].str.split(" [", regex=False).str[0] == label].iterrows():
         if not row["tasks"]:  # no other ranked row on any of its tasks: nothing to win against

@@ -115,7 +115,7 @@ def _seeds(suite: Suite, te: TaskEntry, settings: TuneSettings, targets: list[st
 def _job(suite: Suite, te: TaskEntry, me: MethodEntry, hparams: dict, target: str, seed: int | None = None) -> JobSpec:
     seed = _first_seed(suite, te) if seed is None else seed
     return JobSpec(f"tune:{suite.name}", te.task, te.options, target, me.method, me.label, hparams, seed,
-                   suite.budget, timeout_s=suite.timeout_s, checkpoints=TASKS.get(te.task).make(te.options).given_checkpoints())
+                   suite.budget, timeout_s=suite.timeout_s, given_checkpoints=TASKS.get(te.task).make(te.options).given_checkpoints())
 
 
 def _ok_record(spec: JobSpec, out_dir, threads: int | None) -> RunRecord:
