@@ -6,9 +6,9 @@
 
 Per job (seconds of one worker; the scheduler runs one job per core): unlearning = `cost.unlearn_seconds`;
 sampling = the evaluation's image generation (`cost.eval_sample_seconds`); judging = the rest of the
-evaluation (classifier/CLIP/NudeNet/attack); overhead = wall − unlearning − evaluation (building the
-task: loading or copying models, the training pairs and Original's images from the on-disk cache, the
-sample strip, the record). A printed figure, not a timed test: quote it with the machine's load.
+evaluation (classifier/CLIP/NudeNet/attack); eval setup = what judging in a process of its own costs
+(`cost.eval_setup_seconds`: building the task and its Original there and loading the method's weights);
+overhead = wall − the rest (the method process's fork and task build, the sample strip, the record). A printed figure, not a timed test: quote it with the machine's load.
 """
 from __future__ import annotations
 
@@ -40,13 +40,15 @@ def split(records) -> dict[str, dict[str, float]]:
         row["unlearning"] += unlearn
         row["sampling"] += sampling
         row["judging"] += ev - sampling
-        row["overhead"] += wall - unlearn - ev
+        setup = float((r.get("cost") or {}).get("eval_setup_seconds") or 0.0)  # the judging process's own task + Original + weights
+        row["eval setup"] += setup
+        row["overhead"] += wall - unlearn - ev - setup
     return out
 
 
 def report(results: Path, makespan: float | None = None) -> str:
     rows = split(iter_records(results / "records"))
-    cols = ("unlearning", "sampling", "judging", "overhead")
+    cols = ("unlearning", "sampling", "judging", "eval setup", "overhead")
     lines = [f"results: {results}; load average at report time: {os.getloadavg()[0]:.2f}", "",
              "| task | jobs | worker-s | " + " | ".join(cols) + " |", "|---|---:|---:|" + "---:|" * len(cols)]
     total: dict[str, float] = defaultdict(float)

@@ -141,6 +141,16 @@ def test_an_sd_artifact_loads_into_a_diffusers_pipeline_and_reevaluates(tmp_path
     assert main(["evaluate", "--results", str(out), "--out", str(tmp_path / "again")]) == 0
     assert next(iter(iter_records(tmp_path / "again"))).metrics == rec["metrics"]
 
+    # the same UNet as the SD authors release theirs: a diffusers folder, one .safetensors, a .pt state dict
+    save_file(saved_weights, tmp_path / "esd.safetensors")
+    torch.save(saved_weights, tmp_path / "esd.pt")
+    options = [f"--option={k}={v}" for k, v in sd_options_tiny.items()]
+    for i, weights in enumerate((art / "unet", tmp_path / "esd.safetensors", tmp_path / "esd.pt")):
+        ext = tmp_path / f"ext{i}"
+        assert main(["evaluate", str(weights), "--task", "sd-nudity", "--label", "their-esd", *options, "--out", str(ext)]) == 0
+        got = {r.label: r for r in iter_records(ext)}
+        assert got["their-esd"].metrics == rec["metrics"] and "original" in got
+
 
 @pytest.fixture
 def sd_options_tiny(tmp_path, monkeypatch):

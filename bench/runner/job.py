@@ -97,14 +97,19 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
     unlearned = unlearn_in_child(spec, device, fast_paths, sources, remaining)
     try:
-        judged = Judging(spec, task, device, fast_paths)
-        load_weights(judged.inst.model, unlearned.weights, unlearned.method_name)
+        with Timer() as setup_timer:  # the price of judging in a process of its own: the task, its Original, the weights
+            judged = Judging(spec, task, device, fast_paths)
+            load_weights(judged.inst.model, unlearned.weights, unlearned.method_name)
     finally:
         shutil.rmtree(os.path.dirname(unlearned.weights), ignore_errors=True)
     check_steps(f"method {unlearned.method_name!r}", unlearned.steps, unlearned.optimizer_steps,
                 weights_changed(judged.inst.model.denoiser, judged.original.denoiser), spec.budget.get("max_steps"))
-    artifact = judged.save(save_model_to, {"method_name": unlearned.method_name}) if save_model_to else None
+    with Timer() as save_timer:
+        artifact = judged.save(save_model_to, {"method_name": unlearned.method_name}) if save_model_to else None
     record = judged.evaluate()
+    record["cost"]["eval_setup_seconds"] = round(setup_timer.seconds, 3)  # not in eval_seconds
+    if artifact is not None:
+        record["cost"]["artifact_seconds"] = round(save_timer.seconds, 3)
     record["cost"] = {
         "unlearn_seconds": unlearned.unlearn_seconds,
         **record["cost"],
