@@ -115,6 +115,12 @@ class Task(ABC):
         """For dry runs, without loading weights: eval_images / unlearn_images per job, gpu (bool)."""
         return {}
 
+    def prepare(self, target: str, device: Any = "cpu") -> None:
+        """Fill the on-disk caches `build(target)` reads (e.g. Original's training images). The harness
+        calls it before the method's process starts: that process may not write the cache
+        (bench/runner/sandbox.py), so without it every job would regenerate what is not cached yet."""
+        return None  # a task whose build caches nothing
+
     def checkpoints(self) -> dict[str, str]:
         """Name -> content hash of the weights the task loads (provenance)."""
         return {}

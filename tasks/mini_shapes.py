@@ -176,6 +176,15 @@ class MiniShapesTask(Task):
         self.load_base_model("cpu")
         load_shapes_judge(str(self.judge_dir))
 
+    def prepare(self, target: str, device="cpu") -> None:
+        """Original's images that build(target) reads, generated into the cache here (see Task.prepare)."""
+        c = self.config
+        model = self.load_base_model(device)
+        sets, wh, seeds = self.make_sets(target), model.weights_hash(), list(range(c.forget_pairs))
+        self.original_images(model, wh, sets["forget"], seeds, evaluation=False)
+        self.original_images(model, wh, sets["remain"], seeds, evaluation=False)
+        self.original_images(model, wh, sets["eval_remain_test"], seeds_for(c.eval_prompts, T2I_EVAL_SEEDS["remain_test"]))
+
     def build(self, target: str, ctx: RunContext) -> TaskInstance:
         self.validate_target(target)
         c = self.config

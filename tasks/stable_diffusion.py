@@ -180,6 +180,16 @@ class StableDiffusionTask(Task):
 
         return cached(path, make)
 
+    def prepare(self, target: str, device="cpu") -> None:
+        """Original's images that build(target) reads, generated into the cache here (see Task.prepare)."""
+        c = self.config
+        model = self.load_base_model(device)
+        sets, wh, seeds = self.make_sets(), model.weights_hash(), list(range(c.forget_pairs))
+        self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget")
+        self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain")
+        self.cached_images(model, wh, sets["eval_remain_test"], seeds_for(c.eval_prompts, T2I_EVAL_SEEDS["remain_test"]),
+                           f"{self.name}-eval-remain_test")
+
     def make_sets(self) -> dict:
         """forget/safe/remain training prompts and eval prompt sets (concept-specific)."""
         raise NotImplementedError

@@ -153,3 +153,19 @@ def test_every_method_runs_end_to_end(task_name):
         assert per[ret].ids == per[next(c for c in cols if c.startswith("AS-test"))].ids  # one set, one id list
         if method == "original":
             assert cols[ret] == pytest.approx(0, abs=1e-4)
+
+
+@pytest.mark.parametrize("task_name", ["mini-shapes-concept", "mini-shapes-style"])
+def test_prepare_caches_everything_build_reads(task_name, tmp_path, monkeypatch):
+    """The method's process may not write the cache (bench/runner/sandbox.py): the harness's prepare()
+    must leave nothing for build() to generate and store."""
+    from tasks.base import TASKS
+
+    monkeypatch.setenv("UNLEARN_BENCH_CACHE", str(tmp_path / "cache"))
+    task = TASKS.get(task_name).make(FAST)
+    target = task.targets()[0]
+    task.prepare(target)
+    cached = sorted((tmp_path / "cache").rglob("*.pt"))
+    assert cached
+    task.build(target, RunContext(device=torch.device("cpu"), seed=0, task_kind=task.kind))
+    assert sorted((tmp_path / "cache").rglob("*.pt")) == cached

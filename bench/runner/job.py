@@ -94,6 +94,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
 
     device = device or pick_device()
     task = TASKS.get(spec.task).make(spec.task_options)
+    task.prepare(spec.target, device)  # caches the method's process reads but may not write
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
     unlearned = unlearn_in_child(spec, device, fast_paths, sources, remaining)
     try:
