@@ -155,10 +155,9 @@ def test_every_method_runs_end_to_end(task_name):
             assert cols[ret] == pytest.approx(0, abs=1e-4)
 
 
-@pytest.mark.parametrize("task_name", ["mini-shapes-concept", "mini-shapes-style"])
-def test_prepare_caches_everything_build_reads(task_name, tmp_path, monkeypatch):
+def test_prepare_caches_everything_build_reads(tmp_path, monkeypatch, task_name="mini-shapes-concept"):
     """The method's process may not write the cache (bench/runner/sandbox.py): the harness's prepare()
-    must leave nothing for build() to generate and store."""
+    must leave nothing for build() to generate and store (style shares the code)."""
     from tasks.base import TASKS
 
     monkeypatch.setenv("UNLEARN_BENCH_CACHE", str(tmp_path / "cache"))

@@ -45,6 +45,10 @@ def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> lis
     if timeout is not None:
         check_timeout(timeout, "--timeout")
     jobs = plan_jobs(suite, tasks=args.tasks, methods=method_refs, targets=args.targets, seeds=args.seeds, timeout_s=timeout)
+    if not getattr(args, "local", False):  # a fork server started here to describe a file method: the jobs run on Ray workers, not here
+        from bench.runner.method_process import method_runner
+
+        method_runner().close()
     todo = pending_jobs(jobs, args.out)
     log.info(f"suite {suite.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run -> {args.out}")
     if getattr(args, "dry_run", False):
