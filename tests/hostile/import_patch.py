@@ -6,24 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
-from bench import Method, simple_loss
+from bench import Method
 
 
 @dataclass
 class HP:
     steps: int = 2
-
-
-def one_step(model, remain, budget, ctx):
-    """One honest step (so a plug-in that then misbehaves got as far as a real method)."""
-    opt = torch.optim.SGD(model.denoiser.parameters(), lr=1e-4)
-    b = next(remain.batches(4, ctx.generator))
-    loss = simple_loss(model, b.x, model.condition(b.keys), ctx.generator)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    ctx.step(loss)
-
 
 
 import os  # noqa: E402
