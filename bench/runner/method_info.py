@@ -54,9 +54,13 @@ def _answer(method_cls, queries: list[HParamQuery]) -> MethodDescription:
             resolved = method_cls.default_hparams(q.kind, **checked)
             desc.checked[q] = checked
             desc.resolved[q] = hparams_dict(resolved)
-            desc.spaces[q] = resolve_space(declared_space(method_cls), resolved)
         except (ConfigError, ValueError, TypeError) as exc:
             desc.checked[q] = " ".join(str(exc).split())
+            continue
+        try:  # only `tune` needs it: a space that does not resolve fails there, not in planning a run
+            desc.spaces[q] = resolve_space(declared_space(method_cls), resolved)
+        except (ValueError, TypeError) as exc:
+            desc.spaces[q] = " ".join(str(exc).split())
     return desc
 
 
@@ -151,7 +155,10 @@ class MethodHandle:
     def search_space(self, kind: str, hparams: dict) -> dict:
         q = self._query(kind, hparams, f"method {self.ref!r} hyper-parameters")
         self.check_hparams(kind, hparams, q.what)
-        return dict(self._desc.spaces[q])
+        space = self._desc.spaces[q]
+        if isinstance(space, str):
+            raise ValueError(space)  # as resolve_space raised it before
+        return dict(space)
 
 
 def method_handle(ref: str, sources: dict | None = None) -> MethodHandle:
