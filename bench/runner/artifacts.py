@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -146,10 +145,3 @@ def check_manifest(manifest: dict, task_name: str, checkpoints: dict, where: str
 
 def artifact_dir(out_dir, job_id: str) -> Path:
     return Path(out_dir) / MODELS_DIR / job_id
-
-
-def relative(path: Path, root) -> str:
-    try:
-        return os.path.relpath(path, root)
-    except ValueError:
-        return str(path)

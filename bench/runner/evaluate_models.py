@@ -16,7 +16,6 @@ from bench.core.log import get_logger
 from bench.runner.artifacts import (
     ArtifactError,
     apply_state_dict,
-    artifact_dir,
     check_manifest,
     load_state_dict,
     read_manifest,
@@ -132,5 +131,3 @@ def reevaluate(results: str, out: str, device=None, fast_paths=None) -> list[dic
         new.append(record)
     return new
 
-
-__all__ = ["evaluate_external", "reevaluate", "external_spec", "judge_weights", "artifact_dir"]

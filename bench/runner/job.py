@@ -18,6 +18,7 @@ from bench.core.errors import BenchError
 from bench.core.fast import FastPaths, apply_fast_paths
 from bench.core.instances import split_results
 from bench.core.instances import to_record as instances_record
+from bench.runner.artifacts import artifact_dir
 from bench.runner.memory import Timer
 from bench.runner.method_process import MethodProcessError, method_runner
 from bench.runner.plan import JobSpec
@@ -198,10 +199,10 @@ def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=
             record["method_source"] = {"path": source.path, "sha256": source.sha256}
         deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
         with time_limit(spec.timeout_s), (worker_watchdog(spec.timeout_s) if end_stuck_process else nullcontext()):
-            save_to = os.path.join(models_dir, spec.job_id) if models_dir else None
+            save_to = os.path.join(models_dir, spec.job_id) if models_dir else None  # models_dir: scheduler.models_root
             record.update(execute(spec, fast_paths=fast_paths, sources=sources, deadline=deadline, save_model_to=save_to))
             if "artifact" in record:  # named relative to the results directory (bench/runner/artifacts.py)
-                record["artifact"]["path"] = f"models/{spec.job_id}"
+                record["artifact"]["path"] = str(artifact_dir("", spec.job_id))
     except (Exception, JobTimeout) as exc:  # the job fails, the suite goes on
         record.update(failure(exc))
     record["wall_seconds"] = round(time.perf_counter() - t0, 3)
