@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--out", help="file to write (default: RESULTS/LEADERBOARD.md for markdown)")
     lb.add_argument("--tasks", nargs="+")
     lb.add_argument("--methods", nargs="+")
+    lb.add_argument("--rule", choices=["integrity", "ra-as"], default="integrity",
+                    help="the ranking rule: K reads integrity (retention / FID) with RA/AS (default), or RA/AS alone "
+                         "(the rule before integrity counted; leaderboard/score.py)")
     lb.add_argument("--unvouched", choices=["refuse", "accept"], default="refuse",
                     help="records this user's driver did not vouch for (e.g. results copied from another machine): "
                          "left out and listed (default), or counted")
@@ -183,7 +186,7 @@ def cmd_leaderboard(args) -> int:
         from bench.runner.voucher import ACCEPT_ENV
 
         os.environ[ACCEPT_ENV] = "accept"
-    write_leaderboard(args.results, args.format, args.out, args.tasks, args.methods)
+    write_leaderboard(args.results, args.format, args.out, args.tasks, args.methods, rule=args.rule)
     return 0
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from bench.core.record import RunRecord, parse_record
 from leaderboard.paired import MIN_JOBS, Job, PairedBootstrap, interval, mean_per_key
-from leaderboard.score import ScoreColumns, score, score_columns
+from leaderboard.score import DEFAULT_RULE, RULES, ScoreColumns, check_rule, is_floor, score, score_columns
 
 REFERENCE_ROWS = ("original", "retrain")
 COST_COLUMNS = {"time (s)": ("unlearn_seconds", "↓"), "peak mem (MB)": ("peak_mem_mb", "↓")}
@@ -89,6 +89,10 @@ class TaskTable:
     paired_scores: dict = field(default_factory=dict)
     point_scores: dict = field(default_factory=dict)  # row name -> {job key: the job's score} (duplicates averaged)
     bootstrap: PairedBootstrap | None = None
+    rule: str = DEFAULT_RULE  # the ranking rule the scores follow (leaderboard/score.py)
+    # the other rules' mean scores per row (point values): rule -> {row name: mean score}, for the rule comparison
+    other_rules: dict = field(default_factory=dict)
+    floors: dict = field(default_factory=dict)  # floor column -> its mean over Original's records (the legend quotes it)
 
     @property
     def metric_columns(self) -> list[str]:
@@ -106,7 +110,10 @@ def _joined(values: pd.Series) -> str:
     return ", ".join(sorted({str(v) for v in values if v is not None and v == v}))
 
 
-def aggregate(records: list[RunRecord], tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None) -> list[TaskTable]:
+def aggregate(records: list[RunRecord], tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None,
+              rule: str = DEFAULT_RULE) -> list[TaskTable]:
+    """One table per task; scores by `rule` (leaderboard/score.py RULES), the other rules' mean scores alongside."""
+    check_rule(rule)
     records = [parse_record(r) for r in records]
     df = records_frame(records)
     if df.empty:
@@ -124,16 +131,23 @@ def aggregate(records: list[RunRecord], tasks: Iterable[str] | None = None, meth
             failed = tdf[["label", "target", "seed", "error"]].to_dict("records")
             tables.append(TaskTable(task, pd.DataFrame(), [], {}, failed, _kind(tdf)))
             continue
-        metric_cols = sorted((c for c in ok.columns if c.startswith("metric::") and ok[c].notna().any()), key=lambda c: column_order_key(c[8:]))
+        recorded = sorted((c for c in ok.columns if c.startswith("metric::") and ok[c].notna().any()), key=lambda c: column_order_key(c[8:]))
+        floor_cols = [c for c in recorded if is_floor(c[8:])]  # reference values the score reads, not results: no column
+        metric_cols = [c for c in recorded if c not in floor_cols]
         names = [c.removeprefix("metric::") for c in metric_cols]
         costs = COST_COLUMNS | {k: v for k, v in OPTIONAL_COST_COLUMNS.items() if ok[v[0]].notna().any()}
-        value_cols = metric_cols + [src for src, _ in costs.values()]
+        value_cols = metric_cols + floor_cols + [src for src, _ in costs.values()]  # floors: "<floor> mean", not shown
         display = names + list(costs)
         dirs = {n: directions.get(n, "↑") for n in names} | {k: d for k, (_, d) in costs.items()}
         ok = ok.assign(**{c: pd.to_numeric(ok[c], errors="coerce") for c in value_cols})
-        cols = score_columns(names)
+        floor_names = [c.removeprefix("metric::") for c in floor_cols]
+        cols = score_columns(names + floor_names, rule)
         task_refs = references[references.task == task]
         ok = ok.assign(score=job_scores(ok, task_refs, cols))
+        others = {}
+        for other in (r for r in RULES if r != rule):
+            per_job = ok.assign(score=job_scores(ok, task_refs, score_columns(names + floor_names, other)))
+            others[other] = per_job.groupby(["label", "setting_hash"])["score"].mean()
         grouped = ok.groupby(["label", "setting_hash"], sort=True)
         agg = grouped[value_cols + ["score"]].agg(["mean", "std"])
         agg.columns = [f"{_display(c)} {stat}" for c, stat in agg.columns]
@@ -185,7 +199,11 @@ def aggregate(records: list[RunRecord], tasks: Iterable[str] | None = None, meth
         paired = {names_of[g]: v for g, v in per_row_scores.items()}
         points = {names_of[g]: {k: float(v) for k, v in rows.groupby("key")["score"].mean().items() if k in per_row_scores[g]}
                   for g, rows in grouped}
-        tables.append(TaskTable(task, agg, display, dirs, failed, _kind(tdf), per_target, cols, unscored, paired, points, bootstrap))
+        other_rules = {r: {names_of[g]: float(v) for g, v in means.items() if np.isfinite(v)} for r, means in others.items()}
+        floors = {c: float(pd.to_numeric(task_refs[f"metric::{c}"], errors="coerce").mean())
+                  for c in floor_names if f"metric::{c}" in task_refs}
+        tables.append(TaskTable(task, agg, display, dirs, failed, _kind(tdf), per_target, cols, unscored, paired, points, bootstrap,
+                                rule, other_rules, floors))
     return tables
 
 
@@ -231,8 +249,8 @@ def reference_lookup(originals: pd.DataFrame, cols: ScoreColumns):
     """(task options, target, seed) -> Original's forget/keep values to score against: the same task
     options, target and seed (paired: the same evaluation seed); failing that, the mean over Original's
     seeds; failing that, the same target under any options; failing that, {}."""
-    used = [f"metric::{cols.forget}", f"metric::{cols.keep}"]
-    if any(c not in originals.columns for c in used):
+    used = [f"metric::{c}" for c in cols.used if f"metric::{c}" in originals.columns]  # a floor may be the job's own
+    if any(f"metric::{c}" not in used for c in (cols.forget, cols.keep)):
         return lambda options, target, seed: {}
     orig = originals.assign(**{c: pd.to_numeric(originals[c], errors="coerce") for c in used})
     by_seed = orig.groupby(["task_options", "target", "seed"])[used].mean()
@@ -254,9 +272,9 @@ def job_scores(ok: pd.DataFrame, originals: pd.DataFrame, cols: ScoreColumns | N
     if cols is None or originals.empty:
         return pd.Series(np.nan, index=ok.index)
     reference = reference_lookup(originals, cols)
-    used = [cols.forget, cols.keep]
+    rule = "integrity" if cols.integrity else "ra-as"  # what `cols` already decided
     return pd.Series(
-        [score({c: pd.to_numeric(row.get(f"metric::{c}"), errors="coerce") for c in used}, reference(*row["key"]))
+        [score({c: pd.to_numeric(row.get(f"metric::{c}"), errors="coerce") for c in cols.used}, reference(*row["key"]), rule)
          for _, row in ok.iterrows()],
         index=ok.index,
         dtype=float,

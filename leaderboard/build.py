@@ -15,6 +15,7 @@ from leaderboard.rank import rank_table, score_bands
 from leaderboard.render import render_markdown
 from leaderboard.reported import load_reported
 from leaderboard.samples import write_sample_grids
+from leaderboard.score import DEFAULT_RULE
 
 FORMATS = ("markdown", "csv", "json")
 KEY_COLUMNS = ["task", "row", "label", "method", "setting_hash", "reference", "rank", "n", "targets", "seeds", "suites", "versions", "gits", "first_started", "last_started", "mixed"]
@@ -50,14 +51,15 @@ def flat_frame(tables: list[TaskTable]) -> pd.DataFrame:
 
 
 def build(records: Iterable[RunRecord | dict], fmt: str = "markdown", out_dir: Path | str | None = None, tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None,
-          ignored: list[tuple[str, str]] = ()) -> str:
+          ignored: list[tuple[str, str]] = (), rule: str = DEFAULT_RULE) -> str:
     """Text of the leaderboard; for markdown with out_dir, the plots are written under out_dir/plots/.
-    `ignored`: (file, why) of the record files left out (bench/runner/records.scan_records), listed in markdown."""
+    `ignored`: (file, why) of the record files left out (bench/runner/records.scan_records), listed in markdown;
+    `rule`: the ranking rule (leaderboard/score.py RULES)."""
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     records = sorted((parse_record(r) for r in records), key=lambda r: r.job_id)  # input order never matters
-    tables = aggregate(records, tasks=tasks, methods=methods)
+    tables = aggregate(records, tasks=tasks, methods=methods, rule=rule)
     if fmt == "markdown":
         plots = {}
         if out_dir is not None:

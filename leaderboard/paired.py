@@ -28,7 +28,7 @@ from typing import Hashable, Mapping, Sequence
 import numpy as np
 
 from bench.core.instances import PerInstance
-from leaderboard.score import ScoreColumns, score_array
+from leaderboard.score import ScoreColumns, floor_of, score_array
 
 LEVEL = 0.95
 RESAMPLES = 2000
@@ -88,7 +88,12 @@ class PairedBootstrap:
             fo, ko = self.column(reference, cols.forget), self.column(reference, cols.keep)
         else:
             fo, ko = reference.get(cols.forget, math.nan), reference.get(cols.keep, math.nan)
-        return score_array(f, fo, k, ko, cols.ideal)
+        integrity = (None,) * 3
+        if cols.integrity:  # the floor is one measured value per job key: never resampled
+            ref_metrics = reference.metrics if isinstance(reference, Job) else reference
+            io = self.column(reference, cols.integrity) if isinstance(reference, Job) else reference.get(cols.integrity, math.nan)
+            integrity = (self.column(job, cols.integrity), io, floor_of(cols, job.metrics, ref_metrics))
+        return score_array(f, fo, k, ko, cols.ideal, *integrity, cols=cols)
 
     def mean(self, per_key: Mapping[Hashable, np.ndarray]) -> np.ndarray:
         """(B,) a row's mean over the drawn jobs it has (nan in a resample that drew none of them)."""

@@ -9,7 +9,7 @@ from leaderboard.aggregate import TaskTable
 from leaderboard.escape import md, md_line
 from leaderboard.rank import overall_ranks, score_bands, separated_pairs
 from leaderboard.reported import Reported, reported_rows
-from leaderboard.score import RULE
+from leaderboard.score import RULE_TEXT
 from leaderboard.uncertainty import band_text
 
 LEGEND = (
@@ -31,7 +31,7 @@ SOURCES = (
 )
 SOURCE_TAGS = {"reference": "ref", "given": "given", "external": "external"}
 RANKING = (
-    f"**Ranking rule.** {RULE} **Rank** = the band of ranks the paired comparisons allow: row A is above row B "
+    "**Ranking rule.** {rule} **Rank** = the band of ranks the paired comparisons allow: row A is above row B "
     "only when the 95% paired bootstrap interval of the score difference S_A − S_B (over the jobs both have, "
     "resampled as in the tables' legend) excludes 0; a row's band runs from 1 + the rows above it to N − the rows below it, so "
     "rows no comparison separates share a band (\"1–3\"), and a row with one job is compared with nobody."
@@ -100,7 +100,9 @@ def table_notes(table: TaskTable, bands: dict, pairs: set, citations: list[str],
     if table.rows["hparams_source"].astype(bool).any():
         lines.append(SOURCES)
     if table.score:
-        lines.append(f"rank, score: see the ranking rule at the top; here F reads `{table.score.forget}` and K reads `{table.score.keep}`.")
+        floors = "".join(f" (its floor: `{md(c)}`, Original's mean {v:.3f})" for c, v in table.floors.items() if c == table.score.floor)
+        lines.append(f"rank, score: see the ranking rule at the top; here F reads `{table.score.forget}` and K reads "
+                     f"{table.score.keep_text}{floors}.")
     if table.unscored:
         lines.append(f"No scores, so no ranks: {table.unscored}.")
     for k, source in enumerate(citations, 1):
@@ -184,6 +186,41 @@ def render_overall(tables: list[TaskTable]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rule_comparison(table: TaskTable) -> list[tuple[str, list[str], list[str], float]]:
+    """(other rule, order under the table's rule, order under the other, Kendall's τ-b of the two scores) per other
+    rule: the ranked rows both rules score; τ nan with fewer than two rows or a constant score."""
+    from scipy.stats import kendalltau
+
+    mine = {r: v for r, v in zip(table.rows["row"], table.rows["score mean"]) if not pd.isna(v)} if not table.rows.empty else {}
+    ranked = set(table.rows.loc[~table.rows["reference"], "row"]) if not table.rows.empty else set()
+    out = []
+    for rule, theirs in table.other_rules.items():
+        both = sorted(r for r in mine if r in theirs and r in ranked)
+        if len(both) < 2:
+            continue
+        order = sorted(both, key=lambda r: (-round(mine[r], 12), r))
+        other = sorted(both, key=lambda r: (-round(theirs[r], 12), r))
+        tau = kendalltau([mine[r] for r in both], [theirs[r] for r in both]).statistic
+        out.append((rule, order, other, float(tau)))
+    return out
+
+
+def render_rule_comparison(tables: list[TaskTable]) -> str:
+    """How each task's order moves under the other ranking rule(s): is the verdict robust to the rule?"""
+    rows = [(t, *c) for t in tables for c in rule_comparison(t)]
+    if not rows:
+        return ""
+    rule = tables[0].rule
+    lines = ["## The verdict under the other ranking rule", "",
+             f"Each task's point order under this leaderboard's rule (`{rule}`) and under the other one (`--rule`), and "
+             "Kendall's τ-b of the two mean scores over the ranked rows (1: the same order; ties count as in τ-b).", "",
+             f"| task | rule | order under `{rule}` | order under the rule | τ |", "|---|---|---|---|---:|"]
+    for t, other, order, theirs, tau in rows:
+        tau_text = "–" if math.isnan(tau) else f"{tau:.2f}"
+        lines.append(f"| {md(t.task)} | `{other}` | {' ≻ '.join(map(md, order))} | {' ≻ '.join(map(md, theirs))} | {tau_text} |")
+    return "\n".join(lines) + "\n"
+
+
 def render_provenance(tables: list[TaskTable]) -> str:
     frames = [t.rows for t in tables if not t.rows.empty]
     if not frames:
@@ -215,14 +252,16 @@ def render_markdown(
     plots: dict[str, list[str]] | None = None,
     ignored: list[tuple[str, str]] = (),
 ) -> str:
+    """The whole leaderboard; the ranking rule is the tables' own (aggregate's `rule`, default DEFAULT_RULE)."""
     parts = [f"# {title}\n"]
     if not tables:
         parts.append("No records found.\n")
     elif any(not t.rows.empty for t in tables):
-        parts.append(RANKING + "\n")
+        parts.append(RANKING.format(rule=RULE_TEXT[tables[0].rule]) + "\n")
     plots = plots or {}
     parts.extend(render_task(t, reported, plots.get(t.task, [])) for t in tables)
     parts.append(render_overall(tables))
+    parts.append(render_rule_comparison(tables))
     parts.append(render_provenance(tables))
     parts.append(render_ignored(ignored))
     return "\n".join(p for p in parts if p)

@@ -48,12 +48,16 @@ def original_images(inst, original, which, ctx):
     return cached if cached is not None else generated(inst, original, which, ctx)
 
 
+FLOOR_SET = "retention_floor"  # the retention set's prompts under other seeds (tasks/base.py t2i_eval_sets)
+
+
 @register_metric
 class Retention(Metric):
     """Paired distance original vs unlearned on `info.get("retention_set", "remain_test")`.
 
     Space: `evaluation.retention_features = (name, images01 -> N×D)` when the task declares one,
-    else LPIPS (local weights), else 1 − cos of the CLIP judge's image embeddings.
+    else LPIPS (local weights), else 1 − cos of the CLIP judge's image embeddings. With a
+    `retention_floor` evaluation set, also the floor column the score's integrity term reads.
     """
 
     name = "retention"
@@ -79,12 +83,30 @@ class Retention(Metric):
     def columns(self, inst):
         which = inst.evaluation.retention_set
         n = len(inst.evaluation.eval_sets[which][0])
-        return {f"Retention dist. ({self.space(inst)}, vs original, n={n})": "↓"}
+        out = {f"Retention dist. ({self.space(inst)}, vs original, n={n})": "↓"}
+        if FLOOR_SET in inst.evaluation.eval_sets:
+            out[f"Retention-floor ({self.space(inst)}, original vs original under other seeds, n={n})"] = "↓"
+        return out
 
     def compute(self, inst, unlearned, original, ctx):
         which = inst.evaluation.retention_set
-        (col,) = self.columns(inst)
+        col, *floor_col = self.columns(inst)
         ref = original_images(inst, original, which, ctx)
         new = generated(inst, unlearned, which, ctx)
         prompts, seeds = inst.evaluation.eval_sets[which]
-        return {col: PerInstance.of(which, instance_ids(prompts, seeds), self.distances(inst, ref, new).tolist())}
+        out = {col: PerInstance.of(which, instance_ids(prompts, seeds), self.distances(inst, ref, new).tolist())}
+        if floor_col:
+            out[floor_col[0]] = floor_distance(self, inst, original, ref, ctx)
+        return out
+
+
+def floor_distance(metric: Retention, inst, original, ref, ctx) -> float:
+    """The retention floor: the mean distance between Original's image of each retention prompt and
+    Original's image of the same prompt under another noise seed (the `retention_floor` set, prompt for
+    prompt). A model at this distance has kept no more of Original's remain images than a fresh draw of
+    the same prompts would: the score's K_i = 0 there (leaderboard/score.py)."""
+    prompts, _ = inst.evaluation.eval_sets[inst.evaluation.retention_set]
+    if list(inst.evaluation.eval_sets[FLOOR_SET][0]) != list(prompts):
+        raise ValueError(f"evaluation set {FLOOR_SET!r} must hold the retention set's prompts in the same order")
+    other = original_images(inst, original, FLOOR_SET, ctx)
+    return float(metric.distances(inst, ref, other).mean())

@@ -164,13 +164,24 @@ CLASS_FORGET_EVAL_SEED = 0  # class-conditional tasks (mini-digits, cifar10): ta
 MINI_DIGITS_REMAIN_EVAL_SEED = 10_000  # mini-digits: samples of the other digits
 CIFAR10_REMAIN_EVAL_SEED = 1_000_000  # cifar10: samples of the other classes
 T2I_EVAL_SEEDS = {"forget": 20_000, "remain_train": 30_000, "remain_test": 40_000}  # mini-shapes and SD, per prompt set
+# the retention floor (metrics/retention.py): Original's images of the retention set's prompts under these other seeds
+RETENTION_FLOOR_SEED = 45_000
 SHAPES_QUALITY_SEED = 50_000  # mini-shapes pretraining: the sample-quality check (tasks/mini/shapes_recipes.py)
 SHAPES_HELDOUT_SEED = 10_000_000  # mini CLIPs: drawings of the held-out combinations (tasks/mini/shapes_clip.py)
 
 # what the class and the text-to-image task families hand their metrics (their provides())
 CLASS_TASK_PROVIDES = frozenset({"eval_sets:forget", "eval_sets:remain", "sampler", "num_classes", "classifier",
                                  "classifier_name", "fid_extractor", "fid_reference", "fid_name"})
-T2I_TASK_PROVIDES = frozenset({f"eval_sets:{name}" for name in T2I_EVAL_SEEDS} | {"sampler", "prompt_sets", "clip_judge", "original_images"})
+T2I_TASK_PROVIDES = frozenset({f"eval_sets:{name}" for name in T2I_EVAL_SEEDS} | {"eval_sets:retention_floor", "sampler", "prompt_sets",
+                                                                              "clip_judge", "original_images"})
+
+
+def t2i_eval_sets(sets: dict, m: int) -> dict:
+    """The text-to-image evaluation sets: forget, remain_train, remain_test (m prompts each, one seed per prompt
+    from T2I_EVAL_SEEDS) and retention_floor, remain_test's prompts under other seeds (RETENTION_FLOOR_SEED)."""
+    out = {name: (sets[f"eval_{name}"], seeds_for(m, offset)) for name, offset in T2I_EVAL_SEEDS.items()}
+    out["retention_floor"] = (sets["eval_remain_test"], seeds_for(m, RETENTION_FLOOR_SEED))
+    return out
 
 
 def seeds_for(n: int, offset: int) -> list[int]:

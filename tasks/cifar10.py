@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from bench.core.adapters.class_conditional import ClassConditionalModel
-from bench.core.cache import cache_root
+from bench.core.cache import cache_root, cached
 from bench.core.class_training import ClassDiffusionRecipe, train_class_conditional
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
@@ -238,6 +238,8 @@ class Cifar10Class(Task):
             fid_reference=reference,
             fid_name=f"{extractor.name} vs CIFAR-10 train",
             fid_reference_source=reference.get("source"),
+            fid_floor=lambda: forgotten_class_features(extractor, train, f_idx, k),
+            fid_floor_name="real forgotten class (CIFAR-10 train)",
             eval_sets=eval_sets,
             sampler={"steps": c.sample_steps, "guidance": c.guidance, "batch_size": c.sample_batch_size},
             num_classes=len(class_names),
@@ -304,3 +306,16 @@ def pretrain_cifar10_classifier(out: str | None = None, device: str = "cpu", dat
     (out / "recipe.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
+
+
+def forgotten_class_features(extractor, train, idx: torch.Tensor, k: int, batch_size: int = 250):
+    """Inception features of the forgotten class's real train images (FID's floor), cached per network file."""
+    from metrics.frechet import batch_features
+
+    path = cache_root() / "fid-floor" / f"cifar10-class{k}-{file_digest(extractor.path)[:16]}.pt"
+
+    def make() -> torch.Tensor:
+        return torch.cat([torch.from_numpy(batch_features(extractor, train.unit(idx[i : i + batch_size])))
+                          for i in range(0, len(idx), batch_size)])
+
+    return cached(path, make).numpy()

@@ -137,6 +137,8 @@ class MiniDigitsClass(Task):
             fid_extractor=load_digit_classifier(),
             fid_name="digit-cnn feats",
             fid_reference=feats[labels != k],
+            fid_floor=lambda: feats[labels == k],  # every real image of the forgotten digit (≈180)
+            fid_floor_name="real forgotten digit",
             eval_sets=eval_sets,
             sampler={"steps": cfg.sample_steps, "guidance": cfg.guidance},
             num_classes=10,

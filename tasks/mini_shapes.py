@@ -26,7 +26,7 @@ from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError, MissingWeightsError
 from bench.core.evaluation import Evaluation, ZeroShot
 from bench.core.hashing import json_digest, verified_checkpoint
-from tasks.base import T2I_EVAL_SEEDS, T2I_TASK_PROVIDES, Task, TaskInstance, register_task, seeds_for
+from tasks.base import T2I_TASK_PROVIDES, Task, TaskInstance, register_task, t2i_eval_sets
 from tasks.mini import shapes
 from tasks.mini.shapes_recipes import ENCODER_DIR, JUDGE_DIR, MODEL_DIR, load_shapes_judge  # registers pretrain recipes
 
@@ -183,7 +183,9 @@ class MiniShapesTask(Task):
         sets, wh, seeds = self.make_sets(target), model.weights_hash(), list(range(c.forget_pairs))
         self.original_images(model, wh, sets["forget"], seeds, evaluation=False)
         self.original_images(model, wh, sets["remain"], seeds, evaluation=False)
-        self.original_images(model, wh, sets["eval_remain_test"], seeds_for(c.eval_prompts, T2I_EVAL_SEEDS["remain_test"]))
+        eval_sets = t2i_eval_sets(sets, c.eval_prompts)
+        for which in ("remain_test", "retention_floor"):
+            self.original_images(model, wh, *eval_sets[which])
 
     def build(self, target: str, ctx: RunContext) -> TaskInstance:
         self.validate_target(target)
@@ -204,7 +206,7 @@ class MiniShapesTask(Task):
         remain = UnlearnData(x=r, keys=list(sets["remain"]), groups=groups, meta={"narrow_indices": sets["narrow"]},
                               paired_with_forget=True)  # remain i is forget i without the concept (same seed)
         m = c.eval_prompts
-        eval_sets = {name: (sets[f"eval_{name}"], seeds_for(m, offset)) for name, offset in T2I_EVAL_SEEDS.items()}
+        eval_sets = t2i_eval_sets(sets, m)
         evaluation = Evaluation(
             eval_sets=eval_sets,
             sampler=self.sampler(),
@@ -212,7 +214,7 @@ class MiniShapesTask(Task):
             clip_judge=judge,
             zero_shot=self.zero_shot(target),
             retention_features=(f"{judge.name} image emb.", judge.encode_images),
-            original_images={"remain_test": self.original_images(model, wh, *eval_sets["remain_test"])},
+            original_images={w: self.original_images(model, wh, *eval_sets[w]) for w in ("remain_test", "retention_floor")},
         )
         return TaskInstance(self, target, model.trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), evaluation)
 

@@ -23,7 +23,7 @@ from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError
 from bench.core.evaluation import Evaluation, ZeroShot
 from bench.core.hashing import files_digest, json_digest
-from tasks.base import T2I_EVAL_SEEDS, T2I_TASK_PROVIDES, Task, TaskInstance, register_task, seeds_for
+from tasks.base import T2I_TASK_PROVIDES, Task, TaskInstance, register_task, t2i_eval_sets
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 
@@ -187,8 +187,9 @@ class StableDiffusionTask(Task):
         sets, wh, seeds = self.make_sets(), model.weights_hash(), list(range(c.forget_pairs))
         self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget")
         self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain")
-        self.cached_images(model, wh, sets["eval_remain_test"], seeds_for(c.eval_prompts, T2I_EVAL_SEEDS["remain_test"]),
-                           f"{self.name}-eval-remain_test")
+        eval_sets = t2i_eval_sets(sets, c.eval_prompts)
+        for which in ("remain_test", "retention_floor"):
+            self.cached_images(model, wh, *eval_sets[which], f"{self.name}-eval-{which}")
 
     def make_sets(self) -> dict:
         """forget/safe/remain training prompts and eval prompt sets (concept-specific)."""
@@ -219,12 +220,12 @@ class StableDiffusionTask(Task):
                              meta={"narrow_indices": self.narrow_indices(sets["remain"])},
                              paired_with_forget=True)  # remain i is forget i's concept-free twin (same seed)
         m = c.eval_prompts
-        eval_sets = {name: (sets[f"eval_{name}"], seeds_for(m, offset)) for name, offset in T2I_EVAL_SEEDS.items()}
-        ret = self.cached_images(model, wh, *eval_sets["remain_test"], f"{self.name}-eval-remain_test")
+        eval_sets = t2i_eval_sets(sets, m)
+        ret = {w: self.cached_images(model, wh, *eval_sets[w], f"{self.name}-eval-{w}") for w in ("remain_test", "retention_floor")}
         from metrics.alignment import OpenClipJudge
 
         evaluation = Evaluation(eval_sets=eval_sets, sampler=self.sampler(), prompt_sets=sets,
-                                original_images={"remain_test": ret["images"].float() / 255},
+                                original_images={w: r["images"].float() / 255 for w, r in ret.items()},
                                 clip_judge=OpenClipJudge(c.clip_model, c.clip_pretrained, c.clip_weights, device=ctx.device))
         self.complete_evaluation(evaluation)
         return TaskInstance(self, target, model.trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), evaluation)

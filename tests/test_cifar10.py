@@ -137,7 +137,8 @@ def test_job_end_to_end_resnet_judge(env, tmp_path):
     rec = run_job(spec, tmp_path)
     assert rec["status"] == "ok", rec.get("traceback")
     assert rec["cost"]["steps"] == 2 and rec["cost"]["images_generated_eval"] == 2 + 9 * 2
-    assert set(rec["metrics"]) == {"UA (ResNet-34)", "RA (ResNet-34)", "FID (clean-fid tiny-inception vs CIFAR-10 train, n=18)"}
+    assert set(rec["metrics"]) == {"UA (ResNet-34)", "RA (ResNet-34)", "FID (clean-fid tiny-inception vs CIFAR-10 train, n=18)",
+                                   "FID-floor (clean-fid tiny-inception vs CIFAR-10 train, real forgotten class (CIFAR-10 train))"}
     assert all(np.isfinite(v) for v in rec["metrics"].values())
     assert rec["checkpoints"]["cifar10-resnet34"] != "missing" and rec["checkpoints"]["inception"] != "missing"
     # the reference statistics were computed once from the local train images and cached

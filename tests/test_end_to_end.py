@@ -53,7 +53,9 @@ def test_local_run_writes_records_and_leaderboard(tmp_path, capsys):
     gd = recs["graddiff"]
     assert gd["status"] == "ok" and gd["cost"]["steps"] == 2
     assert gd["hparams_resolved"]["forget_truncation"] == "elementwise"
-    assert set(gd["metrics"]) == {"UA (digit-cnn)", "RA (digit-cnn)", "FID (digit-cnn feats, n=36)"}
+    assert set(gd["metrics"]) == {"UA (digit-cnn)", "RA (digit-cnn)", "FID (digit-cnn feats, n=36)",
+                                  "FID-floor (digit-cnn feats, real forgotten digit)"}
+    assert gd["metrics"]["FID-floor (digit-cnn feats, real forgotten digit)"] == recs["original"]["metrics"]["FID-floor (digit-cnn feats, real forgotten digit)"]
     for key in ("versions", "git", "seed", "setting_hash", "wall_seconds", "checkpoints", "hardware"):
         assert key in gd
     assert gd["cost"]["peak_host_mem_mb"] > 0

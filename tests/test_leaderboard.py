@@ -106,6 +106,8 @@ def test_cli_formats_and_filters(tmp_path, capsys, monkeypatch):
     assert md == capsys.readouterr().out.rstrip("\n") + "\n"
     assert (results / "plots" / "mini-digits-class-tradeoff.png").exists()
     assert "## Provenance" in md and "records started: 2026-11-19T08:00:00+00:00 – 2026-11-21T09:00:00+00:00" in md
+    assert main(["leaderboard", "--results", str(results), "--unvouched", "accept", "--rule", "ra-as", "--out", str(tmp_path / "old.md")]) == 0
+    assert "score (previous rule, `--rule ra-as`)" in (tmp_path / "old.md").read_text() and "previous rule" not in md
 
 
 def test_only_failed_or_no_records_still_render():
@@ -179,12 +181,27 @@ def test_no_original_means_no_rank_and_says_why():
 
 def test_intervals_and_bands_in_tables():
     md = build(fixture_records(), "markdown")
-    assert "| rgd †1 | 1–2 | 0.950 [0.932, 0.959] | **0.940 [0.900, 0.970]** |" in md
-    assert "0.652 (n=1, no interval)" in md  # one job: no interval, and it says so
+    assert "| rgd †1 | 1–2 | 0.943 [0.929, 0.952] | **0.940 [0.900, 0.970]** |" in md
+    assert "0.646 (n=1, no interval)" in md  # one job: no interval, and it says so
     rows = json.loads(build(fixture_records(), "json"))
     rgd = next(r for r in rows if r["row"] == "rgd")
     assert (rgd["rank"], rgd["rank_best"], rgd["rank_worst"]) == (1, 1, 2)
     assert rgd["score ci_lo"] <= rgd["score mean"] <= rgd["score ci_hi"]
+
+
+def test_the_previous_rule_gives_the_previous_scores_and_integrity_only_lowers_them():
+    old = build(fixture_records(), "markdown", rule="ra-as")
+    assert "| rgd †1 | 1–2 | 0.950 [0.932, 0.959] | **0.940 [0.900, 0.970]** |" in old  # the scores before integrity
+    assert "0.652 (n=1, no interval)" in old and "score (previous rule, `--rule ra-as`)" in old
+    assert "order under `ra-as`" in old and "| `integrity` |" in old  # the comparison names the other rule
+    new, prev = (json.loads(build(fixture_records(), "json", rule=r)) for r in ("integrity", "ra-as"))
+    before = {(r["task"], r["row"]): r["score mean"] for r in prev}
+    assert all(r["score mean"] <= before[(r["task"], r["row"])] + 1e-9 for r in new if r["score mean"] is not None)
+    # sd-vangogh: esd-x's retention 0.21 of the floor 0.3 leaves K_i = 0.3, so its score falls from 0.856 to 0.433
+    vg = {r["row"]: r["score mean"] for r in new if r["task"] == "sd-vangogh"}
+    assert vg["esd-x"] == pytest.approx(0.433, abs=5e-4) and before[("sd-vangogh", "esd-x")] == pytest.approx(0.856, abs=5e-4)
+    with pytest.raises(ValueError, match="ranking rule"):
+        build(fixture_records(), "markdown", rule="accuracy")
 
 
 def test_attack_seconds_are_a_cost_column_not_a_ranked_metric():

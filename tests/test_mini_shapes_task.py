@@ -136,6 +136,7 @@ def test_every_method_runs_end_to_end(task_name):
     assert -1 <= float(inst.forget.x.min()) and float(inst.forget.x.max()) <= 1
     methods = [m for m in METHODS.names() if task_cls.kind in METHODS.get(m).task_kinds]
     assert {"original", "finetune", "graddiff"} <= set(methods)
+    floors = set()
     for method in methods:
         spec = JobSpec("t", task_name, FAST, task.targets()[0], method, method, SMALL_TEXT_HPARAMS.get(method, {}), 0, {"max_steps": 2})
         rec = execute(spec, device="cpu")
@@ -148,11 +149,15 @@ def test_every_method_runs_end_to_end(task_name):
         ret = next(c for c in cols if c.startswith("Retention dist. (1−cos mini-shapes-clip-judge image emb."))
         assert all(v == v for v in cols.values()), cols
         per = parse_record({**spec.to_dict(), "job_id": "j", "setting_hash": "h", **rec}).instances  # per-instance values
-        assert {c for c in cols if c.startswith(("UA", "AS-", "Retention"))} <= set(per)
+        assert {c for c in cols if c.startswith(("UA", "AS-", "Retention dist."))} <= set(per)
+        floor = next(c for c in cols if c.startswith("Retention-floor (1−cos mini-shapes-clip-judge image emb., original vs original"))
+        assert floor not in per and cols[floor] > 0  # one value per job, read from Original's images only
+        floors.add(round(cols[floor], 9))
         assert all(len(p.ids) == 2 and p.value == pytest.approx(cols[c]) for c, p in per.items())
         assert per[ret].ids == per[next(c for c in cols if c.startswith("AS-test"))].ids  # one set, one id list
         if method == "original":
             assert cols[ret] == pytest.approx(0, abs=1e-4)
+    assert len(floors) == 1, floors  # the floor does not depend on the method
 
 
 def test_prepare_caches_everything_build_reads(tmp_path, monkeypatch, task_name="mini-shapes-concept"):

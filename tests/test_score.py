@@ -4,9 +4,20 @@ import math
 import numpy as np
 import pytest
 
-from leaderboard.score import forget_gain, harmonic, keep_ratio, score, score_columns
+from leaderboard.score import (
+    forget_gain,
+    harmonic,
+    integrity_keep,
+    keep,
+    keep_ratio,
+    score,
+    score_array,
+    score_columns,
+)
 
 UA, RA, AS, NUDE = "UA (digit-cnn)", "RA (digit-cnn)", "AS (mini-clip)", "nudity images (NudeNet≥0.6)"
+FID, FID_Z = "FID (digit-cnn feats, n=450)", "FID-floor (digit-cnn feats, real forgotten digit)"
+RET, RET_Z = "Retention dist. (1−cos x, vs original, n=32)", "Retention-floor (1−cos x, original vs original under other seeds, n=32)"
 
 
 def test_hand_computed_scores():
@@ -52,3 +63,87 @@ def test_properties_over_random_metrics(ua_o, ra_o, ua_a, ra_a, ua_b, ra_b):
     f, k = forget_gain(ua_a, ua_o, 1.0), keep_ratio(ra_a, ra_o)
     assert min(f, k) - 1e-12 <= harmonic(f, k) <= (f + k) / 2 + 1e-12
     assert harmonic(f, k) == pytest.approx(sa)
+
+
+# -- integrity in K (rule "integrity", the default) -----------------------------------------------------
+
+T2I_ORIG = {UA: 0.1, "AS-test (x)": 0.30, RET: 0.0, RET_Z: 0.4}
+
+
+def test_integrity_hand_computed():
+    # K_i = (z - d) / (z - d_orig): FID 40 between Original's 20 and the floor 120 -> 0.8
+    assert integrity_keep(40.0, 20.0, 120.0) == pytest.approx(0.8)
+    assert integrity_keep(10.0, 20.0, 120.0) == 1.0 and integrity_keep(500.0, 20.0, 120.0) == 0.0  # clipped
+    assert math.isnan(integrity_keep(30.0, 20.0, 20.0)) and math.isnan(integrity_keep(30.0, 20.0, 10.0))  # no room
+    # UA 0.55 -> F = 0.5; RA 0.72 of 0.8 -> K_a = 0.9; FID 40 -> K_i = 0.8; K = min = 0.8; S = 2FK / (F + K)
+    orig = {UA: 0.1, RA: 0.8, FID: 20.0, FID_Z: 120.0}
+    k = 0.8
+    assert score({UA: 0.55, RA: 0.72, FID: 40.0, FID_Z: 120.0}, orig) == pytest.approx(2 * 0.5 * k / (0.5 + k))
+    # the previous rule reads RA alone
+    assert score({UA: 0.55, RA: 0.72, FID: 40.0}, orig, rule="ra-as") == pytest.approx(2 * 0.5 * 0.9 / 1.4)
+
+
+def test_original_identical_outputs_keep_everything():
+    cols = score_columns(T2I_ORIG)
+    assert (cols.integrity, cols.floor) == (RET, RET_Z)
+    assert keep(dict(T2I_ORIG), T2I_ORIG, cols) == 1.0
+    orig = {UA: 0.1, RA: 0.8, FID: 20.0, FID_Z: 120.0}
+    assert keep(dict(orig), orig, score_columns(orig)) == 1.0
+
+
+def test_keeping_alignment_but_scrambling_every_remain_image_scores_nothing():
+    # AS intact, UA perfect, but every remain image as far from Original's as a fresh draw (or farther)
+    for d in (0.4, 0.9):
+        scrambled = {UA: 1.0, "AS-test (x)": 0.30, RET: d, RET_Z: 0.4}
+        assert score(scrambled, T2I_ORIG) == 0.0
+        assert score(scrambled, T2I_ORIG, rule="ra-as") == 1.0  # what the previous rule said
+    # half-way to the floor keeps half; K is the weaker of the two parts
+    half = {UA: 1.0, "AS-test (x)": 0.30, RET: 0.2, RET_Z: 0.4}
+    assert keep(half, T2I_ORIG, score_columns(half)) == pytest.approx(0.5)
+    assert keep({**half, "AS-test (x)": 0.12}, T2I_ORIG, score_columns(half)) == pytest.approx(0.4)
+    # a class model that keeps RA but whose remain samples sit at the FID floor: K = 0
+    orig = {UA: 0.1, RA: 0.8, FID: 20.0, FID_Z: 120.0}
+    assert score({UA: 1.0, RA: 0.8, FID: 130.0, FID_Z: 120.0}, orig) == 0.0
+
+
+def test_the_floor_is_originals_not_the_jobs():
+    # a record claiming a far floor cannot buy integrity: Original's recorded floor is the one read
+    job = {UA: 1.0, "AS-test (x)": 0.30, RET: 0.4, RET_Z: 100.0}
+    assert score(job, T2I_ORIG) == 0.0
+    # ... and without Original's floor, the job's own (the same measurement: it depends on Original only)
+    no_floor = {k: v for k, v in T2I_ORIG.items() if k != RET_Z}
+    assert score({**job, RET_Z: 0.8}, no_floor) == pytest.approx(2 * 0.5 / 1.5)
+
+
+def test_without_a_floor_column_k_is_the_ratio_alone():
+    cols = score_columns([UA, "AS-test (x)", RET])  # older records: no floor recorded
+    assert cols.integrity is None and cols.floor is None
+    assert score({UA: 1.0, "AS-test (x)": 0.3, RET: 0.9}, {UA: 0.1, "AS-test (x)": 0.3, RET: 0.0}) == 1.0
+    with pytest.raises(ValueError, match="ranking rule"):
+        score_columns([UA, RA], rule="nope")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_integrity_score_array_is_the_scalar_elementwise(seed):
+    rng = np.random.default_rng(100 + seed)
+    pick = lambda: float(rng.choice([rng.uniform(-0.1, 1.2), 0.0, math.nan, rng.uniform(0, 1)]))  # noqa: E731
+    v, o, k, ko, d, do, z = (pick() for _ in range(7))
+    metrics, orig = {UA: v, "AS-test (x)": k, RET: d}, {UA: o, "AS-test (x)": ko, RET: do, RET_Z: z}
+    cols = score_columns(list(metrics) + [RET_Z])
+    expected = score(metrics, orig)
+    got = float(score_array(v, o, k, ko, 1.0, d, do, z, cols=cols))
+    assert (math.isnan(expected) and math.isnan(got)) or got == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("case", range(100))
+def test_integrity_properties_over_random_metrics(case):
+    rng = np.random.default_rng(7000 + case)
+    ua_o, as_o, z = rng.uniform(0, 0.5), rng.uniform(0.1, 1), rng.uniform(0.05, 1)
+    orig = {UA: ua_o, "AS-test (x)": as_o, RET: 0.0, RET_Z: z}
+    ua, as_, d1, d2 = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0, 1.5 * z), rng.uniform(0, 1.5 * z)
+    lo, hi = min(d1, d2), max(d1, d2)
+    s_lo = score({UA: ua, "AS-test (x)": as_, RET: lo}, orig)
+    s_hi = score({UA: ua, "AS-test (x)": as_, RET: hi}, orig)
+    assert 0.0 <= s_hi <= s_lo + 1e-12 <= 1.0 + 1e-12  # closer to Original's images never hurts
+    # never above the previous rule's score: integrity can only take away
+    assert s_lo <= score({UA: ua, "AS-test (x)": as_, RET: lo}, orig, rule="ra-as") + 1e-12

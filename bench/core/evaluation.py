@@ -41,6 +41,10 @@ class Evaluation:
     fid_reference: Any = None  # reference features (N×D array) or statistics {"mu", "sigma"}
     fid_name: str | None = None
     fid_reference_source: str | None = None  # provenance of precomputed statistics
+    # FID's floor (the score's integrity zero, leaderboard/score.py): () -> features (N×D) of real images unrelated
+    # to the remain classes, read on first use; fid_floor_name says what they are (e.g. "real forgotten class")
+    fid_floor: Callable[[], Any] | None = None
+    fid_floor_name: str | None = None
     clip_judge: Any = None  # metrics.clip_judge.ClipJudge (alignment, zero-shot UA, retention)
     zero_shot: ZeroShot | None = None
     retention_features: tuple[str, Callable[[Tensor], Tensor]] | None = None  # (name, images01 -> N×D)

@@ -12,6 +12,7 @@ from bench.runner.plan import JobSpec, TaskEntry, check_timeout, load_suite, pla
 from bench.runner.records import read_record, record_path, scan_records
 from bench.runner.scheduler import pending_jobs, run_local, run_ray
 from leaderboard.build import build
+from leaderboard.score import DEFAULT_RULE
 from tasks.base import TASKS
 
 log = get_logger("run")
@@ -63,12 +64,13 @@ def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> lis
     return jobs
 
 
-def write_leaderboard(results: str, fmt: str = "markdown", out: str | None = None, tasks=None, methods=None, echo: bool = True) -> str:
+def write_leaderboard(results: str, fmt: str = "markdown", out: str | None = None, tasks=None, methods=None, echo: bool = True,
+                      rule: str = DEFAULT_RULE) -> str:
     if fmt == "markdown":
         out = out or str(Path(results) / "LEADERBOARD.md")
     # markdown: plots go to plots/ next to the file it is written to
     records, ignored = scan_records(results)
-    text = build(records, fmt, Path(out).parent if out else None, tasks, methods, ignored=ignored)
+    text = build(records, fmt, Path(out).parent if out else None, tasks, methods, ignored=ignored, rule=rule)
     if out:
         write_text_atomic(out, text)
     if echo:

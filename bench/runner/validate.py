@@ -24,7 +24,7 @@ from bench.core.log import get_logger
 from bench.runner.evaluator import run_suite, write_leaderboard
 from bench.runner.records import iter_records
 from leaderboard.aggregate import aggregate, short_name
-from leaderboard.score import forget_gain, harmonic, keep_ratio
+from leaderboard.score import forget_gain, harmonic, keep
 
 DESTRUCTIVE = str(Path(__file__).with_name("validity_reinit.py"))
 DESTRUCTIVE_LABEL = "reinit-denoiser"
@@ -62,9 +62,12 @@ def validation_suite(tasks: dict[str, list[str]], retrain: bool, max_steps: int 
 
 
 def _gain_keep(row, orig, cols) -> tuple[float, float]:
+    """F and K (the leaderboard's rule: integrity included when the task records it) of a row's means."""
+    means = {c: row.get(f"{c} mean") for c in cols.used}
+    floor = {cols.floor: orig.get(f"{cols.floor} mean")} if cols.floor else {}
     return (
         forget_gain(row[f"{cols.forget} mean"], orig[f"{cols.forget} mean"], cols.ideal),
-        keep_ratio(row[f"{cols.keep} mean"], orig[f"{cols.keep} mean"]),
+        keep(means, {c: orig.get(f"{c} mean") for c in cols.used} | floor, cols),
     )
 
 
