@@ -11,9 +11,8 @@ remain gradient.
 from dataclasses import dataclass
 
 from bench.core.data import paired_batches
-from bench.core.denoising import simple_loss
 from methods.base import Method, check_choices, register_method
-from methods.losses import Truncation, TruncationSpace, forget_loss
+from methods.losses import RemainLoss, Truncation, TruncationSpace, forget_loss, remain_loss, remain_teacher
 from methods.remain_sampling import RemainSampling, remain_subset
 from methods.search_space import AroundResolved, LogUniform
 from methods.training import adam
@@ -30,6 +29,7 @@ class GradDiffHParams:
     truncation_space: TruncationSpace = "x0"  # element-wise bound on (x̂₀−x₀)² (reference) or on (ε̂−ε)²
     remain_sampling: RemainSampling = "balanced"  # the remain subset minibatches come from (as RGD's)
     remain_per_class: int | None = None  # None: the task's choice (remain.meta["per_class"], 50 in the reference)
+    remain_loss: RemainLoss = "simple"  # simple: L_simple on D_r (reference); distill: match the frozen Original on D_r
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -51,6 +51,7 @@ class GradDiff(Method):
         model.denoiser.train().requires_grad_(True)
         opt = adam(list(model.denoiser.parameters()), hp.lr)
         remain_set = remain_subset(remain, hp.remain_sampling, ctx.generator, hp.remain_per_class)
+        teacher = remain_teacher(model, hp.remain_loss)  # the frozen Original (distill), before any update
         # forget batch i with its concept-free twin i where the task pairs them (the SD reference's zip)
         stream = paired_batches(forget, remain_set, hp.batch_size, ctx.generator)
         for _ in range(budget.steps(hp.steps)):
@@ -58,10 +59,10 @@ class GradDiff(Method):
             # −L_f (truncated) + α·L_r, one backward
             lf = forget_loss(model, f.x, model.condition(f.keys), ctx.generator,
                              hp.forget_truncation, hp.truncation_threshold, hp.truncation_space)
-            remain_loss = simple_loss(model, r.x, model.condition(r.keys), ctx.generator)
-            loss = -lf + hp.alpha * remain_loss
+            lr_ = remain_loss(model, r.x, model.condition(r.keys), ctx.generator, teacher)
+            loss = -lf + hp.alpha * lr_
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            ctx.step(loss, forget=lf, remain=remain_loss)
+            ctx.step(loss, forget=lf, remain=lr_)
         return {"remain_set_size": len(remain_set)}

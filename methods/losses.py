@@ -10,6 +10,8 @@ from bench.core.adapters.base import DiffusionModel
 from bench.core.denoising import noised_batch
 
 Truncation = Literal["none", "elementwise", "normalize"]
+# the remain term: L_simple on D_r (the papers'), or output distillation against the frozen Original
+RemainLoss = Literal["simple", "distill"]
 TruncationSpace = Literal["x0", "eps"]  # where the element-wise bound m applies
 
 
@@ -90,3 +92,29 @@ def esd_target(e_0: Tensor, e_p: Tensor, negative_guidance: float) -> Tensor:
     η = 1 gives 2·e_0 − e_p: the conditional prediction reflected through the unconditional one.
     """
     return e_0 - negative_guidance * (e_p - e_0)
+
+
+def remain_teacher(model: DiffusionModel, remain_loss: RemainLoss) -> DiffusionModel | None:
+    """The frozen Original that `remain_loss: distill` matches, copied before any update; None for "simple"."""
+    if remain_loss not in ("simple", "distill"):
+        raise ValueError(f"remain_loss must be simple|distill, not {remain_loss!r}")
+    return model.frozen_copy() if remain_loss == "distill" else None
+
+
+def remain_target(teacher: DiffusionModel | None, x_t: Tensor, t: Tensor, cond: Tensor, noise: Tensor) -> Tensor:
+    """What the remain prediction regresses to: the data noise ε (L_simple), or the frozen Original's
+    prediction ε_θ*(x_t, t, c) on the very same x_t, t and condition (distillation: keep Original's
+    outputs on D_r, the integrity the leaderboard's retention column measures)."""
+    if teacher is None:
+        return noise
+    with torch.no_grad():
+        return teacher.predict_noise(x_t, t, cond).to(noise.dtype)
+
+
+def remain_loss(model: DiffusionModel, x0: Tensor, cond: Tensor, generator: torch.Generator,
+                teacher: DiffusionModel | None = None) -> Tensor:
+    """The remain term on one batch, element-mean: L_simple when `teacher` is None (the same draws and
+    value as bench.core.denoising.simple_loss), else mean (ε_θ(x_t, t, c) − ε_θ*(x_t, t, c))²."""
+    x_t, t, noise = noised_batch(model, x0, generator)
+    pred = model.predict_noise(x_t, t, cond)
+    return (pred - remain_target(teacher, x_t, t, cond, noise)).pow(2).mean()

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bench.core.data import paired_batches
-from bench.core.denoising import simple_loss
 from methods.base import Method, check_choices, register_method
 from methods.gradients import grads_of, restricted_update_lists
-from methods.losses import Truncation, TruncationSpace, forget_loss
+from methods.losses import RemainLoss, Truncation, TruncationSpace, forget_loss, remain_loss, remain_teacher
 from methods.remain_sampling import RemainSampling, remain_subset
 from methods.search_space import AroundResolved, LogUniform
 from methods.training import adam
@@ -41,6 +40,7 @@ class RGDHParams:
     remain_gradient: RemainGradient = "subset"  # subset: whole remain subset every step (reference); batch: a minibatch of it
     remain_per_class: int | None = None  # None: the task's choice (remain.meta["per_class"], 50 in the reference)
     remain_chunk: int = 128  # examples per forward when averaging over the whole subset (memory, not maths)
+    remain_loss: RemainLoss = "simple"  # simple: L_simple on D_r (reference); distill: match the frozen Original on D_r
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -54,16 +54,17 @@ CONCEPT_DEFAULTS = {
 }
 
 
-def remain_gradient_loss(model, data, hp, generator, r) -> float:
-    """Backward L_r over the whole subset (chunked, weighted to the mean) or the batch `r`; returns L_r."""
+def remain_gradient_loss(model, data, hp, generator, r, teacher=None) -> float:
+    """Backward L_r over the whole subset (chunked, weighted to the mean) or the batch `r`; returns L_r.
+    `teacher`: the frozen Original the distill remain term matches (methods/losses.remain_loss)."""
     if hp.remain_gradient == "batch":
-        loss = simple_loss(model, r.x, model.condition(r.keys), generator)
+        loss = remain_loss(model, r.x, model.condition(r.keys), generator, teacher)
         loss.backward()
         return float(loss.detach())
     total = 0.0
     n = len(data)
     for chunk in data.chunks(hp.remain_chunk):
-        loss = simple_loss(model, chunk.x, model.condition(chunk.keys), generator) * (len(chunk) / n)
+        loss = remain_loss(model, chunk.x, model.condition(chunk.keys), generator, teacher) * (len(chunk) / n)
         loss.backward()
         total += float(loss.detach())
     return total
@@ -76,6 +77,7 @@ def restricted_unlearn(method: Method, model, forget, remain, budget, ctx) -> di
     params = [p for p in model.denoiser.parameters() if p.requires_grad]
     opt = adam(params, hp.lr)
     remain_set = remain_subset(remain, hp.remain_sampling, ctx.generator, hp.remain_per_class)
+    teacher = remain_teacher(model, hp.remain_loss)  # the frozen Original (distill), before any update
     # forget batch i with its concept-free twin i where the task pairs them (the SD reference's zip)
     stream = paired_batches(forget, remain_set, hp.batch_size, ctx.generator)
     conflicts, cosines = 0, []
@@ -90,7 +92,7 @@ def restricted_unlearn(method: Method, model, forget, remain, budget, ctx) -> di
         g_f = grads_of(params)
         # g_r = ∇L_r over the whole remain subset (RGD) or the remain batch (RG, SD defaults)
         opt.zero_grad(set_to_none=True)
-        remain_loss = remain_gradient_loss(model, remain_set, hp, ctx.generator, r)
+        lr_ = remain_gradient_loss(model, remain_set, hp, ctx.generator, r, teacher)
         g_r = grads_of(params)
         # d = δ_f + λ·δ_r (projections only on conflict), handed to Adam as the gradient
         d, stats = restricted_update_lists(g_f, g_r, hp.lam)
@@ -100,7 +102,7 @@ def restricted_unlearn(method: Method, model, forget, remain, budget, ctx) -> di
         conflicts += stats.conflict
         cosines.append(stats.cosine)
         forget_value = float(lf.detach())
-        ctx.step(-forget_value + hp.lam * remain_loss, forget=forget_value, remain=remain_loss)
+        ctx.step(-forget_value + hp.lam * lr_, forget=forget_value, remain=lr_)
     return {
         "remain_set_size": len(remain_set),
         "conflict_fraction": conflicts / max(steps, 1),

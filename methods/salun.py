@@ -47,7 +47,7 @@ from torch import Tensor
 
 from bench.core.errors import ConfigError
 from methods.base import Method, check_choices, register_method
-from methods.losses import antithetic_timesteps, drop_condition
+from methods.losses import RemainLoss, antithetic_timesteps, drop_condition, remain_target, remain_teacher
 from methods.saliency import MaskSelect, saliency_masks
 from methods.search_space import AroundResolved, LogUniform
 from methods.training import adam, eval_mode
@@ -87,6 +87,7 @@ class SalUnHParams:
     clip_grad_norm: float | None = 1.0
     cond_drop_prob: float = 0.1
     antithetic_timesteps: bool = True
+    remain_loss: RemainLoss = "simple"  # simple: L_simple on D_r (reference); distill: match the frozen Original on D_r
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -203,6 +204,7 @@ class SalUn(Method):
         if not trainable:
             raise ConfigError("salun: the saliency mask keeps no weight (sparsity too small)")
         opt = adam(trainable, hp.lr, weight_decay=0.0)
+        teacher = remain_teacher(model, hp.remain_loss)  # the frozen Original (distill), before any update
         fb, rb = forget.batches(hp.batch_size, ctx.generator), remain.batches(hp.batch_size, ctx.generator)
         g = ctx.generator
         t_start = time.perf_counter()
@@ -224,7 +226,7 @@ class SalUn(Method):
             nf = xf.shape[0]
             pred = model.predict_noise(torch.cat([xf, xr]), torch.cat([tf, tr]), torch.cat([cf, cr]))
             forget_loss = F.mse_loss(pred[:nf], target)
-            remain_loss = F.mse_loss(pred[nf:], noise_r)
+            remain_loss = F.mse_loss(pred[nf:], remain_target(teacher, xr, tr, cr, noise_r))
             loss = forget_loss + hp.alpha * remain_loss
             den.zero_grad(set_to_none=True)
             loss.backward()
