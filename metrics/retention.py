@@ -6,29 +6,54 @@ otherwise 1 − cosine of the task's declared feature space (the CLIP judge's im
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from bench.core.errors import ConfigError, MissingWeightsError
 from bench.core.instances import PerInstance, instance_ids
 from metrics.base import Metric, generated, register_metric
+
+SPACES = ("auto", "lpips", "clip")  # the task option retention_space (SD tasks; the mini tasks declare their own)
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet, LPIPS's backbone
+
+
+def lpips_problem() -> str | None:
+    """Why LPIPS cannot run offline here (None: it can): the package, or its backbone's weights."""
+    import importlib.util
+
+    import torch.hub
+
+    if importlib.util.find_spec("lpips") is None:
+        return "the `lpips` package is not installed (pip install 'unlearn-bench[lpips]')"
+    ckpt = Path(torch.hub.get_dir()) / "checkpoints"
+    if not (ckpt.is_dir() and any(f.name.startswith("alexnet") for f in ckpt.iterdir())):
+        return (f"torchvision's AlexNet weights are not in {ckpt} (fetch https://download.pytorch.org/models/{ALEXNET_FILE} "
+                "into that folder on a machine with network access)")
+    return None
 
 
 @lru_cache(maxsize=1)
 def local_lpips():
     """lpips.LPIPS('alex') if it loads without network, else None."""
+    if lpips_problem() is not None:
+        return None  # torchvision would try to download the backbone
     try:
         import lpips
-        import torch.hub
 
-        ckpt = torch.hub.get_dir() + "/checkpoints"
-        import os
-
-        if not any(f.startswith("alexnet") for f in (os.listdir(ckpt) if os.path.isdir(ckpt) else [])):
-            return None  # torchvision would try to download the backbone
         return lpips.LPIPS(net="alex", verbose=False).eval().requires_grad_(False)
-    except Exception:  # noqa: BLE001 - optional extra absent or unusable offline
+    except Exception:  # noqa: BLE001 - optional extra unusable offline
         return None
+
+
+def check_space(space: str) -> None:
+    """ConfigError for an unknown retention_space; MissingWeightsError naming what LPIPS lacks when it was asked for."""
+    if space not in SPACES:
+        raise ConfigError(f"retention_space must be one of {', '.join(SPACES)}, not {space!r}")
+    if space == "lpips" and local_lpips() is None:
+        raise MissingWeightsError(f"retention_space: lpips, but {lpips_problem() or 'LPIPS failed to load'}; "
+                                  "or set retention_space: clip (1 − cos of the CLIP judge's image embeddings)")
 
 
 def paired_cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -64,9 +89,14 @@ class Retention(Metric):
     requires = ("clip_judge|retention_features", "eval_sets:remain_test")
 
     def space(self, inst) -> str:
+        """The distance, as the column names it: the task's declared space; else by `retention_space`:
+        auto = LPIPS (AlexNet) when it runs offline here, else 1 − cos of the CLIP judge's image embeddings;
+        lpips = LPIPS or a MissingWeightsError naming what is missing; clip = the CLIP judge's."""
         if inst.evaluation.retention_features is not None:  # a task's own declared space wins (mini tasks)
             return f"1−cos {inst.evaluation.retention_features[0]}"
-        if local_lpips() is not None:
+        mode = inst.evaluation.retention_space
+        check_space(mode)
+        if mode != "clip" and local_lpips() is not None:
             return "LPIPS alex"
         return f"1−cos {inst.evaluation.clip_judge.name} image emb."
 
@@ -74,9 +104,8 @@ class Retention(Metric):
         if inst.evaluation.retention_features is not None:
             features = inst.evaluation.retention_features[1]
             return paired_cosine_distance(features(ref), features(new))
-        net = local_lpips()
-        if net is not None:
-            return lpips_distance(net, ref, new)
+        if self.space(inst) == "LPIPS alex":
+            return lpips_distance(local_lpips(), ref, new)
         judge = inst.evaluation.clip_judge
         return paired_cosine_distance(judge.encode_images(ref), judge.encode_images(new))
 

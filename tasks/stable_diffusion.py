@@ -128,6 +128,10 @@ class SDConfig:
     clip_weights: str | None = None  # local open_clip weights file (else the HF cache, offline); an architecture open_clip
     # does not ship (clip_model not in open_clip.list_models()) is read from `<clip_model>.json` beside the file
     dtype: str = "float32"  # float32 | float16 (accelerator only)
+    # retention's distance: auto = LPIPS (AlexNet) when `lpips` and its backbone weights are local, else 1 − cos of
+    # the CLIP judge's image embeddings (the column name says which); lpips = LPIPS or an error naming what is missing;
+    # clip = the CLIP judge's, on every machine
+    retention_space: str = "auto"
     attack: bool = False  # add the adversarial-prompt ASR columns (metrics/attack.py; on in the paper suite)
 
 
@@ -205,8 +209,11 @@ class StableDiffusionTask(Task):
         return [i for i, p in enumerate(remain_prompts) if p.split(", ")[0] == lead]
 
     def build(self, target: str, ctx: RunContext) -> TaskInstance:
+        from metrics.retention import check_space
+
         self.validate_target(target)
         c = self.config
+        check_space(c.retention_space)  # before anything loads: LPIPS asked for but absent is one clear error
         model = self.load_base_model(ctx.device)
         sets = self.make_sets()
         n = c.forget_pairs
@@ -225,7 +232,7 @@ class StableDiffusionTask(Task):
         from metrics.alignment import OpenClipJudge
 
         evaluation = Evaluation(eval_sets=eval_sets, sampler=self.sampler(), prompt_sets=sets,
-                                original_images={w: r["images"].float() / 255 for w, r in ret.items()},
+                                original_images={w: r["images"].float() / 255 for w, r in ret.items()}, retention_space=c.retention_space,
                                 clip_judge=OpenClipJudge(c.clip_model, c.clip_pretrained, c.clip_weights, device=ctx.device))
         self.complete_evaluation(evaluation)
         return TaskInstance(self, target, model.trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), evaluation)

@@ -116,3 +116,13 @@ def test_nudity_with_i2p_csv_uses_its_seeds_and_guidance(sd_options, tmp_path):
     rec = execute(JobSpec("t", "sd-nudity", options, "nudity", "original", "original", {}, 0, {"max_steps": 1}), device="cpu")
     assert rec["status"] == "ok"
     assert "Nude images (NudeNet 3, thr=0.6, n=3)" in rec["metrics"]
+
+
+def test_asking_for_lpips_without_it_fails_before_anything_loads(sd_options, monkeypatch):
+    from metrics import retention
+
+    monkeypatch.setattr(retention, "lpips_problem", lambda: "torchvision's AlexNet weights are not in /nowhere")
+    monkeypatch.setattr(retention, "local_lpips", lambda: None)
+    task = TASKS.get("sd-vangogh").make({**sd_options, "retention_space": "lpips"})
+    with pytest.raises(MissingWeightsError, match="retention_space: lpips, but torchvision's AlexNet weights are not in /nowhere"):
+        task.build("vangogh", RunContext(device="cpu", seed=0, task_kind="style"))

@@ -95,3 +95,72 @@ def test_retention_in_a_declared_feature_space():
     assert per.ids == ("0@0", "1@1")
     assert per.values == pytest.approx((0.0, 2.0), abs=1e-6)  # the distance per pair
     assert per.value == pytest.approx(1.0)  # mean of 0 and 2
+
+
+def test_retention_floor_is_originals_own_images_under_other_seeds():
+    from metrics.retention import Retention
+
+    g = torch.Generator().manual_seed(0)
+    ref, other = torch.rand(2, 3, 4, 4, generator=g), torch.rand(2, 3, 4, 4, generator=g)
+
+    class Inst:
+        evaluation = Evaluation(retention_features=("pixels", lambda x: x.flatten(1)),
+                                eval_sets={"remain_test": (["a", "b"], [0, 1]), "retention_floor": (["a", "b"], [5, 6])},
+                                original_images={"remain_test": ref, "retention_floor": other})
+
+        def samples(self, model, which, make):
+            return make()
+
+    class Model:  # the unlearned model: Original's images exactly
+        def sample(self, keys, seeds, **kw):
+            return ref.clone()
+
+    m = Retention()
+    col, floor = m.columns(Inst())
+    assert floor == "Retention-floor (1−cos pixels, original vs original under other seeds, n=2)"
+    out = m.compute(Inst(), Model(), None, None)
+    assert out[col].value == pytest.approx(0.0, abs=1e-6)
+    # by hand: mean over the prompts of 1 − cos(Original's image at its seed, Original's image at the other seed)
+    want = float((1 - torch.nn.functional.cosine_similarity(ref.flatten(1), other.flatten(1))).mean())
+    assert out[floor] == pytest.approx(want, rel=1e-6) and out[floor] > 0
+    Inst.evaluation.eval_sets["retention_floor"] = (["b", "a"], [5, 6])  # not prompt for prompt: refused
+    with pytest.raises(ValueError, match="same order"):
+        m.compute(Inst(), Model(), None, None)
+
+
+def test_retention_space_option_and_the_lpips_error(tiny_judge, monkeypatch):
+    from bench.core.errors import ConfigError
+    from metrics import retention
+
+    class Inst:
+        evaluation = Evaluation(clip_judge=tiny_judge, eval_sets={"remain_test": (["a"], [0])})
+
+    for space in ("auto", "clip"):
+        Inst.evaluation.retention_space = space
+        monkeypatch.setattr(retention, "local_lpips", lambda: None)
+        assert retention.Retention().space(Inst()) == f"1−cos {tiny_judge.name} image emb."
+    monkeypatch.setattr(retention, "lpips_problem", lambda: "the `lpips` package is not installed (pip install 'unlearn-bench[lpips]')")
+    Inst.evaluation.retention_space = "lpips"
+    with pytest.raises(MissingWeightsError, match=r"retention_space: lpips, but the `lpips` package is not installed .*retention_space: clip"):
+        retention.Retention().space(Inst())
+    monkeypatch.setattr(retention, "local_lpips", lambda: object())  # LPIPS available: auto and lpips use it, clip does not
+    for space, want in (("auto", "LPIPS alex"), ("lpips", "LPIPS alex"), ("clip", f"1−cos {tiny_judge.name} image emb.")):
+        Inst.evaluation.retention_space = space
+        assert retention.Retention().space(Inst()) == want
+    Inst.evaluation.retention_space = "dreamsim"
+    with pytest.raises(ConfigError, match="retention_space must be one of auto, lpips, clip"):
+        retention.Retention().space(Inst())
+
+
+def test_lpips_problem_names_the_missing_backbone(tmp_path, monkeypatch):
+    import importlib.util
+
+    from metrics.retention import ALEXNET_FILE, lpips_problem
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "lpips" else real(name, *a))
+    assert ALEXNET_FILE in lpips_problem() and str(tmp_path / "checkpoints") in lpips_problem()
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / ALEXNET_FILE).write_bytes(b"")
+    assert lpips_problem() is None

@@ -49,6 +49,7 @@ class Evaluation:
     zero_shot: ZeroShot | None = None
     retention_features: tuple[str, Callable[[Tensor], Tensor]] | None = None  # (name, images01 -> N×D)
     retention_set: str = "remain_test"
+    retention_space: str = "auto"  # without retention_features: auto | lpips | clip (metrics/retention.py)
     original_images: dict[str, Tensor] = field(default_factory=dict)  # cached Original images per eval set
     nudity_set: str = "forget"
     nudenet_judge: bool = False  # the concept is judged by NudeNet on images (sd-nudity), not by a CLIP zero-shot
