@@ -5,13 +5,13 @@
    `sparsity` fraction (methods/saliency.py: kthvalue threshold, boolean masks, tie rule there).
    Guided prediction, as both references write it: ε̂ = (1 + w)·ε(x_t, c) − w·ε(x_t, ∅) with
    w = `mask_guidance`, i.e. standard CFG at scale 1 + w (`model.guided_noise(…, 1 + w)`).
-     class models: loss = +MSE(ε̂, ε)   (DDPM/runners/diffusion.py generate_mask, cond_scale=2.0)
-     text models:  loss = −MSE(ε̂, ε)   (SD/train-scripts/generate_mask.py, c_guidance=7.5)
-   The sign and the sum/mean reduction do not change |Σ g| ranks. Differences from the code:
-     * the DDPM mask code accumulates Σ|g| per batch after clip_grad_norm and calls
-       optimizer.step() between batches (and does not run as published: `step` is undefined);
-       the SD and classification code accumulate the signed gradient and take |Σ g|, as the paper
-       does; we follow the latter and never step during the mask pass.
+     class models: loss = +Σ_pixels (ε̂ − ε)², batch mean (DDPM/runners/diffusion.py generate_mask,
+                   cond_scale=2.0), each batch's gradient clipped to norm `clip_grad_norm` (1.0) before
+                   it is added: Σ_b clip(g_b), signed, |·| at the end, no optimiser step — the current
+                   official code (an older version summed |g_b| and stepped Adam between batches);
+     text models:  loss = −MSE(ε̂, ε)   (SD/train-scripts/generate_mask.py, c_guidance=7.5), no clipping.
+   Without clipping the sign and the sum/mean reduction do not change the |Σ g| ranks; with it the
+   scale decides how often the clip engages, so the class loss keeps the reference's pixel sum.
      * the mask pass runs in eval mode (no dropout), as the references' generate_mask does; the
        official rank code negates |Σ g| before its ascending argsort, so it keeps the MOST salient
        weights, as the paper and our default "top" do (`mask_select="bottom"`, the least salient,
@@ -156,24 +156,40 @@ class SalUn(Method):
             raise ConfigError("salun: a concept/style forget set needs paired_keys (the safe prompt c′)")
         return model.condition(batch.paired_keys)
 
+    def mask_loss(self, model, pred: Tensor, noise: Tensor) -> Tensor:
+        """The mask pass's loss, as each reference writes it: class models +Σ_pixels (ε̂ − ε)², batch mean
+        (DDPM generate_mask: the scale matters there, since each batch's gradient is clipped); text models
+        −MSE (SD generate_mask, no clipping: scale and sign leave the |Σ g| ranks alone)."""
+        if model.kind == "class":
+            return (pred - noise).pow(2).flatten(1).sum(1).mean()
+        return -F.mse_loss(pred, noise)
+
     def compute_masks(self, model, forget, ctx) -> tuple[dict[str, Tensor], dict]:
-        """One pass over D_f (eval mode: no dropout) accumulating Σ g in .grad, then the global top-`sparsity` masks."""
+        """One pass over D_f (eval mode: no dropout): Σ_batches g_b, each batch's gradient clipped to
+        `clip_grad_norm` first when set (the current DDPM reference: clip, accumulate the SIGNED gradient,
+        |·| at the end; no optimiser step), then the global top-`sparsity` masks of |Σ g|."""
         hp = self.hparams
         den = model.denoiser
         t0 = time.perf_counter()
         den.zero_grad(set_to_none=True)
-        sign = 1.0 if model.kind == "class" else -1.0
+        params = list(den.parameters())
+        sums = None  # per-batch clipping needs each batch's gradient apart: Σ kept here; else .grad accumulates
         batches = 0
         with eval_mode(den):
             for chunk in forget.chunks(hp.batch_size):
                 x_t, t, noise = self._noised(model, chunk.x, ctx.generator)
                 pred = guided_prediction(model, x_t, t, model.condition(chunk.keys), hp.mask_guidance)
-                (sign * F.mse_loss(pred, noise)).backward()
+                self.mask_loss(model, pred, noise).backward()
+                if hp.clip_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, hp.clip_grad_norm)  # this batch's gradient alone
+                    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+                    sums = grads if sums is None else [a.add_(g) for a, g in zip(sums, grads)]
+                    den.zero_grad(set_to_none=True)
                 batches += 1
         names = [n for n, _ in den.named_parameters()]
-        scores = {}
-        for n, p in den.named_parameters():
-            scores[n] = p.grad.abs_() if p.grad is not None else torch.zeros_like(p)
+        summed = sums if sums is not None else [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        scores = {n: g.abs_() for n, g in zip(names, summed)}
+        del summed, sums
         masks, st = saliency_masks(scores, hp.sparsity, hp.mask_select)
         del scores
         den.zero_grad(set_to_none=True)

@@ -146,3 +146,45 @@ def test_registered_with_reference_defaults():
     assert (c.lr, c.steps, c.batch_size, c.sparsity, c.relabel) == (1e-4, 1000, 128, 0.5, "next")
     assert c.alpha == pytest.approx(3.072) == REFERENCE_CLASS_ALPHA and c.clip_grad_norm == 1.0
     assert (k.lr, k.batch_size, k.alpha, s.alpha) == (1e-5, 8, 0.1, 0.5)
+
+
+def _reference_mask_scores(method, model, forget, seed, clip):
+    """The current DDPM generate_mask by hand: per batch the pixel-sum loss on the guided prediction,
+    its gradient clipped to `clip` (torch's rule), the SIGNED gradients summed, |·| at the end."""
+    from methods.training import eval_mode
+
+    hp = method.hparams
+    g = torch.Generator().manual_seed(seed)
+    params = list(model.denoiser.parameters())
+    total, norms = [torch.zeros_like(p) for p in params], []
+    with eval_mode(model.denoiser):
+        for chunk in forget.chunks(hp.batch_size):
+            x_t, t, noise = method._noised(model, chunk.x, g)
+            pred = guided_prediction(model, x_t, t, model.condition(chunk.keys), hp.mask_guidance)
+            grads = torch.autograd.grad((pred - noise).pow(2).sum(dim=(1, 2, 3)).mean(), params, allow_unused=True)
+            grads = [gr if gr is not None else torch.zeros_like(p) for gr, p in zip(grads, params)]
+            norm = float(torch.sqrt(sum((gr.double() ** 2).sum() for gr in grads)))
+            norms.append(norm)
+            scale = min(1.0, clip / (norm + 1e-6)) if clip is not None else 1.0
+            total = [a + gr * scale for a, gr in zip(total, grads)]
+    names = [n for n, _ in model.denoiser.named_parameters()]
+    return {n: s.abs() for n, s in zip(names, total)}, norms
+
+
+def test_class_mask_is_the_references_sum_of_per_batch_clipped_gradients_and_keeps_the_top():
+    """Reference formula (current DDPM generate_mask), on three forget batches; the default hparams are used,
+    so the mask must be the TOP half (mask_select's default) of |Σ_b clip(g_b)|."""
+    forget, _ = _class_data(torch.Generator().manual_seed(2))
+    method = SalUn(SalUn.default_hparams("class", batch_size=4))
+    model = _class_model()
+    masks, stats = method.compute_masks(model, forget, RunContext(device="cpu", seed=0, task_kind="class", num_classes=3))
+    assert stats["mask_batches"] == 3
+    scores, norms = _reference_mask_scores(method, _class_model(), forget, 0, clip=1.0)
+    assert max(norms) > 1.0  # the clip engages: the test can tell clipped from unclipped
+    want, _ = saliency_masks(scores, 0.5, "top")
+    got = torch.cat([masks[n].flatten() for n in scores])
+    assert torch.equal(got, torch.cat([want[n].flatten() for n in scores]))
+    unclipped, _ = saliency_masks(_reference_mask_scores(method, _class_model(), forget, 0, clip=None)[0], 0.5, "top")
+    bottom, _ = saliency_masks(scores, 0.5, "bottom")
+    assert not torch.equal(got, torch.cat([unclipped[n].flatten() for n in scores]))  # the old behaviour differs
+    assert not torch.equal(got, torch.cat([bottom[n].flatten() for n in scores]))  # and so would mask_select bottom
