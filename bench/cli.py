@@ -27,7 +27,7 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
                         "`unlearn-bench evaluate --results RESULTS` re-evaluates them)")
     p.add_argument("--cpus-per-job", type=int, default=None,
                    help="CPU cores Ray reserves per job (= its torch threads); default: cores per GPU, or the cores split between the jobs (≥ 1)")
-    p.add_argument("--fast-paths", help="run options, e.g. 'autocast=none,compile=1' (bench/core/fast.py; default: bf16 autocast + SDPA on CUDA, plain fp32 on CPU)")
+    p.add_argument("--fast-paths", help="run options, e.g. 'autocast=none,compile=1' (bench/core/fast.py; default: SDPA, bf16 autocast for evaluation on CUDA, fp32 unlearning; train_autocast=bf16 opts in to bf16 unlearning)")
     p.add_argument("--data-root", help="data set root for tasks with a data_root option (e.g. cifar10-class)")
     p.add_argument("--base-model", help="base checkpoint for tasks with a base_model option (e.g. cifar10-class)")
 

@@ -76,7 +76,13 @@ def test_defaults_per_device_and_overrides(monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
     assert FastPaths.resolve("cpu") == FastPaths(autocast=None, compile=False, gradient_checkpointing=False, sdpa=True)
     cuda = FastPaths.resolve("cuda")
-    assert cuda.autocast == "bf16" and cuda.sdpa and cuda.tf32 and not cuda.compile
+    assert cuda.autocast == "bf16" and cuda.sdpa and not cuda.compile
+    # unlearning at the references' precision by default: fp32, no TF32; bf16 only for evaluation sampling
+    assert cuda.train_autocast is None and not cuda.tf32 and cuda.for_unlearning().autocast is None
+    chosen = FastPaths.resolve("cuda", "train_autocast=bf16")
+    assert chosen.for_unlearning().autocast == "bf16" and chosen.to_dict()["train_autocast"] == "bf16"  # explicit, recorded
+    with pytest.raises(ConfigError, match="train_autocast must be one of"):
+        FastPaths(train_autocast="int8")
     assert FastPaths.resolve("cuda", "autocast=none, gradient-checkpointing=1").autocast is None
     assert FastPaths.resolve("cpu", {"compile": "true"}).compile
     monkeypatch.setenv(ENV_VAR, "autocast=bf16")
@@ -272,3 +278,27 @@ def test_original_images_generated_once_per_weights_prompts_seeds_sampler(tiny_s
     task.original_images(m, wh, ["a cat", "a dog"], [1, 3])  # other seeds: a new set
     MiniShapesConcept.make({"sample_steps": 3}).original_images(m, wh, ["a cat", "a dog"], [1, 2])  # other sampler
     assert calls == [2, 2, 2]
+
+
+def test_the_unlearning_stage_runs_at_the_training_precision(monkeypatch):
+    """The method's model gets `for_unlearning()` (train_autocast), the judge's the evaluation autocast."""
+    from bench.runner import job, unlearn_stage
+    from bench.runner.plan import JobSpec
+    from tests.helpers import method_stage_in_process
+
+    seen = {}
+
+    def spy(where):
+        def apply(model, fast):
+            seen.setdefault(where, fast)
+            return apply_fast_paths(model, fast)
+        return apply
+
+    monkeypatch.setattr(unlearn_stage, "apply_fast_paths", spy("unlearn"))
+    monkeypatch.setattr(job, "apply_fast_paths", spy("judge"))
+    method_stage_in_process(monkeypatch)  # the spy must see the method stage, so it runs in this process
+    spec = JobSpec("t", "mini-digits-class", {"forget_samples": 4, "remain_samples_per_class": 2, "sample_steps": 2}, "0",
+                   "finetune", "finetune", {"steps": 1, "batch_size": 4}, 0, {"max_steps": 1})
+    rec = job.execute(spec, device=torch.device("cpu"), fast_paths="autocast=bf16")
+    assert rec["status"] == "ok", rec.get("error")
+    assert seen["judge"].autocast == "bf16" and seen["unlearn"].autocast is None  # fp32 unlearning unless asked

@@ -33,8 +33,11 @@ _OFF = {"", "none", "off", "false", "0", "no", "fp32", "float32"}
 
 @dataclass(frozen=True)
 class FastPaths:
-    """autocast: "bf16" | "fp16" | None. fp16 applies to sampling only: training in fp16 needs loss
-    scaling, which would reach into method code, so gradient steps stay fp32 under "fp16".
+    """autocast: "bf16" | "fp16" | None, for the evaluation stage (sampling, judging). fp16 applies to
+    no-grad forwards only: training in fp16 needs loss scaling, which would reach into method code.
+    train_autocast: the same for the unlearning stage (every forward of the method, with or without
+    grad); None = fp32, the references' precision. Reduced-precision unlearning is this explicit,
+    recorded option, never a default (`for_unlearning` gives the unlearning stage its options).
     compile: torch.compile the denoiser's forward (first call pays the compilation).
     gradient_checkpointing: recompute activations in backward (memory for SD fine-tuning, ~+30% time).
     sdpa: fused scaled-dot-product attention (AttnProcessor2_0) instead of the classic bmm-softmax-bmm.
@@ -42,20 +45,24 @@ class FastPaths:
     """
 
     autocast: str | None = None
+    train_autocast: str | None = None
     compile: bool = False
     gradient_checkpointing: bool = False
     sdpa: bool = True
     tf32: bool = False
 
     def __post_init__(self) -> None:
-        if self.autocast is not None and self.autocast not in AUTOCAST_DTYPES:
-            raise ConfigError(f"fast path autocast must be one of {sorted(AUTOCAST_DTYPES)} or none, not {self.autocast!r}")
+        for name in ("autocast", "train_autocast"):
+            value = getattr(self, name)
+            if value is not None and value not in AUTOCAST_DTYPES:
+                raise ConfigError(f"fast path {name} must be one of {sorted(AUTOCAST_DTYPES)} or none, not {value!r}")
 
     @classmethod
     def default_for(cls, device: torch.device | str) -> "FastPaths":
-        """bf16 autocast + SDPA + TF32 on CUDA; on CPU only SDPA (the library default), nothing exotic."""
+        """On CUDA: bf16 autocast for evaluation sampling + SDPA; unlearning in fp32 without TF32 (the
+        references' precision: the CIFAR loop disables TF32 explicitly). On CPU only SDPA (the library default)."""
         if torch.device(device).type == "cuda":
-            return cls(autocast="bf16", sdpa=True, tf32=True)
+            return cls(autocast="bf16", train_autocast=None, sdpa=True, tf32=False)
         return cls()
 
     @classmethod
@@ -67,6 +74,10 @@ class FastPaths:
         fields.update(parse_overrides(os.environ.get(ENV_VAR, "")))
         fields.update(parse_overrides(overrides))
         return cls(**fields)
+
+    def for_unlearning(self) -> "FastPaths":
+        """The options of the unlearning stage: its autocast is `train_autocast` (None: fp32)."""
+        return dataclasses.replace(self, autocast=self.train_autocast)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -96,7 +107,7 @@ def parse_overrides(spec: "Mapping[str, Any] | str | None") -> dict[str, Any]:
         name = str(name).replace("-", "_")
         if name not in known:
             raise ConfigError(f"unknown fast path option {name!r}; known: {', '.join(known)}")
-        if name == "autocast":
+        if name in ("autocast", "train_autocast"):
             out[name] = None if value is None or str(value).lower() in _OFF else str(value).lower()
         else:
             out[name] = _as_bool(name, value)

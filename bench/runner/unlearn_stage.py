@@ -85,7 +85,8 @@ def unlearn_stage(request: UnlearnRequest) -> Unlearned:
     ctx = RunContext(device=device, seed=spec.seed, task_kind=task.kind)
     inst = task.build(spec.target, ctx)
     ctx.num_classes = inst.evaluation.num_classes
-    apply_fast_paths(inst.model, FastPaths.resolve(device, request.fast_paths))
+    # the unlearning stage's precision: train_autocast (default fp32, the references'), not evaluation's autocast
+    apply_fast_paths(inst.model, FastPaths.resolve(device, request.fast_paths).for_unlearning())
     method = method_cls(hparams)
     with count_optimizer_steps() as counted, PeakMemory() as mem, Timer() as timer:
         stats = method.unlearn(inst.model, inst.forget, inst.remain, Budget(**spec.budget), ctx)
