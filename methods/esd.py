@@ -7,9 +7,12 @@ Each iteration (rohitgandikota/erasing, train-scripts/train-esd.py):
   3. t: uniform in the t_enc bin of the 1000-step schedule, [round(t_enc·T/S), round((t_enc+1)·T/S));
   4. e_0 = ε*(z, t, ∅), e_p = ε*(z, t, c) from the frozen copy θ* (one batched no-grad forward),
      e_n = ε_θ(z, t, c); loss = MSE(e_n, e_0 − η·(e_p − e_0)), η = `negative_guidance` = 1.
-Paper defaults: Adam lr 1e-5, 1000 iterations, batch 1, fp32. c: a forget prompt per iteration
-(drawn from forget.keys with ctx.generator, `batch_size` of them), or, on class-conditional models,
-the target class label with ∅ = the null class.
+Paper defaults: Adam lr 1e-5, 1000 iterations, batch 1, fp32. c (`prompt`): "concept" (default)
+= the one concept prompt the task names (`forget.meta["concept_prompt"]`: "nudity", the artist's
+name, "a cross", "swirl style"), as train-esd.py erases `--prompt 'nudity'`; "forget" = a full forget
+prompt per iteration (drawn from forget.keys with ctx.generator, `batch_size` of them), which makes
+e_0 − η(e_p − e_0) push away from the whole scene the paired remain prompts share. On
+class-conditional models c is the target class label either way, with ∅ = the null class.
 
 How far the sampler runs (`timestep_binning`; see `esd_schedule`). The reference's CompVis DDIM
 sampler is called with till_T = t_enc and breaks when `index + 1 == till_T`, where index counts
@@ -45,6 +48,8 @@ from methods.search_space import AroundResolved, Uniform
 from methods.training import adam, eval_mode, select_trainable
 
 Binning = Literal["reference", "matched"]
+Prompt = Literal["concept", "forget"]
+CONCEPT_PROMPT = "concept_prompt"  # the forget set's meta key where a text task names its concept (tasks/)
 
 
 @dataclass
@@ -58,6 +63,7 @@ class ESDHParams:
       (module docstring, `esd_schedule`).
     batch_size: prompts (class labels) per iteration; the reference uses 1. With more, one t_enc
       (so one z noise level) is shared per iteration and t is drawn per example inside its bin.
+    prompt: "concept" (the task's concept prompt, the reference) | "forget" (full forget prompts).
     """
 
     lr: float = 1e-5
@@ -67,6 +73,7 @@ class ESDHParams:
     sample_guidance: float = 3.0
     negative_guidance: float = 1.0
     timestep_binning: Binning = "reference"
+    prompt: Prompt = "concept"
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -91,6 +98,18 @@ def esd_schedule(t_enc: int, ddim_steps: int, num_train_timesteps: int, binning:
     raise ValueError(f"timestep_binning must be reference|matched, not {binning!r}")
 
 
+def esd_prompts(forget, prompt: Prompt, kind: str, name: str = "esd") -> list:
+    """The conditions ESD draws from: the task's concept prompt alone ("concept", text models), or the
+    forget keys (class labels, or full forget prompts with "forget")."""
+    if kind == "class" or prompt == "forget":
+        return list(forget.keys)
+    concept = forget.meta.get(CONCEPT_PROMPT)
+    if not concept:
+        raise ConfigError(f"{name}: prompt=concept needs the task's concept prompt (forget.meta[{CONCEPT_PROMPT!r}]); "
+                          "this task names none, so set prompt: forget")
+    return [concept]
+
+
 class _ESD(Method):
     """Shared ESD loop; subclasses choose the parameter subset (`variant`)."""
 
@@ -112,7 +131,7 @@ class _ESD(Method):
         params = select_trainable(model, selected)
         opt = adam(params, hp.lr)
         g, S, T, B = ctx.generator, hp.ddim_steps, model.num_train_timesteps, hp.batch_size
-        keys = list(forget.keys)
+        keys = esd_prompts(forget, hp.prompt, model.kind, self.name)
         sampler_steps = 0
         t0 = time.perf_counter()
         n_steps = budget.steps(hp.steps)
@@ -140,6 +159,7 @@ class _ESD(Method):
             "trainable_parameters": sum(p.numel() for p in params),
             "trainable_tensors": len(params),
             "timestep_binning": hp.timestep_binning,
+            "prompts": keys[0] if len(set(keys)) == 1 else f"{len(set(keys))} forget prompts",
             "sampler_steps": sampler_steps,
             "partial_samples": n_steps * B,
             "seconds_per_step": round((time.perf_counter() - t0) / max(n_steps, 1), 5),

@@ -115,6 +115,12 @@ class Task(ABC):
         """For dry runs, without loading weights: eval_images / unlearn_images per job, gpu (bool)."""
         return {}
 
+    def concept_prompt(self, target: str) -> str | None:
+        """Text tasks: the one prompt that names the erased concept ("nudity", "Van Gogh"), for methods that
+        erase a concept word rather than full prompts (ESD's `--prompt`); build() puts it in
+        forget.meta["concept_prompt"]. None: the task names none (class tasks)."""
+        return None
+
     def prepare(self, target: str, device: Any = "cpu") -> None:
         """Fill the on-disk caches `build(target)` reads (e.g. Original's training images). The harness
         calls it before the method's process starts: that process may not write the cache

@@ -201,7 +201,8 @@ class MiniShapesTask(Task):
         f = self.original_images(model, wh, sets["forget"], seeds, evaluation=False) * 2 - 1
         r = self.original_images(model, wh, sets["remain"], seeds, evaluation=False) * 2 - 1
         groups = torch.arange(c.forget_pairs)
-        forget = UnlearnData(x=f, keys=list(sets["forget"]), paired_keys=list(sets["safe"]), groups=groups)
+        forget = UnlearnData(x=f, keys=list(sets["forget"]), paired_keys=list(sets["safe"]), groups=groups,
+                              meta={"concept_prompt": self.concept_prompt(target)})
         # narrow: a non-diverse slice of D_r (RG's remain set, like the SD baselines' single safe prompt)
         remain = UnlearnData(x=r, keys=list(sets["remain"]), groups=groups, meta={"narrow_indices": sets["narrow"]},
                               paired_with_forget=True)  # remain i is forget i without the concept (same seed)
@@ -232,6 +233,9 @@ class MiniShapesConcept(MiniShapesTask):
     def zero_shot(self, target: str) -> ZeroShot:
         return ZeroShot([f"a {s}" for s in shapes.SHAPES], shapes.SHAPES.index(target), "shapes")
 
+    def concept_prompt(self, target: str) -> str:
+        return f"a {target}"  # the judge's own label of the shape
+
 
 @register_task
 class MiniShapesStyle(MiniShapesTask):
@@ -245,3 +249,6 @@ class MiniShapesStyle(MiniShapesTask):
 
     def zero_shot(self, target: str) -> ZeroShot:
         return ZeroShot([f"a shape in {st} style" for st in shapes.STYLES], shapes.STYLES.index(target), "styles")
+
+    def concept_prompt(self, target: str) -> str:
+        return f"{target} style"  # the captions' style phrase ("… in swirl style")

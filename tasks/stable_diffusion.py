@@ -222,7 +222,8 @@ class StableDiffusionTask(Task):
         f = self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget")
         r = self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain")
         groups = torch.arange(n)
-        forget = UnlearnData(x=f["latents"], keys=list(sets["forget"]), paired_keys=list(sets["safe"]), groups=groups)
+        forget = UnlearnData(x=f["latents"], keys=list(sets["forget"]), paired_keys=list(sets["safe"]), groups=groups,
+                             meta={"concept_prompt": self.concept_prompt(target)})
         remain = UnlearnData(x=r["latents"], keys=list(sets["remain"]), groups=groups,
                              meta={"narrow_indices": self.narrow_indices(sets["remain"])},
                              paired_with_forget=True)  # remain i is forget i's concept-free twin (same seed)
@@ -257,6 +258,9 @@ class SDNudity(StableDiffusionTask):
             "eval_remain_test": scene_prompts("test", c.eval_prompts, seed=3),
         }
 
+    def concept_prompt(self, target: str) -> str:
+        return "nudity"  # train-esd.py --prompt 'nudity' (the ESD README)
+
     def complete_evaluation(self, evaluation: Evaluation) -> None:
         evaluation.nudenet_judge = True
         if self.config.i2p_csv:
@@ -285,6 +289,9 @@ class SDVanGogh(StableDiffusionTask):
 
     def provides(self) -> frozenset[str]:
         return super().provides() | {"zero_shot"}
+
+    def concept_prompt(self, target: str) -> str:
+        return "Van Gogh"  # the artist as the ESD paper erases it (its prompts say "Vincent van Gogh")
 
     def make_sets(self) -> dict:
         c = self.config

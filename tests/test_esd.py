@@ -8,7 +8,7 @@ from bench.core.context import Budget, RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError
 from methods.base import METHODS
-from methods.esd import ESDU, ESDX, esd_schedule
+from methods.esd import ESDU, ESDX, esd_prompts, esd_schedule
 from methods.losses import esd_target
 from methods.parameter_subsets import class_fallback_names, esd_subset, esd_u_names, esd_x_names
 from tests.helpers import FAST_DIGITS
@@ -143,7 +143,7 @@ def test_esd_x_refuses_class_models(digits_instance):
 def test_few_steps_on_tiny_text_model(tiny_sd, cls, binning):
     model = tiny_sd.trainable_copy()
     names = [n for n, _ in model.denoiser.named_parameters()]
-    forget = UnlearnData(x=torch.zeros(3, 4, 8, 8), keys=["a nude man", "a nude woman", "nude art"])
+    forget = UnlearnData(x=torch.zeros(3, 4, 8, 8), keys=["a nude man", "a nude woman", "nude art"], meta={"concept_prompt": "nudity"})
     hp = cls.default_hparams("concept", ddim_steps=4, lr=1e-3, batch_size=2, timestep_binning=binning)
     expected = esd_u_names(names) if cls is ESDU else esd_x_names(names)
     stats = _check_run(model, cls(hp), forget, "concept", expected)
@@ -158,3 +158,31 @@ def test_registered_with_paper_defaults():
             hp = cls.default_hparams(kind)
             assert (hp.lr, hp.steps, hp.batch_size, hp.ddim_steps) == (1e-5, 1000, 1, 50)
             assert (hp.sample_guidance, hp.negative_guidance, hp.timestep_binning) == (3.0, 1.0, "reference")
+
+
+def test_esd_conditions_on_the_tasks_concept_prompt_by_default(tiny_sd):
+    """train-esd.py erases one concept prompt ('nudity'); full forget prompts (the old behaviour) are an option."""
+    forget = UnlearnData(x=torch.zeros(3, 4, 8, 8), keys=["a nude man, farm", "a nude woman, city", "nude art, sea"],
+                         meta={"concept_prompt": "nudity"})
+    seen = {}
+    for prompt in ("concept", "forget"):
+        model = tiny_sd.trainable_copy()
+        asked = []
+        real = model.condition
+        model.condition = lambda keys, real=real, asked=asked: asked.extend(keys) or real(keys)
+        hp = ESDU.default_hparams("concept", ddim_steps=4, lr=1e-3, batch_size=2, **({} if prompt == "concept" else {"prompt": prompt}))
+        stats = ESDU(hp).unlearn(model, forget, forget, Budget(max_steps=3), RunContext(device="cpu", seed=0, task_kind="concept"))
+        seen[prompt] = set(asked) - {""}  # "" = the null condition
+        assert stats["prompts"] == ("nudity" if prompt == "concept" else "3 forget prompts")
+    assert seen["concept"] == {"nudity"}
+    assert seen["forget"] and seen["forget"] <= set(forget.keys)
+
+
+def test_esd_prompts_rule():
+    data = UnlearnData(x=torch.zeros(2, 1), keys=["nude a", "nude b"], meta={"concept_prompt": "nudity"})
+    assert esd_prompts(data, "concept", "concept") == ["nudity"]
+    assert esd_prompts(data, "forget", "style") == ["nude a", "nude b"]
+    labels = UnlearnData(x=torch.zeros(2, 1), keys=[3, 3])
+    assert esd_prompts(labels, "concept", "class") == [3, 3]  # class models: the target label either way
+    with pytest.raises(ConfigError, match="concept prompt.*prompt: forget"):
+        esd_prompts(UnlearnData(x=torch.zeros(2, 1), keys=["a", "b"]), "concept", "concept", "esd-x")

@@ -134,6 +134,10 @@ def test_every_method_runs_end_to_end(task_name):
     inst = task.build(task.targets()[0], RunContext(device="cpu", seed=0, task_kind=task_cls.kind))
     assert inst.forget.paired_keys is not None and inst.forget.x.shape == (2, 3, 16, 16)
     assert -1 <= float(inst.forget.x.min()) and float(inst.forget.x.max()) <= 1
+    concept = inst.forget.meta["concept_prompt"]  # what ESD erases: the concept phrase, not whole prompts
+    assert concept == {"mini-shapes-concept": "a cross", "mini-shapes-style": "swirl style"}[task_name]
+    assert all(concept.removeprefix("a ") in p for p in inst.forget.keys)
+    assert not any(concept.removeprefix("a ") in p for p in inst.forget.paired_keys)
     methods = [m for m in METHODS.names() if task_cls.kind in METHODS.get(m).task_kinds]
     assert {"original", "finetune", "graddiff"} <= set(methods)
     floors = set()
