@@ -63,8 +63,13 @@ class Method(ABC):
     @classmethod
     def default_hparams(cls, task_kind: str, /, **overrides: Any) -> Any:
         """The hyper-parameters a job runs with: the reference defaults, this task kind's
-        `defaults_by_kind` on top, then `overrides` (a suite's values) on top of those."""
-        values = {**cls.defaults_by_kind.get(task_kind, {}), **overrides}
+        `defaults_by_kind` on top, then `overrides` (a suite's values) on top of those.
+
+        `task_kind` may name a recipe too, "concept/nudity" (a task's `defaults_key()`): the kind's
+        defaults apply, then the recipe's (`defaults_by_kind["concept/nudity"]`) where the method has one."""
+        kind = task_kind.split("/", 1)[0]
+        recipe = cls.defaults_by_kind.get(task_kind, {}) if task_kind != kind else {}
+        values = {**cls.defaults_by_kind.get(kind, {}), **recipe, **overrides}
         return make_hparams(cls, values)
 
     @abstractmethod

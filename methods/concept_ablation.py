@@ -10,13 +10,21 @@ Reference (nupurkmr9/concept-ablation, diffusers/train.py, `loss_type_reverse="m
     the reference code evaluates it with the model being trained, under no_grad
     (`teacher="current"`), a moving target that diverged on a tiny model at lr 3e-3 where the
     frozen teacher converged (tests/test_concept_ablation.py);
-  * parameter group `cross-attn`: attn2.to_k and attn2.to_v only;
-  * AdamW (β 0.9/0.999, weight decay 1e-2, ε 1e-8), lr 2e-6 × batch 4 × 2 GPUs (`--scale_lr`)
-    = 1.6e-5 at a total batch of 8, 100 steps (style and object), constant schedule, gradient
-    norm clipped at 1.0, uniform timesteps, element-mean MSE; no prior-preservation term.
-Here: target = forget.keys, anchor = forget.paired_keys (the concept-free twin); the anchor
-images are DDIM samples of the original model (`anchor_sample_steps`, `anchor_guidance`), made at
-the start of `unlearn` and counted in the record's images_generated_unlearning.
+  * style and object recipe (the defaults): parameter group `cross-attn`, attn2.to_k and
+    attn2.to_v only; AdamW (β 0.9/0.999, weight decay 1e-2, ε 1e-8), lr 2e-6 × batch 4 × 2 GPUs
+    (`--scale_lr`) = 1.6e-5 at a total batch of 8, 100 steps, constant schedule, gradient norm
+    clipped at 1.0, uniform timesteps, element-mean MSE; no prior-preservation term;
+  * nudity recipe (the README's, `defaults_by_kind["concept/nudity"]`, the sd-nudity task):
+    parameter group `attn` (q/k/v/out of self- and cross-attention), lr 4e-6 × 4 × 2, doubled for
+    prior preservation = 6.4e-5, 400 steps, prior preservation with weight 1 (L_simple on the
+    anchor images under the anchor prompt, its own batch beside the ablation batch), anchors
+    generated with the negative prompt "nudity, nsfw";
+  * 1,000 anchor images (`num_class_images`; the 200 of the README are prompts).
+Here: target = forget.keys, anchor = forget.paired_keys (the concept-free twin); the anchor images
+are DDIM samples of the original model (`anchor_sample_steps`, `anchor_guidance`), each of a pair
+drawn at random from all of D_f's pairs (cycling them in order would use only the first
+`anchor_images` of them), made at the start of `unlearn` and counted in the record's
+images_generated_unlearning.
 """
 from __future__ import annotations
 
@@ -38,13 +46,18 @@ Teacher = Literal["current", "frozen"]
 class CAHParams:
     """Reference defaults (diffusers/train.py and README, style/object ablation).
 
-    anchor_images: how many anchor images the original model generates (cycling over the distinct
-      anchor prompts with fresh seeds); the reference's default num_class_images is 200.
+    anchor_images: how many anchor images the original model generates, each of a (target, anchor)
+      pair drawn uniformly from the distinct pairs, with a fresh seed; the reference's num_class_images
+      is 1,000.
+    anchor_negative: a negative prompt for that generation ("" = none; nudity recipe "nudity, nsfw").
+    prior_weight: weight of the prior-preservation term, L_simple on anchor images under the anchor
+      prompt (0 = off, the style/object recipe; 1 in the nudity recipe).
     anchor_sample_steps / anchor_guidance: DDIM steps and CFG scale of that generation (the
       reference samples with 50 steps; guidance 6 as in its README inference example).
     teacher: "frozen" — anchor prediction from the original model (the paper's formula, default);
       "current" — from the model being trained, no_grad (the reference code).
-    parameters: "cross-attn-kv" (attn2.to_k/to_v, reference default) | "cross-attn" (all attn2) | "full".
+    parameters: "cross-attn-kv" (attn2.to_k/to_v, reference default) | "cross-attn" (all attn2) |
+      "attn" (q/k/v/out of attn1 and attn2, the nudity recipe) | "full".
     """
 
     lr: float = 1.6e-5
@@ -52,16 +65,26 @@ class CAHParams:
     batch_size: int = 8
     weight_decay: float = 1e-2
     max_grad_norm: float = 1.0
-    anchor_images: int = 200
+    anchor_images: int = 1000
     anchor_sample_steps: int = 50
     anchor_guidance: float = 6.0
+    anchor_negative: str = ""
+    prior_weight: float = 0.0
     teacher: Teacher = "frozen"
-    parameters: Literal["cross-attn-kv", "cross-attn", "full"] = "cross-attn-kv"
+    parameters: Literal["cross-attn-kv", "cross-attn", "attn", "full"] = "cross-attn-kv"
 
     def __post_init__(self) -> None:
         check_choices(self)
         if self.anchor_images < 1 or self.batch_size < 1:
             raise ValueError("anchor_images and batch_size must be ≥ 1")
+        if self.prior_weight < 0:
+            raise ValueError("prior_weight must be ≥ 0")
+
+
+# the README's nudity command (concept-ablation, diffusers/README.md): attn group, lr 4e-6·4·2·2, 400 steps,
+# prior preservation (weight 1), anchors with the negative prompt "nudity, nsfw"
+NUDITY_RECIPE = {"parameters": "attn", "lr": 6.4e-5, "steps": 400, "prior_weight": 1.0, "anchor_negative": "nudity, nsfw"}
+ATTN_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out")
 
 
 def ca_parameter_names(names, group: str) -> list[str]:
@@ -71,6 +94,8 @@ def ca_parameter_names(names, group: str) -> list[str]:
         return [n for n in names if "attn2.to_k" in n or "attn2.to_v" in n]
     if group == "cross-attn":
         return [n for n in names if "attn2" in n.split(".")]
+    if group == "attn":  # create_custom_diffusion with --parameter_group attn: attn1/attn2 q, k, v, out
+        return [n for n in names if ({"attn1", "attn2"} & set(n.split("."))) and any(f".{p}" in n for p in ATTN_PROJECTIONS)]
     return names
 
 
@@ -87,6 +112,7 @@ class ConceptAblation(Method):
     name = "ca"
     HParams = CAHParams
     task_kinds = ("concept", "style")
+    defaults_by_kind = {"concept/nudity": NUDITY_RECIPE}
 
     def anchor_set(self, model, forget, ctx):
         """(latents, target prompts, anchor prompts): the original model's images of the anchor prompts."""
@@ -94,7 +120,8 @@ class ConceptAblation(Method):
         if forget.paired_keys is None:
             raise ConfigError("ca needs forget.paired_keys (the anchor, concept-free prompts)")
         pairs = list(dict.fromkeys(zip(forget.keys, forget.paired_keys)))
-        chosen = [pairs[i % len(pairs)] for i in range(hp.anchor_images)]
+        picks = torch.randint(len(pairs), (hp.anchor_images,), generator=ctx.generator).tolist()  # all pairs can be drawn
+        chosen = [pairs[i] for i in picks]
         targets, anchors = [p for p, _ in chosen], [a for _, a in chosen]
         seeds = [int(s) for s in torch.randint(2**31 - 1, (len(chosen),), generator=ctx.generator)]
         was_training = model.denoiser.training
@@ -102,7 +129,9 @@ class ConceptAblation(Method):
         xs = []
         for i in range(0, len(chosen), 64):
             cond = model.condition(anchors[i : i + 64])
-            xs.append(model.sample_latents(cond, model.initial_noise(seeds[i : i + 64]), hp.anchor_sample_steps, hp.anchor_guidance))
+            uncond = model.condition([hp.anchor_negative] * len(cond)) if hp.anchor_negative else None
+            xs.append(model.sample_latents(cond, model.initial_noise(seeds[i : i + 64]), hp.anchor_sample_steps, hp.anchor_guidance,
+                                           uncond=uncond))
         model.denoiser.train(was_training)
         ctx.images_generated += len(chosen)
         return torch.cat(xs), targets, anchors
@@ -133,12 +162,21 @@ class ConceptAblation(Method):
             target = ca_target(frozen or model, x_t, t, c_anchor)
             pred = model.predict_noise(x_t, t, c_target)
             loss = F.mse_loss(pred.float(), target.float())
+            prior = None
+            if hp.prior_weight > 0:  # prior preservation: the anchor prompt keeps producing the anchor images
+                jdx = torch.randint(N, (min(hp.batch_size, N),), generator=g)
+                xa = x_anchor[jdx.to(x_anchor.device)]
+                na = torch.randn(xa.shape, generator=g).to(xa.device)
+                ta = model.random_timesteps(len(jdx), g)
+                pa = model.predict_noise(model.add_noise(xa, na, ta), ta, model.condition([anchors[i] for i in jdx.tolist()]))
+                prior = F.mse_loss(pa.float(), na.float())
+                loss = loss + hp.prior_weight * prior
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if hp.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
             opt.step()
-            ctx.step(loss)
+            ctx.step(loss, **({"prior": prior} if prior is not None else {}))
         return {
             "trainable_parameters": sum(p.numel() for p in params),
             "trainable_tensors": len(params),

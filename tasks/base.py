@@ -59,6 +59,7 @@ class TaskInstance:
 class Task(ABC):
     name: ClassVar[str]
     kind: ClassVar[str]  # "class" | "concept" | "style"
+    recipe: ClassVar[str | None] = None  # a finer key for methods' per-task defaults (defaults_key), e.g. "nudity"
     metrics: ClassVar[tuple[str, ...]]
     Config: ClassVar[type] = NoConfig
     description: ClassVar[str] = ""
@@ -114,6 +115,12 @@ class Task(ABC):
     def plan_info(self) -> dict:
         """For dry runs, without loading weights: eval_images / unlearn_images per job, gpu (bool)."""
         return {}
+
+    @classmethod
+    def defaults_key(cls) -> str:
+        """The key methods' `defaults_by_kind` read: the kind, or "kind/recipe" for a task whose references
+        run a recipe of their own (sd-nudity: "concept/nudity"; methods/base.py default_hparams)."""
+        return f"{cls.kind}/{cls.recipe}" if cls.recipe else cls.kind
 
     def concept_prompt(self, target: str) -> str | None:
         """Text tasks: the one prompt that names the erased concept ("nudity", "Van Gogh"), for methods that

@@ -245,6 +245,7 @@ class SDNudity(StableDiffusionTask):
     kind = "concept"
     target_name = "nudity"
     metrics = ("alignment", "nudity", "retention")
+    recipe = "nudity"  # the references' own nudity settings (e.g. Concept Ablation's README command)
     description = "erase nudity from Stable Diffusion v1.4 (AS train/test, NudeNet counts, retention)"
 
     def make_sets(self) -> dict:

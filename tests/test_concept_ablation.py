@@ -84,3 +84,70 @@ def test_ca_registered_for_concept_and_style_only():
     names = ["down.attn2.to_k.weight", "down.attn2.to_v.weight", "down.attn2.to_q.weight", "down.attn1.to_k.weight"]
     assert ca_parameter_names(names, "cross-attn-kv") == names[:2]
     assert ca_parameter_names(names, "cross-attn") == names[:3]
+
+
+def test_nudity_recipe_on_sd_nudity_and_the_style_recipe_elsewhere():
+    from tasks.base import TASKS
+
+    assert TASKS.get("sd-nudity").defaults_key() == "concept/nudity"
+    nude = ConceptAblation.default_hparams(TASKS.get("sd-nudity").defaults_key())
+    assert (nude.parameters, nude.lr, nude.steps, nude.prior_weight, nude.anchor_negative) == ("attn", 6.4e-5, 400, 1.0, "nudity, nsfw")
+    for task in ("sd-vangogh", "mini-shapes-concept", "mini-shapes-style"):
+        hp = ConceptAblation.default_hparams(TASKS.get(task).defaults_key())
+        assert (hp.parameters, hp.lr, hp.steps, hp.prior_weight, hp.anchor_negative) == ("cross-attn-kv", 1.6e-5, 100, 0.0, "")
+        assert hp.anchor_images == 1000  # the reference's num_class_images (200 is its prompt count)
+    assert ConceptAblation.default_hparams("concept/nudity", lr=1e-5).lr == 1e-5  # a suite's value still wins
+    names = ["d.attn1.to_q.weight", "d.attn1.to_out.0.weight", "d.attn2.to_k.weight", "d.attn2.to_v.bias", "d.ff.net.0.proj.weight",
+             "d.norm1.weight", "d.attn1.norm_q.weight"]
+    assert ca_parameter_names(names, "attn") == names[:4]
+
+
+def test_anchor_pairs_are_drawn_from_all_of_the_forget_set(tiny):
+    """Cycling the pairs in order would only ever use the first `anchor_images` of them."""
+    n = 12
+    forget = UnlearnData(x=torch.zeros(n, *tiny.sample_shape), keys=[f"a cat {i}" for i in range(n)],
+                         paired_keys=[f"a dog {i}" for i in range(n)])
+    ca = ConceptAblation(CAHParams(**{**FAST, "anchor_images": 4}))
+    _, targets, anchors = ca.anchor_set(tiny.fresh_copy(), forget, RunContext(device=torch.device("cpu"), seed=0, task_kind="concept"))
+    assert len(targets) == 4 and all(t.replace("cat", "dog") == a for t, a in zip(targets, anchors))
+    assert any(int(t.split()[-1]) >= 4 for t in targets)
+
+
+def test_negative_prompt_guides_the_anchor_images(tiny):
+    model = tiny.fresh_copy()
+    asked = []
+    real = model.condition
+    model.condition = lambda keys: asked.extend(keys) or real(keys)
+    forget = UnlearnData(x=torch.zeros(2, *tiny.sample_shape), keys=list(TARGET), paired_keys=list(ANCHOR))
+    guided = {**FAST, "anchor_guidance": 3.0}  # at guidance 1 there is no unconditional branch to replace
+    ca = ConceptAblation(CAHParams(**{**guided, "anchor_negative": "nudity, nsfw"}))
+    with_negative, _, _ = ca.anchor_set(model, forget, RunContext(device=torch.device("cpu"), seed=0, task_kind="concept"))
+    assert "nudity, nsfw" in asked
+    plain, _, _ = ConceptAblation(CAHParams(**guided)).anchor_set(tiny.fresh_copy(), forget,
+                                                                RunContext(device=torch.device("cpu"), seed=0, task_kind="concept"))
+    assert not torch.allclose(with_negative, plain)  # the same seeds, another unconditional branch
+    # the adapter's rule: ε_u(negative) + g·(ε_c − ε_u(negative))
+    x, t, c, u = torch.randn(2, *tiny.sample_shape), torch.tensor([10, 500]), tiny.condition(ANCHOR), tiny.condition(["nsfw"] * 2)
+    with torch.no_grad():
+        want = tiny.predict_noise(x, t, u) + 3.0 * (tiny.predict_noise(x, t, c) - tiny.predict_noise(x, t, u))
+        torch.testing.assert_close(tiny.guided_noise(x, t, c, 3.0, uncond=u), want, atol=1e-5, rtol=1e-4)
+
+
+def test_prior_preservation_term_runs_on_anchor_images_under_the_anchor_prompt(tiny):
+    parts = []
+
+    class Ctx(RunContext):
+        def step(self, loss, **p):
+            parts.append(p)
+            super().step(loss, **p)
+
+    for weight in (0.0, 1.0):
+        parts.clear()
+        edited = tiny.trainable_copy()
+        forget = UnlearnData(x=torch.zeros(2, *tiny.sample_shape), keys=list(TARGET), paired_keys=list(ANCHOR))
+        ConceptAblation(CAHParams(**{**FAST, "steps": 3, "prior_weight": weight})).unlearn(
+            edited, forget, forget, Budget(), Ctx(device=torch.device("cpu"), seed=0, task_kind="concept"))
+        if weight == 0.0:
+            assert all("prior" not in p for p in parts)
+        else:
+            assert len(parts) == 3 and all(float(p["prior"]) > 0 for p in parts)

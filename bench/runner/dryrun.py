@@ -67,7 +67,7 @@ def job_gflops(task_name: str, task_obj, info: dict, job: JobSpec) -> float | No
     per_image = steps * (2 if guidance != 1.0 else 1) * fwd + float(cost.get("gflops_decode", 0.0))
     images = int(info.get("eval_images", 0)) + int(info.get("unlearn_images", 0))
     method = method_handle(job.method)
-    hp = method.resolved(task_obj.kind, job.hparams)
+    hp = method.resolved(task_obj.defaults_key(), job.hparams)
     train = method_steps(method.name, hp, info, job.budget) * step_images(method.name, hp, info) * 3 * fwd
     return images * per_image + train
 

@@ -321,7 +321,7 @@ def plan_jobs(
             if me.label in te.skip and not (methods and (me.label in methods or me.method in methods)):
                 continue  # the suite leaves this row out of this task (mini: to fit its time budget)
             hparams = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
-            hparams = method.check_hparams(task_cls.kind, hparams, f"method {label!r} hyper-parameters")  # defaults applied too
+            hparams = method.check_hparams(task_cls.defaults_key(), hparams, f"method {label!r} hyper-parameters")  # defaults applied too
             job_seeds = list(seeds or te.seeds or suite.seeds)
             if method.name == "original":  # no training, fixed evaluation noise: every seed would repeat the first
                 job_seeds = job_seeds[:1]

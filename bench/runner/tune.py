@@ -157,7 +157,7 @@ def search_plan(te: TaskEntry, me: MethodEntry):
     if kind not in method.task_kinds or me.like or me.label in te.skip:  # an ablation row follows its base entry's values
         return None
     base = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
-    space = method.search_space(kind, base)
+    space = method.search_space(TASKS.get(te.task).defaults_key(), base)
     return (base, space) if space else None
 
 

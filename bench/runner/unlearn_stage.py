@@ -80,7 +80,7 @@ def unlearn_stage(request: UnlearnRequest) -> Unlearned:
     device = torch.device(request.device)
     task = TASKS.get(spec.task).make(spec.task_options)
     method_cls = resolve_method(spec.method, request.sources)
-    hparams = method_cls.default_hparams(task.kind, **spec.hparams)
+    hparams = method_cls.default_hparams(task.defaults_key(), **spec.hparams)
     seed_everything(spec.seed)
     ctx = RunContext(device=device, seed=spec.seed, task_kind=task.kind)
     inst = task.build(spec.target, ctx)

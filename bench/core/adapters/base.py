@@ -76,12 +76,13 @@ class DiffusionModel(ABC):
         with autocast_context(fast, self.device, getattr(self.denoiser, "dtype", torch.float32)):
             return fn(*args, **kwargs)
 
-    def guided_noise(self, x_t: Tensor, t: Tensor, cond: Tensor, guidance: float) -> Tensor:
-        """Classifier-free guidance in one batched forward (cond and null stacked)."""
+    def guided_noise(self, x_t: Tensor, t: Tensor, cond: Tensor, guidance: float, uncond: Tensor | None = None) -> Tensor:
+        """Classifier-free guidance in one batched forward (cond and null stacked); `uncond`: a negative
+        prompt's condition in place of the null one (same batch size as `cond`)."""
         if guidance == 1.0:
             return self.predict_noise(x_t, t, cond)
         n = x_t.shape[0]
-        null = self.null_condition(n)
+        null = self.null_condition(n) if uncond is None else uncond
         if t.ndim == 0:
             t = t.expand(n)
         eps = self.predict_noise(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([null, cond]))
@@ -131,14 +132,16 @@ class DiffusionModel(ABC):
         steps: int = 50,
         guidance: float = 2.0,
         stop_after: int | None = None,
+        uncond: Tensor | None = None,
     ) -> Tensor:
-        """DDIM (eta=0) from `noise`; `stop_after=k` returns the partially denoised x after k steps."""
+        """DDIM (eta=0) from `noise`; `stop_after=k` returns the partially denoised x after k steps;
+        `uncond`: a negative prompt's condition for classifier-free guidance (default: the null one)."""
         sched = self.ddim_scheduler(steps)
         x = noise * sched.init_noise_sigma
         for i, t in enumerate(sched.timesteps):
             if stop_after is not None and i >= stop_after:
                 break
-            eps = self.guided_noise(x, t, cond, guidance)
+            eps = self.guided_noise(x, t, cond, guidance, uncond)
             x = sched.step(eps, t, x, eta=0.0).prev_sample
         return x
 
