@@ -3,7 +3,8 @@
 Each iteration (rohitgandikota/erasing, train-scripts/train-esd.py):
   1. draw t_enc uniformly from {0, …, S−1} (S = `ddim_steps` = 50);
   2. z: run the *trained* model's DDIM sampler (η = 0, guidance `sample_guidance` = 3, condition c)
-     from fresh noise part of the way (no grad; `model.sample_latents(..., stop_after=k)`, in eval mode);
+     from fresh noise part of the way (no grad; `model.sample_latents(..., stop_after=k)`, in eval mode —
+     our choice; train-esd.py samples in train mode, the same without dropout);
   3. t: uniform in the t_enc bin of the 1000-step schedule, [round(t_enc·T/S), round((t_enc+1)·T/S));
   4. e_0 = ε*(z, t, ∅), e_p = ε*(z, t, c) from the frozen copy θ* (one batched no-grad forward),
      e_n = ε_θ(z, t, c); loss = MSE(e_n, e_0 − η·(e_p − e_0)), η = `negative_guidance` = 1.
@@ -141,7 +142,7 @@ class _ESD(Method):
             idx = torch.randint(len(keys), (B,), generator=g).tolist()
             cond = model.condition([keys[i] for i in idx])
             noise = torch.randn((B, *model.sample_shape), generator=g).to(model.device)
-            with eval_mode(model.denoiser):  # the reference samples z without dropout (model.eval())
+            with eval_mode(model.denoiser):  # our choice: no dropout while sampling z (the reference stays in train mode)
                 z = model.sample_latents(cond, noise, S, hp.sample_guidance, stop_after=k)
             sampler_steps += min(k, S)
             t = torch.randint(lo, hi, (B,), generator=g).to(model.device)

@@ -21,7 +21,7 @@ from methods.training import adam
 @dataclass
 class GradDiffHParams:
     lr: float = 1e-5
-    steps: int = 780
+    steps: int = 782  # 0.05 Mimg at batch 64: the EDM loop runs until 50,000 images are seen, ⌈50000/64⌉ = 782
     batch_size: int = 64
     alpha: float = 5.0
     forget_truncation: Truncation = "elementwise"

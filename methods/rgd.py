@@ -30,7 +30,7 @@ RemainGradient = Literal["subset", "batch"]
 @dataclass
 class RGDHParams:
     lr: float = 1e-5
-    steps: int = 780
+    steps: int = 782  # 0.05 Mimg at batch 64: the EDM loop runs until 50,000 images are seen, ⌈50000/64⌉ = 782
     batch_size: int = 64  # forget batch (and remain batch when remain_gradient="batch")
     lam: float = 5.0  # λ, weight of the remain direction
     forget_truncation: Truncation = "elementwise"

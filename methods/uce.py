@@ -53,11 +53,13 @@ class UCEHParams:
       (covers a concept word in the middle of an equal-length prompt).
     edit_keys: edit attn2.to_k as well as attn2.to_v.
     max_preserve: cap on distinct preserved prompts (None: all).
+    preserve_scale: None = the reference's rule, max(0.1, 1 / number of preserved prompts): 0.1 with
+      many, 1.0 when "" alone is preserved (preserve="empty").
     """
 
     lamb: float = 0.5
     erase_scale: float = 1.0
-    preserve_scale: float = 0.1
+    preserve_scale: float | None = None
     guide: Guide = "paired"
     preserve: Preserve = "remain"
     token_span: Span = "last"
@@ -66,7 +68,7 @@ class UCEHParams:
 
     def __post_init__(self) -> None:
         check_choices(self)
-        if self.lamb < 0 or self.erase_scale < 0 or self.preserve_scale < 0:
+        if self.lamb < 0 or self.erase_scale < 0 or (self.preserve_scale is not None and self.preserve_scale < 0):
             raise ValueError("lamb, erase_scale and preserve_scale must be ≥ 0")
 
 
@@ -173,6 +175,8 @@ class UCE(Method):
             keep += [p for p in dict.fromkeys(remain.keys) if p not in set(old) and p != ""]
             if hp.max_preserve is not None:
                 keep = keep[: hp.max_preserve + 1]
+        # train_erase.py: preserve_scale = max(0.1, 1/len(retain_texts)) unless given
+        preserve_scale = hp.preserve_scale if hp.preserve_scale is not None else max(0.1, 1 / len(keep))
         with torch.no_grad():
             k_erase, k_guide, k_keep = uce_keys(model, old, new, keep, hp.token_span)
             layers = cross_attention_projections(model.denoiser, hp.edit_keys)
@@ -183,13 +187,14 @@ class UCE(Method):
                 dev = W.device
                 ke, kg, kp = k_erase.to(dev, W.dtype), k_guide.to(dev, W.dtype), k_keep.to(dev, W.dtype)
                 v_guide, v_keep = kg @ W.T, kp @ W.T  # values from the original W ("replace")
-                W.copy_(closed_form_edit(W, ke, v_guide, kp, v_keep, hp.lamb, hp.erase_scale, hp.preserve_scale))
+                W.copy_(closed_form_edit(W, ke, v_guide, kp, v_keep, hp.lamb, hp.erase_scale, preserve_scale))
         ctx.step(torch.zeros(()))  # one closed-form "step"
         return {
             "edited_matrices": len(layers),
             "erased_prompts": len(old),
             "erase_token_rows": int(k_erase.shape[0]),
             "preserved_prompts": len(keep),
+            "preserve_scale": preserve_scale,
             "preserve_token_rows": int(k_keep.shape[0]),
             "edit_seconds": round(time.perf_counter() - t0, 4),
         }

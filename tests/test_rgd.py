@@ -100,7 +100,7 @@ def test_method_runs_and_reports(digits, name):
 def test_defaults_per_kind_and_rg_is_rgd_with_a_minibatch_remain_gradient():
     rgd, rg = METHODS.get("rgd"), METHODS.get("rg")
     c = rgd.default_hparams("class")
-    assert (c.lr, c.batch_size, c.steps, c.lam, c.forget_truncation, c.truncation_threshold) == (1e-5, 64, 780, 5.0, "elementwise", 0.1)
+    assert (c.lr, c.batch_size, c.steps, c.lam, c.forget_truncation, c.truncation_threshold) == (1e-5, 64, 782, 5.0, "elementwise", 0.1)
     assert (c.remain_sampling, c.remain_gradient, c.truncation_space) == ("balanced", "subset", "x0")
     s = rgd.default_hparams("concept")
     assert (s.batch_size, s.steps, s.lam, s.forget_truncation, s.truncation_threshold) == (8, 100, 1.6, "normalize", 1.1)

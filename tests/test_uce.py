@@ -131,3 +131,16 @@ def test_uce_registered_for_concept_and_style_only():
     assert cls is UCE and set(cls.task_kinds) == {"concept", "style"}
     with pytest.raises(ValueError):
         UCEHParams(guide="wrong")
+
+
+def test_preserve_scale_follows_the_references_rule(tiny):
+    """train_erase.py: max(0.1, 1/len(retain_texts)); "" alone (preserve=empty) gives 1.0, not 0.1."""
+    _, alone = run_uce(tiny, preserve="empty")
+    assert alone["preserved_prompts"] == 1 and alone["preserve_scale"] == 1.0
+    _, many = run_uce(tiny)
+    assert many["preserve_scale"] == max(0.1, 1 / many["preserved_prompts"])
+    _, given = run_uce(tiny, preserve="empty", preserve_scale=0.1)  # a value set by hand wins
+    assert given["preserve_scale"] == 0.1
+    a, _ = run_uce(tiny, preserve="empty")
+    b, _ = run_uce(tiny, preserve="empty", preserve_scale=0.1)
+    assert any(not torch.equal(p, q) for p, q in zip(a.denoiser.parameters(), b.denoiser.parameters()))
