@@ -16,7 +16,7 @@ from bench.runner.timeout import default_timeout
 from tasks.base import TASKS
 
 SUITE_DIR = Path(__file__).parent.parent / "suites"  # run specs live apart from the code: bench/suites/
-PROTOCOL_VERSION = "2"  # bump when a definition in PROTOCOL.md changes meaning (2: issue 11 method fidelity)
+PROTOCOL_VERSION = "3"  # bump when a definition in PROTOCOL.md changes meaning (2: issue 11 method fidelity; 3: issues 20-21, integrity floors, the second fidelity pass)
 
 
 @dataclass(frozen=True)
