@@ -95,8 +95,9 @@ def test_rgd_takes_the_whole_subset_every_step_and_rg_a_batch(monkeypatch):
     """RGD's remain gradient sees all of the balanced subset each step, RG's one minibatch of it."""
     for name, expected in (("rgd", 12), ("rg", 4)):  # subset = 6 per class × 2 classes; batch 4
         sizes = []
-        original = rgd_module.simple_loss
-        monkeypatch.setattr(rgd_module, "simple_loss", lambda m, x0, c, g, sizes=sizes, original=original: sizes.append(len(x0)) or original(m, x0, c, g))
+        original = rgd_module.remain_loss
+        monkeypatch.setattr(rgd_module, "remain_loss", lambda m, x0, c, g, teacher=None, sizes=sizes, original=original:
+                            sizes.append(len(x0)) or original(m, x0, c, g, teacher))
         _, _, stats = _run(name, {"lr": 1e-4, "steps": 2, "batch_size": 4, "remain_chunk": 5})
         monkeypatch.undo()
         assert stats["remain_set_size"] == 12
@@ -122,8 +123,9 @@ def test_graddiff_and_rg_draw_remain_batches_from_rgds_balanced_subset(monkeypat
     import methods.graddiff as gd
 
     seen = set()
-    original = gd.simple_loss
-    monkeypatch.setattr(gd, "simple_loss", lambda m, x0, c, g: seen.update((x0[:, 0, 0, 0] * 100).round().long().tolist()) or original(m, x0, c, g))
+    original = gd.remain_loss
+    monkeypatch.setattr(gd, "remain_loss", lambda m, x0, c, g, teacher=None: seen.update((x0[:, 0, 0, 0] * 100).round().long().tolist())
+                        or original(m, x0, c, g, teacher))
     _, _, stats = _run("graddiff", {"lr": 1e-4, "steps": 4, "batch_size": 10}, data=(forget, remain))
     labels = remain.groups[sorted(seen)]
     assert stats["remain_set_size"] == 20 and len(seen) == 20  # 10 per class × 2: the whole subset, nothing else
@@ -184,7 +186,7 @@ def test_concept_methods_meet_each_forget_prompt_with_its_twin(name, monkeypatch
     module = gd if name == "graddiff" else rgd_module
     lin = torch.nn.Linear(1, 1)
     conds = []
-    monkeypatch.setattr(module, "simple_loss", lambda m, x0, c, g: conds.append(list(c)) or lin.weight.sum() * 0)
+    monkeypatch.setattr(module, "remain_loss", lambda m, x0, c, g, teacher=None: conds.append(list(c)) or lin.weight.sum() * 0)
     monkeypatch.setattr(module, "forget_loss", lambda m, x0, c, g, *a: conds.append(list(c)) or lin.weight.sum() * 0)
 
     class Keys:  # the loop only needs condition() and a denoiser to optimise; the losses are spied

@@ -106,7 +106,7 @@ def test_methods_from_shares_a_suite_method_list_and_jobs_say_where_hparams_came
     ref = load_suite("mini-reference")
     assert ref.hparams_source == "reference"
     full = load_suite("mini-full")
-    assert [m.label for m in full.methods] == [m.label for m in load_suite("mini").methods] + ["rgd-narrow", "retrain"]  # methods_from: mini
+    assert [m.label for m in full.methods] == [m.label for m in load_suite("mini").methods] + ["rgd-narrow", "graddiff-distill", "rgd-distill", "salun-distill", "retrain"]  # methods_from: mini
     jobs = plan_jobs(ref, tasks=["mini-shapes-style"], methods=["rgd"])
     assert {j.hparams_source for j in jobs} == {"reference"}
     tuned = parse_suite({"tasks": ["mini-shapes-style"], "tuning": {"trials": 6, "validation_targets": 1},
