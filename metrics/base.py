@@ -18,6 +18,7 @@ BUILTIN_METRIC_MODULES = (
     "metrics.nudity",
     "metrics.retention",
     "metrics.attack",
+    "metrics.relearn",
 )
 
 

@@ -69,6 +69,8 @@ class Task(ABC):
         self.config = config if config is not None else self.Config()
         if getattr(self.config, "attack", False):  # option `attack: true`: adversarial-prompt ASR (metrics/attack.py)
             self.metrics = tuple(type(self).metrics) + ("attack-asr",)
+        if getattr(self.config, "relearn", False):  # option `relearn: true`: UA after relearning (metrics/relearn.py)
+            self.metrics = tuple(self.metrics) + ("relearn",)
 
     @classmethod
     def make(cls, options: dict[str, Any] | None = None) -> "Task":

@@ -40,6 +40,7 @@ class MiniDigitsConfig:
     sample_steps: int = 25  # DDIM steps (eta = 0)
     guidance: float = 2.0  # classifier-free guidance scale
     checkpoint: str | None = None  # another class-conditional checkpoint directory
+    relearn: bool = False  # add the relearning columns (metrics/relearn.py; mini-full on, mini off)
 
 
 @lru_cache(maxsize=1)

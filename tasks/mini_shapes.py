@@ -108,6 +108,7 @@ class MiniShapesConfig:
     checkpoint: str | None = None  # another mini-shapes model directory (TextToImageModel layout)
     judge: str | None = None  # another mini CLIP judge directory
     attack: bool = False  # add the adversarial-prompt ASR columns (metrics/attack.py; mini-full on, mini off)
+    relearn: bool = False  # add the relearning columns (metrics/relearn.py; mini-full on, mini off)
 
 
 class MiniShapesTask(Task):

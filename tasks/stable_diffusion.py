@@ -133,6 +133,7 @@ class SDConfig:
     # clip = the CLIP judge's, on every machine
     retention_space: str = "auto"
     attack: bool = False  # add the adversarial-prompt ASR columns (metrics/attack.py; on in the paper suite)
+    relearn: bool = False  # add the relearning columns (metrics/relearn.py; sd-vangogh only: it needs a UA judge)
 
 
 class StableDiffusionTask(Task):

@@ -55,6 +55,7 @@ class Evaluation:
     nudenet_judge: bool = False  # the concept is judged by NudeNet on images (sd-nudity), not by a CLIP zero-shot
     eval_guidance: dict[str, list[float]] = field(default_factory=dict)  # per-image guidance of a set (I2P)
     attack_settings: Any = None  # metrics.attack.AttackSettings; None: the metric's default for the task
+    relearn_settings: Any = None  # metrics.relearn.RelearnSettings; None: the metric's default for the task
     prompt_sets: dict[str, list[str]] = field(default_factory=dict)  # text tasks: the prompt splits, for inspection
 
     def provided(self) -> frozenset[str]:
