@@ -19,6 +19,7 @@ BUILTIN_METRIC_MODULES = (
     "metrics.retention",
     "metrics.attack",
     "metrics.relearn",
+    "metrics.neighbours",
 )
 
 

@@ -71,6 +71,8 @@ class Task(ABC):
             self.metrics = tuple(type(self).metrics) + ("attack-asr",)
         if getattr(self.config, "relearn", False):  # option `relearn: true`: UA after relearning (metrics/relearn.py)
             self.metrics = tuple(self.metrics) + ("relearn",)
+        if getattr(self.config, "neighbours", False):  # option `neighbours: true`: over-erasure (metrics/neighbours.py)
+            self.metrics = tuple(self.metrics) + ("neighbour-accuracy",)
 
     @classmethod
     def make(cls, options: dict[str, Any] | None = None) -> "Task":
@@ -181,6 +183,7 @@ CIFAR10_REMAIN_EVAL_SEED = 1_000_000  # cifar10: samples of the other classes
 T2I_EVAL_SEEDS = {"forget": 20_000, "remain_train": 30_000, "remain_test": 40_000}  # mini-shapes and SD, per prompt set
 # the retention floor (metrics/retention.py): Original's images of the retention set's prompts under these other seeds
 RETENTION_FLOOR_SEED = 45_000
+NEIGHBOUR_EVAL_SEED = 47_000  # the neighbouring concepts' evaluation set (metrics/neighbours.py)
 SHAPES_QUALITY_SEED = 50_000  # mini-shapes pretraining: the sample-quality check (tasks/mini/shapes_recipes.py)
 SHAPES_HELDOUT_SEED = 10_000_000  # mini CLIPs: drawings of the held-out combinations (tasks/mini/shapes_clip.py)
 

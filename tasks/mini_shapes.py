@@ -24,9 +24,17 @@ from bench.core.cache import cache_root, cached
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError, MissingWeightsError
-from bench.core.evaluation import Evaluation, ZeroShot
+from bench.core.evaluation import Evaluation, NeighbourSet, ZeroShot
 from bench.core.hashing import json_digest, verified_checkpoint
-from tasks.base import T2I_TASK_PROVIDES, Task, TaskInstance, register_task, t2i_eval_sets
+from tasks.base import (
+    NEIGHBOUR_EVAL_SEED,
+    T2I_TASK_PROVIDES,
+    Task,
+    TaskInstance,
+    register_task,
+    seeds_for,
+    t2i_eval_sets,
+)
 from tasks.mini import shapes
 from tasks.mini.shapes_recipes import ENCODER_DIR, JUDGE_DIR, MODEL_DIR, load_shapes_judge  # registers pretrain recipes
 
@@ -38,6 +46,19 @@ VOCAB = {
 # of the others (mini: reports cross/circle/square and swirl; tunes on triangle/ring/diamond and dotted/striped)
 CONCEPT_TARGETS = ("cross", "triangle", "circle", "square", "ring", "diamond")
 STYLE_TARGETS = ("swirl", "dotted", "striped")
+# Each target's two closest neighbours by the judge: Original's confusion matrix (zero-shot, 48 test-vocabulary
+# prompts per class, seeds NEIGHBOUR_CONFUSION_SEED…, 10 DDIM steps, guidance 1.5), neighbours ranked by
+# confusion both ways, conf[t][n] + conf[n][t], ties in vocabulary order. Measured once (2026-12-03):
+#   shapes (rows true circle, square, triangle, cross, ring, diamond; columns predicted):
+#     [42 5 0 0 0 1] [6 40 1 1 0 0] [0 0 40 1 1 6] [5 0 0 31 0 12] [0 0 1 0 47 0] [1 0 0 4 0 43]
+#   styles (plain, striped, dotted, swirl): [45 0 3 0] [0 31 0 17] [21 0 27 0] [0 0 1 47]
+# ring is barely confused with anything (2 of 96): its neighbours are the weakest.
+NEIGHBOUR_CONFUSION_SEED = 60_000
+NEIGHBOURS = {
+    "circle": ("square", "cross"), "square": ("circle", "triangle"), "triangle": ("diamond", "ring"),
+    "cross": ("diamond", "circle"), "ring": ("triangle", "circle"), "diamond": ("cross", "triangle"),
+    "swirl": ("striped", "dotted"), "dotted": ("plain", "swirl"), "striped": ("swirl", "plain"),
+}
 
 
 def _specs(split: str, shape_list, style_list) -> list[shapes.ShapeSpec]:
@@ -69,6 +90,17 @@ def concept_sets(target: str, n_train: int, n_eval: int) -> dict:
         "eval_remain_train": [shapes.caption(s) for s in _pick(_specs("train", others, shapes.STYLES), n_eval, f"concept-rtrain-{target}")],
         "eval_remain_test": [shapes.caption(s) for s in _pick(_specs("test", others, shapes.STYLES), n_eval, f"concept-rtest-{target}")],
     }
+
+
+def neighbour_set(kind: str, target: str, n: int) -> tuple[list[str], list[int]]:
+    """(prompts, label index per prompt): n test-vocabulary prompts of the target's two NEIGHBOURS, the
+    shapes (concept) or styles (style) the judge confuses most with it; labels as in the task's zero-shot."""
+    names = NEIGHBOURS[target]
+    if kind == "concept":
+        specs = _pick(_specs("test", list(names), shapes.STYLES), n, f"concept-neighbours-{target}")
+        return [shapes.caption(s) for s in specs], [shapes.SHAPES.index(s.shape) for s in specs]
+    specs = _pick(_specs("test", shapes.SHAPES, list(names)), n, f"style-neighbours-{target}")
+    return [shapes.caption(s) for s in specs], [shapes.STYLES.index(s.style) for s in specs]
 
 
 def style_sets(target: str, n_train: int, n_eval: int) -> dict:
@@ -109,6 +141,7 @@ class MiniShapesConfig:
     judge: str | None = None  # another mini CLIP judge directory
     attack: bool = False  # add the adversarial-prompt ASR columns (metrics/attack.py; mini-full on, mini off)
     relearn: bool = False  # add the relearning columns (metrics/relearn.py; mini-full on, mini off)
+    neighbours: bool = False  # add the neighbouring-concepts column (metrics/neighbours.py; mini-full on, mini off)
 
 
 class MiniShapesTask(Task):
@@ -139,7 +172,8 @@ class MiniShapesTask(Task):
         return TextToImageModel.load(self.model_dir, device=device)
 
     def provides(self) -> frozenset[str]:
-        return T2I_TASK_PROVIDES | {"zero_shot", "retention_features"}
+        extra = {"neighbours", "eval_sets:neighbours"} if self.config.neighbours else set()
+        return T2I_TASK_PROVIDES | {"zero_shot", "retention_features"} | extra
 
     def plan_info(self) -> dict:
         c = self.config
@@ -218,6 +252,10 @@ class MiniShapesTask(Task):
             retention_features=(f"{judge.name} image emb.", judge.encode_images),
             original_images={w: self.original_images(model, wh, *eval_sets[w]) for w in ("remain_test", "retention_floor")},
         )
+        if c.neighbours:  # the closest concepts: does erasing the target erase them too?
+            prompts, truth = neighbour_set(self.kind, target, m)
+            evaluation.eval_sets["neighbours"] = (prompts, seeds_for(m, NEIGHBOUR_EVAL_SEED))
+            evaluation.neighbours = NeighbourSet(self.zero_shot(target).labels, truth, NEIGHBOURS[target])
         return TaskInstance(self, target, model.trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), evaluation)
 
 

@@ -28,6 +28,16 @@ class ZeroShot:
     what: str = "labels"  # e.g. "artists", "shapes": goes into the column name
 
 
+@dataclass(frozen=True)
+class NeighbourSet:
+    """The concepts closest to the target (text tasks, set `neighbours`): the judge's zero-shot labels and,
+    per prompt of the set, the index of the label it asks for."""
+
+    labels: list[str]
+    truth: list[int]
+    names: tuple[str, ...]  # the neighbours, for the column name
+
+
 @dataclass
 class Evaluation:
     """Everything a metric may read about one (task, target), typed; unset optional fields are None."""
@@ -56,6 +66,7 @@ class Evaluation:
     eval_guidance: dict[str, list[float]] = field(default_factory=dict)  # per-image guidance of a set (I2P)
     attack_settings: Any = None  # metrics.attack.AttackSettings; None: the metric's default for the task
     relearn_settings: Any = None  # metrics.relearn.RelearnSettings; None: the metric's default for the task
+    neighbours: NeighbourSet | None = None  # with eval set "neighbours": over-erasure (metrics/neighbours.py)
     prompt_sets: dict[str, list[str]] = field(default_factory=dict)  # text tasks: the prompt splits, for inspection
 
     def provided(self) -> frozenset[str]:
