@@ -21,9 +21,17 @@ from bench.core.cache import cache_root, cached
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError
-from bench.core.evaluation import Evaluation, ZeroShot
+from bench.core.evaluation import Evaluation, NeighbourSet, ZeroShot
 from bench.core.hashing import files_digest, json_digest
-from tasks.base import T2I_TASK_PROVIDES, Task, TaskInstance, register_task, t2i_eval_sets
+from tasks.base import (
+    NEIGHBOUR_EVAL_SEED,
+    T2I_TASK_PROVIDES,
+    Task,
+    TaskInstance,
+    register_task,
+    seeds_for,
+    t2i_eval_sets,
+)
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 
@@ -134,6 +142,7 @@ class SDConfig:
     retention_space: str = "auto"
     attack: bool = False  # add the adversarial-prompt ASR columns (metrics/attack.py; on in the paper suite)
     relearn: bool = False  # add the relearning columns (metrics/relearn.py; sd-vangogh only: it needs a UA judge)
+    neighbours: bool = False  # add the neighbouring-artists column (metrics/neighbours.py; sd-vangogh only)
 
 
 class StableDiffusionTask(Task):
@@ -290,7 +299,8 @@ class SDVanGogh(StableDiffusionTask):
     description = "erase Van Gogh's style from Stable Diffusion v1.4 (CLIP zero-shot UA, AS train/test, retention)"
 
     def provides(self) -> frozenset[str]:
-        return super().provides() | {"zero_shot"}
+        extra = {"neighbours", "eval_sets:neighbours"} if self.config.neighbours else set()
+        return super().provides() | {"zero_shot"} | extra
 
     def concept_prompt(self, target: str) -> str:
         return "Van Gogh"  # the artist as the ESD paper erases it (its prompts say "Vincent van Gogh")
@@ -313,3 +323,9 @@ class SDVanGogh(StableDiffusionTask):
         a = artists()
         labels = [f"a painting in the style of {name}" for name in a["zero_shot"]]
         evaluation.zero_shot = ZeroShot(labels, a["zero_shot"].index(a["target"]), "artists")
+        if self.config.neighbours:  # the closest artists: does erasing Van Gogh erase them too?
+            m, names = self.config.eval_prompts, a["neighbours"]
+            scenes, _, _ = style_pairs("test", m, a["target"], seed=4)
+            prompts = [p.replace(a["target"], names[i % len(names)]) for i, p in enumerate(scenes)]
+            evaluation.eval_sets["neighbours"] = (prompts, seeds_for(m, NEIGHBOUR_EVAL_SEED))
+            evaluation.neighbours = NeighbourSet(labels, [a["zero_shot"].index(names[i % len(names)]) for i in range(m)], tuple(names))

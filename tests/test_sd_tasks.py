@@ -126,3 +126,22 @@ def test_asking_for_lpips_without_it_fails_before_anything_loads(sd_options, mon
     task = TASKS.get("sd-vangogh").make({**sd_options, "retention_space": "lpips"})
     with pytest.raises(MissingWeightsError, match="retention_space: lpips, but torchvision's AlexNet weights are not in /nowhere"):
         task.build("vangogh", RunContext(device="cpu", seed=0, task_kind="style"))
+
+
+def test_sd_vangogh_neighbours_are_other_artists_on_held_out_scenes(sd_options):
+    from metrics.neighbours import NeighbourAccuracy
+    from tasks.stable_diffusion import artists
+
+    task = TASKS.get("sd-vangogh").make({**sd_options, "neighbours": True})
+    assert "neighbour-accuracy" in task.metrics
+    inst = task.build("vangogh", RunContext(device="cpu", seed=0, task_kind="style"))
+    prompts, seeds = inst.evaluation.eval_sets["neighbours"]
+    ns = inst.evaluation.neighbours
+    names = artists()["neighbours"]
+    assert ns.names == tuple(names) and len(prompts) == len(ns.truth) == len(seeds) == sd_options["eval_prompts"]
+    for p, i in zip(prompts, ns.truth):
+        assert p.endswith(f"in the style of {artists()['zero_shot'][i]}") and artists()["zero_shot"][i] in names
+        assert "van Gogh" not in p
+    out = NeighbourAccuracy().compute(inst, inst.model, inst.model, None)
+    (col,) = out
+    assert col.startswith("NA (") and "neighbours Paul Cezanne + Claude Monet" in col and 0 <= out[col].value <= 1
