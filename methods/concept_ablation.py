@@ -35,6 +35,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from bench.core.denoising import simple_loss
 from bench.core.errors import ConfigError
 from methods.base import Method, check_choices, register_method
 from methods.training import select_trainable
@@ -165,11 +166,7 @@ class ConceptAblation(Method):
             prior = None
             if hp.prior_weight > 0:  # prior preservation: the anchor prompt keeps producing the anchor images
                 jdx = torch.randint(N, (min(hp.batch_size, N),), generator=g)
-                xa = x_anchor[jdx.to(x_anchor.device)]
-                na = torch.randn(xa.shape, generator=g).to(xa.device)
-                ta = model.random_timesteps(len(jdx), g)
-                pa = model.predict_noise(model.add_noise(xa, na, ta), ta, model.condition([anchors[i] for i in jdx.tolist()]))
-                prior = F.mse_loss(pa.float(), na.float())
+                prior = simple_loss(model, x_anchor[jdx.to(x_anchor.device)], model.condition([anchors[i] for i in jdx.tolist()]), g)
                 loss = loss + hp.prior_weight * prior
             opt.zero_grad(set_to_none=True)
             loss.backward()
