@@ -13,6 +13,11 @@ def predict(classifier, images01: torch.Tensor, batch_size: int = 256) -> torch.
     return torch.cat(out)
 
 
+def correct_classes(classifier, images01: torch.Tensor, keys) -> torch.Tensor:
+    """Per image: 1.0 when the classifier names the class it was asked for (`keys`), else 0.0."""
+    return (predict(classifier, images01) == torch.as_tensor([int(k) for k in keys])).float()
+
+
 @register_metric
 class ClassAccuracy(Metric):
     """UA = 1 − acc on forget-class samples; RA = acc on remaining-class samples.
@@ -34,7 +39,6 @@ class ClassAccuracy(Metric):
         out = {}
         for which, col, invert in (("forget", ua_col, True), ("remain", ra_col, False)):
             keys, seeds = inst.evaluation.eval_sets[which]
-            pred = predict(clf, generated(inst, unlearned, which, ctx))
-            correct = (pred == torch.as_tensor([int(k) for k in keys])).float()  # per image: the class it was asked for
+            correct = correct_classes(clf, generated(inst, unlearned, which, ctx), keys)
             out[col] = PerInstance.of(which, instance_ids(keys, seeds, class_keys=True), (1 - correct if invert else correct).tolist())
         return out

@@ -25,6 +25,8 @@ import torch
 
 from bench.core.denoising import simple_loss
 from metrics.base import Metric, generated, register_metric
+from metrics.classification import correct_classes
+from metrics.zero_shot import misses_target
 
 
 @dataclass(frozen=True)
@@ -60,16 +62,9 @@ def forget_ua(inst, images01: torch.Tensor) -> float:
     """UA of forget-set images by the task's own judge: 1 − accuracy (classifier) or the share not named
     the target (zero-shot)."""
     ev = inst.evaluation
-    keys, _ = ev.eval_sets["forget"]
     if ev.classifier is not None:
-        from metrics.classification import predict
-
-        return float((predict(ev.classifier, images01) != torch.as_tensor([int(k) for k in keys])).float().mean())
-    from metrics.zero_shot import zero_shot_predict
-
-    zs = ev.zero_shot
-    pred = zero_shot_predict(ev.clip_judge.encode_images(images01), ev.clip_judge.encode_texts(zs.labels))
-    return float((pred != zs.target).float().mean())
+        return float((1 - correct_classes(ev.classifier, images01, ev.eval_sets["forget"][0])).mean())  # as UA: 1 − correct per image
+    return float(misses_target(ev.clip_judge, ev.zero_shot, images01).mean())
 
 
 def recovered(ua0: float, ua: float, ua_orig: float) -> float:

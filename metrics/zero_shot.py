@@ -12,6 +12,11 @@ def zero_shot_predict(image_emb: torch.Tensor, label_emb: torch.Tensor) -> torch
     return (image_emb.float() @ label_emb.float().T).argmax(1)
 
 
+def misses_target(judge, zs, images01: torch.Tensor) -> torch.Tensor:
+    """Per image: 1.0 when the zero-shot judge does NOT name the erased target, else 0.0 (UA's rule)."""
+    return (zero_shot_predict(judge.encode_images(images01), judge.encode_texts(zs.labels)) != zs.target).float()
+
+
 @register_metric
 class ZeroShotUA(Metric):
     """UA = share of forget-prompt images NOT classified as the target by the judge.
@@ -31,6 +36,6 @@ class ZeroShotUA(Metric):
     def compute(self, inst, unlearned, original, ctx):
         judge, zs = inst.evaluation.clip_judge, inst.evaluation.zero_shot
         (col,) = self.columns(inst)
-        pred = zero_shot_predict(judge.encode_images(generated(inst, unlearned, "forget", ctx)), judge.encode_texts(zs.labels))
         prompts, seeds = inst.evaluation.eval_sets["forget"]
-        return {col: PerInstance.of("forget", instance_ids(prompts, seeds), (pred != zs.target).float().tolist())}
+        misses = misses_target(judge, zs, generated(inst, unlearned, "forget", ctx))
+        return {col: PerInstance.of("forget", instance_ids(prompts, seeds), misses.tolist())}
