@@ -83,17 +83,15 @@ class PairedBootstrap:
     def scores(self, job: Job, reference: Job | Mapping[str, float], cols: ScoreColumns) -> np.ndarray:
         """(B,) the job's ranking scalar per resample against Original: resampled with the same draw when
         `reference` is Original's job on the same key, else against its fixed values."""
-        f, k = self.column(job, cols.forget), self.column(job, cols.keep)
         if isinstance(reference, Job):
-            fo, ko = self.column(reference, cols.forget), self.column(reference, cols.keep)
+            ref, ref_metrics = (lambda c: self.column(reference, c)), reference.metrics
         else:
-            fo, ko = reference.get(cols.forget, math.nan), reference.get(cols.keep, math.nan)
+            ref, ref_metrics = (lambda c: reference.get(c, math.nan)), reference
         integrity = (None,) * 3
         if cols.integrity:  # the floor is one measured value per job key: never resampled
-            ref_metrics = reference.metrics if isinstance(reference, Job) else reference
-            io = self.column(reference, cols.integrity) if isinstance(reference, Job) else reference.get(cols.integrity, math.nan)
-            integrity = (self.column(job, cols.integrity), io, floor_of(cols, job.metrics, ref_metrics))
-        return score_array(f, fo, k, ko, cols.ideal, *integrity, cols=cols)
+            integrity = (self.column(job, cols.integrity), ref(cols.integrity), floor_of(cols, job.metrics, ref_metrics))
+        return score_array(self.column(job, cols.forget), ref(cols.forget), self.column(job, cols.keep), ref(cols.keep),
+                           cols.ideal, *integrity, cols=cols)
 
     def mean(self, per_key: Mapping[Hashable, np.ndarray]) -> np.ndarray:
         """(B,) a row's mean over the drawn jobs it has (nan in a resample that drew none of them)."""
