@@ -19,7 +19,7 @@ import pandas as pd
 
 from bench.core.record import RunRecord, parse_record
 from leaderboard.paired import MIN_JOBS, Job, PairedBootstrap, interval, mean_per_key
-from leaderboard.score import DEFAULT_RULE, RULES, ScoreColumns, check_rule, is_floor, score, score_columns
+from leaderboard.score import DEFAULT_RULE, RULES, ScoreColumns, check_rule, is_floor, score_columns, score_of
 
 REFERENCE_ROWS = ("original", "retrain")
 COST_COLUMNS = {"time (s)": ("unlearn_seconds", "↓"), "peak mem (MB)": ("peak_mem_mb", "↓")}
@@ -272,9 +272,8 @@ def job_scores(ok: pd.DataFrame, originals: pd.DataFrame, cols: ScoreColumns | N
     if cols is None or originals.empty:
         return pd.Series(np.nan, index=ok.index)
     reference = reference_lookup(originals, cols)
-    rule = "integrity" if cols.integrity else "ra-as"  # what `cols` already decided
     return pd.Series(
-        [score({c: pd.to_numeric(row.get(f"metric::{c}"), errors="coerce") for c in cols.used}, reference(*row["key"]), rule)
+        [score_of(cols, {c: pd.to_numeric(row.get(f"metric::{c}"), errors="coerce") for c in cols.used}, reference(*row["key"]))
          for _, row in ok.iterrows()],
         index=ok.index,
         dtype=float,

@@ -222,8 +222,11 @@ def score(metrics: Mapping[str, float], original: Mapping[str, float], rule: str
 
     nan when the task has no forget/keep pair or a value is missing."""
     cols = score_columns(list(metrics) + [c for c in original if is_floor(c)], rule)
-    if cols is None:
-        return math.nan
+    return math.nan if cols is None else score_of(cols, metrics, original)
+
+
+def score_of(cols: ScoreColumns, metrics: Mapping[str, float], original: Mapping[str, float]) -> float:
+    """`score` on columns already chosen (a task's, for all of its jobs)."""
     f = forget_gain(metrics.get(cols.forget), original.get(cols.forget), cols.ideal)
     return harmonic(f, keep(metrics, original, cols))
 
