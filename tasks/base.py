@@ -56,6 +56,11 @@ class TaskInstance:
         return self._samples[key]
 
 
+# task option (a Config bool) -> the metric it adds: the adversarial-prompt ASR (metrics/attack.py), UA after
+# relearning (metrics/relearn.py), accuracy on the neighbouring concepts (metrics/neighbours.py)
+OPTIONAL_METRICS = {"attack": "attack-asr", "relearn": "relearn", "neighbours": "neighbour-accuracy"}
+
+
 class Task(ABC):
     name: ClassVar[str]
     kind: ClassVar[str]  # "class" | "concept" | "style"
@@ -67,12 +72,7 @@ class Task(ABC):
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
-        if getattr(self.config, "attack", False):  # option `attack: true`: adversarial-prompt ASR (metrics/attack.py)
-            self.metrics = tuple(type(self).metrics) + ("attack-asr",)
-        if getattr(self.config, "relearn", False):  # option `relearn: true`: UA after relearning (metrics/relearn.py)
-            self.metrics = tuple(self.metrics) + ("relearn",)
-        if getattr(self.config, "neighbours", False):  # option `neighbours: true`: over-erasure (metrics/neighbours.py)
-            self.metrics = tuple(self.metrics) + ("neighbour-accuracy",)
+        self.metrics = tuple(type(self).metrics) + tuple(m for option, m in OPTIONAL_METRICS.items() if getattr(self.config, option, False))
 
     @classmethod
     def make(cls, options: dict[str, Any] | None = None) -> "Task":
