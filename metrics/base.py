@@ -20,6 +20,7 @@ BUILTIN_METRIC_MODULES = (
     "metrics.attack",
     "metrics.relearn",
     "metrics.neighbours",
+    "metrics.sequence",
 )
 
 

@@ -58,13 +58,23 @@ def settings_for(inst) -> RelearnSettings:
     return MINI_SETTINGS if inst.task.name.startswith("mini-") else SD_SETTINGS
 
 
-def forget_ua(inst, images01: torch.Tensor) -> float:
-    """UA of forget-set images by the task's own judge: 1 − accuracy (classifier) or the share not named
-    the target (zero-shot)."""
-    ev = inst.evaluation
+def judge_name(ev) -> str:
+    """The task's UA judge, for column names: its classifier's name, else its CLIP judge's."""
+    return ev.classifier_name or (ev.clip_judge.name if ev.clip_judge else "judge")
+
+
+def ua_of(ev, images01: torch.Tensor, classes, zero_shot) -> float:
+    """UA's one rule by the task's own judge: 1 − the classifier's accuracy on the `classes` the images were asked
+    for (class tasks), else the share of images the zero-shot judge does not name as `zero_shot`'s target."""
     if ev.classifier is not None:
-        return float((1 - correct_classes(ev.classifier, images01, ev.eval_sets["forget"][0])).mean())  # as UA: 1 − correct per image
-    return float(misses_target(ev.clip_judge, ev.zero_shot, images01).mean())
+        return float((1 - correct_classes(ev.classifier, images01, classes)).mean())
+    return float(misses_target(ev.clip_judge, zero_shot, images01).mean())
+
+
+def forget_ua(inst, images01: torch.Tensor) -> float:
+    """UA of forget-set images of the target."""
+    ev = inst.evaluation
+    return ua_of(ev, images01, ev.eval_sets["forget"][0], ev.zero_shot)
 
 
 def recovered(ua0: float, ua: float, ua_orig: float) -> float:
@@ -89,8 +99,7 @@ class Relearn(Metric):
 
     def columns(self, inst):
         s = settings_for(inst)
-        judge = inst.evaluation.classifier_name or (inst.evaluation.clip_judge.name if inst.evaluation.clip_judge else "judge")
-        what = f"{judge}, {s.examples} ex. × {s.steps} steps, lr {s.lr:g}"
+        what = f"{judge_name(inst.evaluation)}, {s.examples} ex. × {s.steps} steps, lr {s.lr:g}"
         return {f"UA-relearn ({what})": "↑", f"relearn-recovered ({what})": "↓", f"relearn-half-steps ({what})": "↑"}
 
     def compute(self, inst, unlearned, original, ctx):

@@ -12,7 +12,7 @@ from bench.core.adapters.base import DiffusionModel
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError
-from bench.core.evaluation import Evaluation, check_requirements, missing
+from bench.core.evaluation import EarlierTarget, EvalSet, Evaluation, check_requirements, missing
 from bench.core.registry import Registry
 
 BUILTIN_TASK_MODULES = ("tasks.mini_digits", "tasks.mini_shapes", "tasks.stable_diffusion", "tasks.cifar10")
@@ -69,6 +69,9 @@ class Task(ABC):
     Config: ClassVar[type] = NoConfig
     description: ClassVar[str] = ""
     checkpoint_options: ClassVar[tuple[str, ...]] = ()  # Config fields naming weights a user may give (given_checkpoints)
+    # sequential unlearning: build()/prepare() take `erased` (the targets erased before this one in a chain) and
+    # leave them out of D_r and the keep sets; a plan with sequences on a task without it fails before any job
+    supports_sequences: ClassVar[bool] = False
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
@@ -91,8 +94,13 @@ class Task(ABC):
         """All targets of the full task (e.g. the 10 classes)."""
 
     @abstractmethod
-    def build(self, target: str, ctx: RunContext) -> TaskInstance:
-        """Base model (trainable copy) + forget/remain sets for one target."""
+    def build(self, target: str, ctx: RunContext, erased: tuple[str, ...] = ()) -> TaskInstance:
+        """Base model (trainable copy) + forget/remain sets for one target.
+
+        `erased` (tasks with supports_sequences only; the harness passes it only when non-empty): the targets
+        a sequence erased before this one. The forget data and set stay the target's; D_r and every keep
+        evaluation set leave the erased targets out (the model is no longer asked to keep them), and
+        `evaluation.earlier` lists them in order (EarlierTarget), for the earlier-ua metric."""
 
     def warm(self) -> None:
         """Read what build() reads from disk (base model, judges, data) into this process's caches, on
@@ -105,6 +113,13 @@ class Task(ABC):
         if target not in self.targets():
             raise ConfigError(f"task {self.name!r} has no target {target!r}; targets: {', '.join(self.targets())}")
         return target
+
+    def validate_erased(self, target: str, erased) -> tuple[str, ...]:
+        """The earlier targets of a sequence as names: each a target of the task, distinct, not `target`."""
+        names = tuple(self.validate_target(e) for e in erased)
+        if len(set(names)) != len(names) or str(target) in names:
+            raise ConfigError(f"task {self.name!r}: the targets erased before {target!r} must be distinct others, not {list(names)}")
+        return names
 
     def provides(self) -> frozenset[str]:
         """The Evaluation fields its build() fills (bench/core/evaluation.py), for the plan-time check."""
@@ -132,10 +147,11 @@ class Task(ABC):
         forget.meta["concept_prompt"]. None: the task names none (class tasks)."""
         return None
 
-    def prepare(self, target: str, device: Any = "cpu") -> None:
-        """Fill the on-disk caches `build(target)` reads (e.g. Original's training images). The harness
-        calls it before the method's process starts: that process may not write the cache
-        (bench/runner/sandbox.py), so without it every job would regenerate what is not cached yet."""
+    def prepare(self, target: str, device: Any = "cpu", erased: tuple[str, ...] = ()) -> None:
+        """Fill the on-disk caches `build(target, erased=erased)` reads (e.g. Original's training images). The
+        harness calls it before the method's process starts: that process may not write the cache
+        (bench/runner/sandbox.py), so without it every job would regenerate what is not cached yet. It passes
+        `erased` (see build) only when non-empty."""
         return None  # a task whose build caches nothing
 
     def checkpoints(self) -> dict[str, str]:
@@ -205,3 +221,18 @@ def t2i_eval_sets(sets: dict, m: int) -> dict:
 def seeds_for(n: int, offset: int) -> list[int]:
     """The seeds of an evaluation set of n samples that starts at `offset`."""
     return list(range(offset, offset + n))
+
+
+def class_forget_set(k: int, n: int) -> EvalSet:
+    """A class task's forget evaluation set: n samples of class k (the target's, and an earlier target's)."""
+    return [k] * n, seeds_for(n, CLASS_FORGET_EVAL_SEED)
+
+
+def class_remain_set(kept: list[int], per_class: int, offset: int) -> EvalSet:
+    """A class task's remain evaluation set: per_class samples of each kept class, in order."""
+    return [c for c in kept for _ in range(per_class)], seeds_for(per_class * len(kept), offset)
+
+
+def earlier_classes(erased: tuple[str, ...], n: int) -> list[EarlierTarget]:
+    """Class tasks: the earlier targets of a sequence with their forget sets (n samples each)."""
+    return [EarlierTarget(e, class_forget_set(int(e), n), class_id=int(e)) for e in erased]

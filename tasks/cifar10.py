@@ -34,19 +34,20 @@ from bench.core.cache import cache_root, cached
 from bench.core.class_training import ClassDiffusionRecipe, train_class_conditional
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
-from bench.core.errors import MissingWeightsError
+from bench.core.errors import ConfigError, MissingWeightsError
 from bench.core.evaluation import Evaluation
 from bench.core.hashing import checkpoint_digest, file_digest
 from bench.core.log import get_logger
 from bench.core.pretrain import register_pretrain
 from tasks.base import (
     CIFAR10_REMAIN_EVAL_SEED,
-    CLASS_FORGET_EVAL_SEED,
     CLASS_TASK_PROVIDES,
     Task,
     TaskInstance,
+    class_forget_set,
+    class_remain_set,
+    earlier_classes,
     register_task,
-    seeds_for,
 )
 from tasks.cifar.data import CIFAR10_CLASSES, load_cifar10, resolve_data_root
 from tasks.cifar.models import (
@@ -131,6 +132,7 @@ class Cifar10Class(Task):
     Config = Cifar10Config
     checkpoint_options = ("base_model", "classifier_dir", "inception_weights")
     description = "erase one CIFAR-10 class from a 35.7M-parameter class-conditional DDPM (UA/RA by CLIP or ResNet-34, clean-fid FID)"
+    supports_sequences = True
 
     def targets(self) -> list[str]:
         return [str(i) for i in range(len(CIFAR10_CLASSES))]
@@ -200,10 +202,17 @@ class Cifar10Class(Task):
             out["inception"] = "missing"
         return out
 
-    def build(self, target: str, ctx: RunContext) -> TaskInstance:
+    def build(self, target: str, ctx: RunContext, erased: tuple[str, ...] = ()) -> TaskInstance:
+        """`erased` (a sequence's earlier classes): left out of D_r and the remain eval set (the FID reference
+        is the whole train set's statistics, erased or not)."""
         from metrics.inception_fid import CleanInception, cifar10_train_stats, resolve_inception_weights
 
         k = int(self.validate_target(target))
+        erased = self.validate_erased(target, erased)
+        gone = [int(e) for e in erased]
+        others = [i for i in range(len(CIFAR10_CLASSES)) if i != k and i not in gone]  # the classes the model is asked to keep
+        if not others:
+            raise ConfigError(f"{self.name}: erasing {k} after {', '.join(erased)} leaves no class to keep")
         c = self.config
         train = load_cifar10(c.data_root, True)
         class_names = list(train.classes)
@@ -214,22 +223,20 @@ class Cifar10Class(Task):
 
         feats, labels = classifier_class_features(classifier, (*clf_key, str(resolve_data_root(c.data_root)), c.neighbour_images_per_class),
                                                   c.data_root, c.neighbour_images_per_class)
-        is_t = train.labels == k
-        f_idx, r_idx = torch.nonzero(is_t).flatten(), torch.nonzero(~is_t).flatten()
+        f_idx = torch.nonzero(train.labels == k).flatten()
+        r_idx = torch.nonzero(torch.isin(train.labels, torch.tensor(others))).flatten()
         forget = UnlearnData(x=train.pixels(f_idx), keys=train.labels[f_idx].tolist(), groups=train.labels[f_idx])
         remain = UnlearnData(
             x=train.pixels(r_idx),
             keys=train.labels[r_idx].tolist(),
             groups=train.labels[r_idx],
-            meta={"per_class": c.per_class, "neighbours": class_neighbours(feats, labels, k),
+            meta={"per_class": c.per_class, "neighbours": [o for o in class_neighbours(feats, labels, k) if o not in gone],
                   "class_names": class_names, "pretrain_recipe": self.recipe()},
         )
-        others = [i for i in range(len(class_names)) if i != k]
-        n_r = c.remain_samples_per_class
         # eval noise is fixed per set (not per job seed): every method is judged on the same noise
         eval_sets = {
-            "forget": ([k] * c.forget_samples, seeds_for(c.forget_samples, CLASS_FORGET_EVAL_SEED)),
-            "remain": ([o for o in others for _ in range(n_r)], seeds_for(n_r * len(others), CIFAR10_REMAIN_EVAL_SEED)),
+            "forget": class_forget_set(k, c.forget_samples),
+            "remain": class_remain_set(others, c.remain_samples_per_class, CIFAR10_REMAIN_EVAL_SEED),
         }
         evaluation = Evaluation(
             classifier=classifier,
@@ -243,6 +250,7 @@ class Cifar10Class(Task):
             eval_sets=eval_sets,
             sampler={"steps": c.sample_steps, "guidance": c.guidance, "batch_size": c.sample_batch_size},
             num_classes=len(class_names),
+            earlier=earlier_classes(erased, c.forget_samples),
         )
         return TaskInstance(self, str(k), model.to(ctx.device).trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), evaluation)
 

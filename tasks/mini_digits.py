@@ -9,22 +9,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 from bench.core.adapters.class_conditional import ClassConditionalModel
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
-from bench.core.errors import MissingWeightsError
+from bench.core.errors import ConfigError, MissingWeightsError
 from bench.core.evaluation import Evaluation
 from bench.core.hashing import verified_checkpoint
 from tasks.base import (
-    CLASS_FORGET_EVAL_SEED,
     CLASS_TASK_PROVIDES,
     MINI_DIGITS_REMAIN_EVAL_SEED,
     Task,
     TaskInstance,
+    class_forget_set,
+    class_remain_set,
+    earlier_classes,
     register_task,
-    seeds_for,
 )
 from tasks.mini import CHECKPOINT_DIR
 from tasks.mini.digits import CLASS_NAMES, load_digits_splits
@@ -72,6 +74,7 @@ class MiniDigitsClass(Task):
     Config = MiniDigitsConfig
     checkpoint_options = ("checkpoint",)
     description = "erase one of sklearn's 8×8 digits from a 0.17M-parameter class-conditional UNet"
+    supports_sequences = True
 
     def targets(self) -> list[str]:
         return CLASS_NAMES
@@ -104,19 +107,26 @@ class MiniDigitsClass(Task):
         load_digits_splits()
         load_digit_classifier()
 
-    def build(self, target: str, ctx: RunContext) -> TaskInstance:
+    def build(self, target: str, ctx: RunContext, erased: tuple[str, ...] = ()) -> TaskInstance:
+        """`erased` (a sequence's earlier digits): left out of D_r, the remain eval set and the FID reference."""
         k = int(self.validate_target(target))
+        erased = self.validate_erased(target, erased)
+        gone = [int(e) for e in erased]
+        others = [c for c in range(10) if c != k and c not in gone]  # the digits the model is asked to keep
+        if not others:
+            raise ConfigError(f"{self.name}: erasing {k} after {', '.join(erased)} leaves no digit to keep")
         cfg = self.config
         model = self.load_base_model(ctx.device)
         train, _ = load_digits_splits()
         is_target = train.y == k
+        kept = torch.isin(train.y, torch.tensor(others))
         forget = UnlearnData(x=train.x[is_target], keys=train.y[is_target].tolist(), groups=train.y[is_target])
         remain = UnlearnData(
-            x=train.x[~is_target],
-            keys=train.y[~is_target].tolist(),
-            groups=train.y[~is_target],
+            x=train.x[kept],
+            keys=train.y[kept].tolist(),
+            groups=train.y[kept],
             meta={
-                "neighbours": neighbour_classes(k),
+                "neighbours": [c for c in neighbour_classes(k) if c not in gone],
                 # RGD's balanced subset: 50 per class on CIFAR-10 (5000/class); the digits split has ~143
                 # per class, so 30 keeps the narrow ablation (the same 270 from the 2 closest) drawable
                 "per_class": 30,
@@ -125,23 +135,22 @@ class MiniDigitsClass(Task):
             },
         )
         feats, labels = _reference_features()
-        others = [c for c in range(10) if c != k]
-        n_r = cfg.remain_samples_per_class
         # eval seeds are fixed per set (not per job seed) so every method is judged on the same noise
         eval_sets = {
-            "forget": ([k] * cfg.forget_samples, seeds_for(cfg.forget_samples, CLASS_FORGET_EVAL_SEED)),
-            "remain": ([c for c in others for _ in range(n_r)], seeds_for(n_r * len(others), MINI_DIGITS_REMAIN_EVAL_SEED)),
+            "forget": class_forget_set(k, cfg.forget_samples),
+            "remain": class_remain_set(others, cfg.remain_samples_per_class, MINI_DIGITS_REMAIN_EVAL_SEED),
         }
         evaluation = Evaluation(
             classifier=load_digit_classifier(),
             classifier_name="digit-cnn",
             fid_extractor=load_digit_classifier(),
             fid_name="digit-cnn feats",
-            fid_reference=feats[labels != k],
+            fid_reference=feats[np.isin(labels, others)],
             fid_floor=lambda: feats[labels == k],  # every real image of the forgotten digit (≈180)
             fid_floor_name="real forgotten digit",
             eval_sets=eval_sets,
             sampler={"steps": cfg.sample_steps, "guidance": cfg.guidance},
             num_classes=10,
+            earlier=earlier_classes(erased, cfg.forget_samples),
         )
         return TaskInstance(self, str(k), model.to(ctx.device).trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), evaluation)

@@ -24,7 +24,7 @@ from bench.core.cache import cache_root, cached
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError, MissingWeightsError
-from bench.core.evaluation import Evaluation, NeighbourSet, ZeroShot
+from bench.core.evaluation import EarlierTarget, Evaluation, NeighbourSet, ZeroShot
 from bench.core.hashing import json_digest, verified_checkpoint
 from tasks.base import (
     NEIGHBOUR_EVAL_SEED,
@@ -77,8 +77,11 @@ def without_shape(spec: shapes.ShapeSpec) -> str:
     return shapes.caption(spec).replace(f" {spec.shape} ", " shape ", 1)
 
 
-def concept_sets(target: str, n_train: int, n_eval: int) -> dict:
-    others = [s for s in shapes.SHAPES if s != target]
+def concept_sets(target: str, n_train: int, n_eval: int, erased: tuple[str, ...] = ()) -> dict:
+    """`erased` (a sequence's earlier shapes) are no remain shape: the model is no longer asked to keep them."""
+    others = [s for s in shapes.SHAPES if s != target and s not in erased]
+    if not others:
+        raise ConfigError(f"mini-shapes-concept: erasing {target!r} after {', '.join(erased)} leaves no shape to keep")
     forget = _pick(_specs("train", [target], shapes.STYLES), n_train, f"concept-forget-{target}")
     remain = [shapes.ShapeSpec(others[i % len(others)], f.colour, f.background, f.style) for i, f in enumerate(forget)]
     return {
@@ -103,12 +106,13 @@ def neighbour_set(kind: str, target: str, n: int) -> tuple[list[str], list[int]]
     return [shapes.caption(s) for s in specs], [shapes.STYLES.index(s.style) for s in specs]
 
 
-def style_sets(target: str, n_train: int, n_eval: int) -> dict:
-    """Remain mixes plain images and images in the other non-plain styles (as sd-vangogh mixes artists)."""
-    others = [st for st in shapes.STYLES if st not in (target, "plain")]
+def style_sets(target: str, n_train: int, n_eval: int, erased: tuple[str, ...] = ()) -> dict:
+    """Remain mixes plain images and images in the other non-plain styles (as sd-vangogh mixes artists), less
+    the `erased` ones (a sequence's earlier styles); plain only once every other style is erased."""
+    others = [st for st in shapes.STYLES if st not in (target, "plain", *erased)]
 
     def remain_of(specs):
-        return [shapes.ShapeSpec(s.shape, s.colour, s.background, "plain" if i % 2 == 0 else others[i // 2 % len(others)])
+        return [shapes.ShapeSpec(s.shape, s.colour, s.background, "plain" if i % 2 == 0 or not others else others[i // 2 % len(others)])
                 for i, s in enumerate(specs)]
 
     forget = _pick(_specs("train", shapes.SHAPES, [target]), n_train, f"style-forget-{target}")
@@ -151,6 +155,7 @@ class MiniShapesTask(Task):
     timeout_s = 3600.0  # per-job wall-clock default (bench/runner/timeout.py): minutes on a CPU
     target_list: tuple[str, ...]
     zero_shot_what: str
+    supports_sequences = True
 
     def targets(self) -> list[str]:
         return list(self.target_list)
@@ -192,7 +197,7 @@ class MiniShapesTask(Task):
         steps = c.eval_sample_steps if evaluation and c.eval_sample_steps is not None else c.sample_steps
         return {"steps": steps, "guidance": c.guidance, "batch_size": c.batch_size}
 
-    def make_sets(self, target: str) -> dict:
+    def make_sets(self, target: str, erased: tuple[str, ...] = ()) -> dict:
         raise NotImplementedError
 
     def zero_shot(self, target: str) -> ZeroShot:
@@ -211,26 +216,40 @@ class MiniShapesTask(Task):
         self.load_base_model("cpu")
         load_shapes_judge(str(self.judge_dir))
 
-    def prepare(self, target: str, device="cpu") -> None:
-        """Original's images that build(target) reads, generated into the cache here (see Task.prepare)."""
+    def check_erased(self, target: str, erased) -> tuple[str, ...]:
+        """The validated earlier targets of a sequence; sequences run without the neighbours option."""
+        erased = self.validate_erased(target, erased)
+        if erased and self.config.neighbours:
+            raise ConfigError(f"{self.name}: sequences run without the neighbours option (a neighbour may be an earlier target)")
+        return erased
+
+    def earlier(self, erased: tuple[str, ...]) -> list[EarlierTarget]:
+        """Each earlier target's forget set and zero-shot labels, built as when it was the target."""
+        return [EarlierTarget(e, t2i_eval_sets(self.make_sets(e), self.config.eval_prompts)["forget"], zero_shot=self.zero_shot(e))
+                for e in erased]
+
+    def prepare(self, target: str, device="cpu", erased: tuple[str, ...] = ()) -> None:
+        """Original's images that build(target, erased=erased) reads, generated into the cache here (see Task.prepare)."""
         c = self.config
+        erased = self.check_erased(self.validate_target(target), erased)
         model = self.load_base_model(device)
-        sets, wh, seeds = self.make_sets(target), model.weights_hash(), list(range(c.forget_pairs))
+        sets, wh, seeds = self.make_sets(target, erased), model.weights_hash(), list(range(c.forget_pairs))
         self.original_images(model, wh, sets["forget"], seeds, evaluation=False)
         self.original_images(model, wh, sets["remain"], seeds, evaluation=False)
         eval_sets = t2i_eval_sets(sets, c.eval_prompts)
         for which in ("remain_test", "retention_floor"):
             self.original_images(model, wh, *eval_sets[which])
 
-    def build(self, target: str, ctx: RunContext) -> TaskInstance:
-        self.validate_target(target)
+    def build(self, target: str, ctx: RunContext, erased: tuple[str, ...] = ()) -> TaskInstance:
+        """`erased` (a sequence's earlier targets): left out of D_r's prompts and of every remain evaluation set."""
+        erased = self.check_erased(self.validate_target(target), erased)
         c = self.config
         if c.forget_pairs < 1 or c.eval_prompts < 1 or c.sample_steps < 1 or (
                 c.eval_sample_steps is not None and c.eval_sample_steps < 1):
             raise ConfigError(f"{self.name}: forget_pairs, eval_prompts, sample_steps and eval_sample_steps must be ≥ 1")
         model = self.load_base_model(ctx.device)
         judge = load_shapes_judge(str(self.judge_dir))
-        sets = self.make_sets(target)
+        sets = self.make_sets(target, erased)
         wh = model.weights_hash()
         seeds = list(range(c.forget_pairs))
         f = self.original_images(model, wh, sets["forget"], seeds, evaluation=False) * 2 - 1
@@ -251,6 +270,7 @@ class MiniShapesTask(Task):
             zero_shot=self.zero_shot(target),
             retention_features=(f"{judge.name} image emb.", judge.encode_images),
             original_images={w: self.original_images(model, wh, *eval_sets[w]) for w in ("remain_test", "retention_floor")},
+            earlier=self.earlier(erased),
         )
         if c.neighbours:  # the closest concepts: does erasing the target erase them too?
             prompts, truth = neighbour_set(self.kind, target, m)
@@ -266,8 +286,8 @@ class MiniShapesConcept(MiniShapesTask):
     target_list = CONCEPT_TARGETS
     description = "erase a shape from a 1M-parameter text-to-image UNet on drawn shapes (judge zero-shot UA, AS train/test, retention)"
 
-    def make_sets(self, target: str) -> dict:
-        return concept_sets(target, self.config.forget_pairs, self.config.eval_prompts)
+    def make_sets(self, target: str, erased: tuple[str, ...] = ()) -> dict:
+        return concept_sets(target, self.config.forget_pairs, self.config.eval_prompts, erased)
 
     def zero_shot(self, target: str) -> ZeroShot:
         return ZeroShot([f"a {s}" for s in shapes.SHAPES], shapes.SHAPES.index(target), "shapes")
@@ -283,8 +303,8 @@ class MiniShapesStyle(MiniShapesTask):
     target_list = STYLE_TARGETS
     description = "erase the swirl style (Van Gogh's role) from the mini text-to-image UNet (judge zero-shot UA, AS train/test, retention)"
 
-    def make_sets(self, target: str) -> dict:
-        return style_sets(target, self.config.forget_pairs, self.config.eval_prompts)
+    def make_sets(self, target: str, erased: tuple[str, ...] = ()) -> dict:
+        return style_sets(target, self.config.forget_pairs, self.config.eval_prompts, erased)
 
     def zero_shot(self, target: str) -> ZeroShot:
         return ZeroShot([f"a shape in {st} style" for st in shapes.STYLES], shapes.STYLES.index(target), "styles")

@@ -84,9 +84,9 @@ def method_stage_in_process(monkeypatch) -> None:
     import bench.runner.job as job
     from bench.runner.unlearn_stage import WEIGHTS_FILE, UnlearnRequest, unlearn_stage
 
-    def here(spec, device, fast_paths, sources, timeout_s):
+    def here(spec, device, fast_paths, sources, timeout_s, start=None):
         workdir = tempfile.mkdtemp(prefix="unlearn-bench-method-")
-        request = UnlearnRequest(spec, dict(sources or {}), str(device), torch.get_num_threads(), fast_paths, workdir=workdir)
+        request = UnlearnRequest(spec, dict(sources or {}), str(device), torch.get_num_threads(), fast_paths, start, workdir=workdir)
         result = unlearn_stage(request)
         result.weights = os.path.join(workdir, WEIGHTS_FILE)
         return result

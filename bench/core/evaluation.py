@@ -38,6 +38,17 @@ class NeighbourSet:
     names: tuple[str, ...]  # the neighbours, for the column name
 
 
+@dataclass(frozen=True)
+class EarlierTarget:
+    """A target erased earlier in a sequence (sequential unlearning): its forget evaluation set as it was when it
+    was the target (same prompts or classes, same seeds) and what the task's UA judge needs to name it."""
+
+    name: str
+    eval_set: EvalSet
+    class_id: int | None = None  # class tasks: the class the classifier must not recognise
+    zero_shot: ZeroShot | None = None  # text tasks: the zero-shot labels with this target's index
+
+
 @dataclass
 class Evaluation:
     """Everything a metric may read about one (task, target), typed; unset optional fields are None."""
@@ -68,6 +79,7 @@ class Evaluation:
     relearn_settings: Any = None  # metrics.relearn.RelearnSettings; None: the metric's default for the task
     neighbours: NeighbourSet | None = None  # with eval set "neighbours": over-erasure (metrics/neighbours.py)
     prompt_sets: dict[str, list[str]] = field(default_factory=dict)  # text tasks: the prompt splits, for inspection
+    earlier: list[EarlierTarget] = field(default_factory=list)  # sequence jobs: the targets erased before (metrics/sequence.py)
 
     def provided(self) -> frozenset[str]:
         """Field names that are set, plus `eval_sets:<name>` per evaluation set."""

@@ -68,11 +68,24 @@ class RunRecord:
     versions: dict[str, str] = field(default_factory=dict)
     git: str = "unknown"
     started: str | None = None
+    # sequential unlearning (a suite's `sequences`): the full order of targets this job's chain erases, this job's
+    # target among them; () for an ordinary job (docs/PROTOCOL.md, "Sequential unlearning")
+    sequence: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # the JSON object as read
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def sequence_step(self) -> int | None:
+        """0-based position of this job's target in its sequence; None for an ordinary job."""
+        return self.sequence.index(self.target) if self.sequence else None
+
+    @property
+    def erased(self) -> tuple[str, ...]:
+        """The targets its chain erased before this job's (empty for ordinary jobs and first steps)."""
+        return self.sequence[: self.sequence_step] if self.sequence else ()
 
     def __getitem__(self, key: str) -> Any:
         """The record's JSON by key, for the diagnostic fields without a typed attribute (method_stats,
@@ -116,6 +129,10 @@ def parse_record(obj: Any) -> RunRecord:
         instances = from_record(obj.get("instances"))
     except ValueError as exc:
         raise RecordError(str(exc)) from exc
+    sequence = obj.get("sequence") or []
+    if not isinstance(sequence, list) or not all(isinstance(t, str) for t in sequence) or (
+            sequence and (str(obj["target"]) not in sequence or len(set(sequence)) != len(sequence))):
+        raise RecordError("'sequence' must be a list of distinct target names holding the record's target")
     if obj["status"] == "ok":  # an ok record is only usable with a finite value for every column it declares
         unusable = sorted({c for c, v in metrics.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)}
                           | (set(_obj(obj, "directions")) - set(metrics)))
@@ -146,5 +163,6 @@ def parse_record(obj: Any) -> RunRecord:
         versions=_obj(obj, "versions"),
         git=str(obj.get("git", "unknown")),
         started=obj.get("started"),
+        sequence=tuple(sequence),
         raw=obj,
     )

@@ -18,7 +18,8 @@ from bench.core.errors import BenchError
 from bench.core.fast import FastPaths, apply_fast_paths
 from bench.core.instances import split_results
 from bench.core.instances import to_record as instances_record
-from bench.runner.artifacts import artifact_dir
+from bench.runner.artifacts import apply_state_dict, artifact_dir, load_state_dict
+from bench.runner.chains import build_instance, keeps_model, prepare_instance, start_from
 from bench.runner.memory import Timer
 from bench.runner.method_process import MethodProcessError, method_runner
 from bench.runner.plan import JobSpec
@@ -52,7 +53,8 @@ def evaluate(task, inst, original, ctx: RunContext) -> tuple[dict, dict, dict, d
     """Every metric of the task on inst.model against the frozen original: (metrics, directions,
     per-instance values, seconds per metric)."""
     metrics, directions, instances, metric_seconds = {}, {}, {}, {}
-    for name in task.metrics:
+    earlier = ("earlier-ua",) if inst.evaluation.earlier else ()  # a chain's later step: UA on the targets erased before
+    for name in tuple(task.metrics) + earlier:
         metric = METRICS.get(name)()
         directions.update(metric.columns(inst))
         with Timer() as metric_timer:  # each metric's cost (e.g. the attack's) lands in cost, not in metrics
@@ -78,26 +80,28 @@ def load_weights(model, path: str, method_name: str) -> None:
     assert_finite_weights(model, method_name)
 
 
-def unlearn_in_child(spec: JobSpec, device, fast_paths, sources, timeout_s):
-    """Run the method stage in a fresh child process (bench/runner/method_process.py)."""
+def unlearn_in_child(spec: JobSpec, device, fast_paths, sources, timeout_s, start: str | None = None):
+    """Run the method stage in a fresh child process (bench/runner/method_process.py); `start`: the artifact a
+    chain's later step starts from (bench/runner/chains.py)."""
     request = UnlearnRequest(spec, {k: v for k, v in (sources or {}).items() if k == spec.method}, str(device),
-                             torch.get_num_threads(), fast_paths)
+                             torch.get_num_threads(), fast_paths, start)
     return method_runner().unlearn(request, timeout_s)
 
 
 def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, sources=None, deadline: float | None = None,
-            save_model_to=None) -> dict:
+            save_model_to=None, start: str | None = None) -> dict:
     """The job itself; raises on failure. The method runs in a child process (`unlearn_in_child`), this
     process evaluates the weights it hands back against an Original it builds itself.
     `fast_paths`: FastPaths, dict or "k=v,..." overrides; `sources`: method files shipped by the driver
     (bench.runner.plugins.MethodSource by reference); `deadline`: time.monotonic() by which the job ends;
-    `save_model_to`: a directory to keep the unlearned model in, as an artifact (bench/runner/artifacts.py)."""
+    `save_model_to`: a directory to keep the unlearned model in, as an artifact (bench/runner/artifacts.py);
+    `start`: a chain's later step, the artifact of the step before (bench/runner/chains.start_from)."""
 
     device = device or pick_device()
     task = TASKS.get(spec.task).make(spec.task_options)
-    task.prepare(spec.target, device)  # caches the method's process reads but may not write
+    prepare_instance(task, spec.target, device, spec.erased)  # caches the method's process reads but may not write
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
-    unlearned = unlearn_in_child(spec, device, fast_paths, sources, remaining)
+    unlearned = unlearn_in_child(spec, device, fast_paths, sources, remaining, start)
     try:
         with Timer() as setup_timer:  # the price of judging in a process of its own: the task, its Original, the weights
             judged = Judging(spec, task, device, fast_paths)
@@ -105,7 +109,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
     finally:
         shutil.rmtree(os.path.dirname(unlearned.weights), ignore_errors=True)
     check_steps(f"method {unlearned.method_name!r}", unlearned.steps, unlearned.optimizer_steps,
-                weights_changed(judged.inst.model.denoiser, judged.original.denoiser), spec.budget.get("max_steps"))
+                weights_changed(judged.inst.model.denoiser, judged.starting_point(start).denoiser), spec.budget.get("max_steps"))
     with Timer() as save_timer:
         artifact = judged.save(save_model_to, {"method_name": unlearned.method_name}) if save_model_to else None
     record = judged.evaluate()
@@ -136,10 +140,18 @@ class Judging:
         self.spec, self.task = spec, task
         seed_everything(spec.seed)
         self.ctx = RunContext(device=device, seed=spec.seed, task_kind=task.kind)
-        self.inst = task.build(spec.target, self.ctx)
+        self.inst = build_instance(task, spec.target, self.ctx, spec.erased)
         self.ctx.num_classes = self.inst.evaluation.num_classes
         self.fast = apply_fast_paths(self.inst.model, FastPaths.resolve(device, fast_paths)).fast_paths
         self.original = self.inst.model.frozen_copy()
+
+    def starting_point(self, start: str | None):
+        """The model the method started from: Original, or a chain's previous step (`start`, its artifact)."""
+        if start is None:
+            return self.original
+        model = self.original.frozen_copy()
+        apply_state_dict(model.denoiser, load_state_dict(start)[0], f"the previous step's model {start}")
+        return model
 
     def save(self, dest, extra: dict) -> dict:
         """Keep the model being judged as an artifact at `dest`; the record's `artifact` entry."""
@@ -148,7 +160,8 @@ class Judging:
         spec = self.spec
         manifest = {"task": spec.task, "task_options": spec.task_options, "target": spec.target, "seed": spec.seed,
                     "method": spec.method, "label": spec.label, "setting_hash": spec.setting_hash, "job_id": spec.job_id,
-                    "base_checkpoints": self.task.checkpoints(), **extra}
+                    "base_checkpoints": self.task.checkpoints(), **({"sequence": list(spec.sequence)} if spec.sequence else {}),
+                    **extra}
         entry = save_artifact(self.inst.model.denoiser, dest, manifest)
         return {"path": str(dest), **entry}
 
@@ -198,9 +211,12 @@ def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=
         if source is not None:
             record["method_source"] = {"path": source.path, "sha256": source.sha256}
         deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
+        if keeps_model(spec) and models_dir is None:
+            raise BenchError("a sequence step needs a models directory to keep its model in (the scheduler gives one)")
         with time_limit(spec.timeout_s), (worker_watchdog(spec.timeout_s) if end_stuck_process else nullcontext()):
             save_to = os.path.join(models_dir, spec.job_id) if models_dir else None  # models_dir: scheduler.models_root
-            record.update(execute(spec, fast_paths=fast_paths, sources=sources, deadline=deadline, save_model_to=save_to))
+            start = start_from(spec, models_dir)  # a chain's later step: the previous step's model, checked
+            record.update(execute(spec, fast_paths=fast_paths, sources=sources, deadline=deadline, save_model_to=save_to, start=start))
             if "artifact" in record:  # named relative to the results directory (bench/runner/artifacts.py)
                 record["artifact"]["path"] = str(artifact_dir("", spec.job_id))
     except (Exception, JobTimeout) as exc:  # the job fails, the suite goes on

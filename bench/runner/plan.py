@@ -31,12 +31,22 @@ class MethodEntry:
 
 
 @dataclass(frozen=True)
+class SequenceEntry:
+    """A task's sequential unlearning (issue 23): each order's targets erased one after another by every row."""
+
+    orders: tuple[tuple[str, ...], ...]  # each: ≥ 2 distinct targets, erased in this order
+    seeds: tuple[int, ...] | None = None  # None: the task's seeds
+    options: dict = field(default_factory=dict)  # on top of the task's options, for the sequence jobs only
+
+
+@dataclass(frozen=True)
 class TaskEntry:
     task: str
     targets: tuple[str, ...] | None = None  # None: all targets of the task
     options: dict = field(default_factory=dict)
     seeds: tuple[int, ...] | None = None  # None: the suite's seeds (a task with few targets replicates over seeds)
     skip: tuple[str, ...] = ()  # labels of the suite's rows this task does not run (methods named on the command line still run)
+    sequences: SequenceEntry | None = None
 
 
 @dataclass
@@ -76,6 +86,26 @@ class JobSpec:
     timeout_s: float | None = None  # wall-clock limit of the job (not part of the setting: a limit changes no result)
     hparams_source: str = "given"  # tuned (budget) / reference / given: a label, not a setting (the values are)
     given_checkpoints: dict = field(default_factory=dict)  # option -> digest of a user-given checkpoint (Task.given_checkpoints)
+    # sequential unlearning: the full order of targets the job's chain erases, `target` among them; () an ordinary job.
+    # Step k starts from step k-1's unlearned weights (bench/runner/chains.py); every step is judged against Original.
+    sequence: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "sequence", tuple(str(t) for t in self.sequence))  # a record's list reads back as a tuple
+
+    @property
+    def step(self) -> int | None:
+        """0-based position of the target in its sequence; None for an ordinary job."""
+        return self.sequence.index(self.target) if self.sequence else None
+
+    @property
+    def erased(self) -> tuple[str, ...]:
+        """The targets erased before this one in its chain (the task leaves them out of D_r and the keep sets)."""
+        return self.sequence[: self.step] if self.sequence else ()
+
+    def previous(self) -> "JobSpec | None":
+        """The chain's step before this one (whose weights this one starts from); None for ordinary jobs and first steps."""
+        return replace(self, target=self.sequence[self.step - 1]) if self.step else None
 
     def setting(self) -> dict[str, Any]:
         """What must match for two records to be averaged together (everything but target and seed)."""
@@ -88,6 +118,7 @@ class JobSpec:
             "hparams": self.hparams,
             "budget": self.budget,
             **({"checkpoints": self.given_checkpoints} if self.given_checkpoints else {}),  # absent: the hashes of shipped defaults stay as they were
+            **({"sequence_step": self.step} if self.sequence else {}),  # absent: ordinary jobs keep their hashes
         }
 
     @property
@@ -97,7 +128,8 @@ class JobSpec:
     @property
     def job_id(self) -> str:
         safe = lambda s: "".join(c if c.isalnum() or c in "-_." else "_" for c in str(s))  # noqa: E731
-        return f"{safe(self.task)}__{safe(self.label)}__t{safe(self.target)}__s{self.seed}__{self.setting_hash[:10]}"
+        chain = f"__q{safe('-'.join(self.sequence[: self.step + 1]))}" if self.sequence else ""  # the chain's prefix up to here
+        return f"{safe(self.task)}__{safe(self.label)}__t{safe(self.target)}__s{self.seed}{chain}__{self.setting_hash[:10]}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,8 +155,30 @@ def load_suite(name_or_path: str) -> Suite:
     return parse_suite(raw, default_name=path.stem, source=str(path))
 
 
+def _parse_sequences(raw: Any, where: str) -> SequenceEntry | None:
+    """A task's `sequences: {orders: [[a, b, c], ...], seeds?: [...], options?: {...}}`."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"orders", "seeds", "options"} or "orders" not in raw:
+        raise ConfigError(f"{where}: 'sequences' takes 'orders' (a list of target lists) and optional 'seeds' and 'options'")
+    orders = raw["orders"]
+    if not isinstance(orders, list) or not orders or not all(isinstance(o, list) for o in orders):
+        raise ConfigError(f"{where}: sequences 'orders' must be a non-empty list of target lists, e.g. [[3, 5, 8]]")
+    for o in orders:
+        names = [str(t) for t in o]
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ConfigError(f"{where}: sequence order {o!r} needs two or more distinct targets")
+    seeds = raw.get("seeds")
+    if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)):
+        raise ConfigError(f"{where}: sequences 'seeds' must be a non-empty list of integers")
+    options = raw.get("options") or {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: sequences 'options' must be a mapping option -> value, not {options!r}")
+    return SequenceEntry(tuple(tuple(str(t) for t in o) for o in orders), tuple(seeds) if seeds else None, dict(options))
+
+
 def _parse_tasks(tasks_raw: Any, source: str) -> list[TaskEntry]:
-    """The suite's `tasks`: a list of names, or a mapping name -> {targets, options, seeds, skip}."""
+    """The suite's `tasks`: a list of names, or a mapping name -> {targets, options, seeds, skip, sequences}."""
     tasks = []
     if isinstance(tasks_raw, list):
         tasks_raw = {t: {} for t in tasks_raw}
@@ -132,8 +186,8 @@ def _parse_tasks(tasks_raw: Any, source: str) -> list[TaskEntry]:
         raise ConfigError(f"suite {source}: 'tasks' must be a list of names or a mapping name -> {{targets, options, seeds, skip}}")
     for name, spec in tasks_raw.items():
         spec = spec or {}
-        if not isinstance(spec, dict) or set(spec) - {"targets", "options", "seeds", "skip"}:
-            raise ConfigError(f"suite {source}: task {name!r} takes only 'targets', 'options', 'seeds' and 'skip'")
+        if not isinstance(spec, dict) or set(spec) - {"targets", "options", "seeds", "skip", "sequences"}:
+            raise ConfigError(f"suite {source}: task {name!r} takes only 'targets', 'options', 'seeds', 'skip' and 'sequences'")
         targets = spec.get("targets")
         if targets is not None and not isinstance(targets, list):
             raise ConfigError(f"suite {source}: task {name!r} targets must be a list")
@@ -148,8 +202,9 @@ def _parse_tasks(tasks_raw: Any, source: str) -> list[TaskEntry]:
         skip = spec.get("skip") or []
         if not isinstance(skip, list) or not all(isinstance(x, str) for x in skip):
             raise ConfigError(f"suite {source}: task {name!r} skip must be a list of method labels, not {skip!r}")
+        sequences = _parse_sequences(spec.get("sequences"), f"suite {source}: task {name!r}")
         tasks.append(TaskEntry(str(name), tuple(str(t) for t in targets) if targets else None, dict(options),
-                               tuple(seeds) if seeds else None, tuple(skip)))
+                               tuple(seeds) if seeds else None, tuple(skip), sequences))
     return tasks
 
 
@@ -275,6 +330,33 @@ def parse_method_entry(m: Any, source: str = "<suite>") -> MethodEntry:
     return MethodEntry(str(m["method"]), str(m.get("label", m["method"])), dict(hparams), dict(by_task), tuple(map(str, tuned)), like)
 
 
+def _row_jobs(row: JobSpec, targets: list[str], seeds: list[int], is_original: bool) -> list[JobSpec]:
+    """One row's jobs: each target × seed (`row` a template), or with `row.sequence` each seed × its steps in order.
+    Original runs the first seed only: no training and fixed evaluation noise, every seed would repeat it."""
+    seeds = seeds[:1] if is_original else seeds
+    if row.sequence:
+        return [replace(row, target=t, seed=int(s)) for s in seeds for t in row.sequence]
+    return [replace(row, target=t, seed=int(s)) for t in targets for s in seeds]
+
+
+def _sequence_plan(task_cls, te: TaskEntry) -> tuple[dict, dict, tuple] | None:
+    """(options, given checkpoints, orders) of a task's sequence jobs, validated; None when it has none."""
+    if te.sequences is None:
+        return None
+    if not getattr(task_cls, "supports_sequences", False):
+        raise ConfigError(f"task {te.task!r} does not support sequences (its build() takes no erased targets)")
+    options = check_fields(task_cls.Config, {**te.options, **te.sequences.options}, f"task {te.task!r} sequences options")
+    task = task_cls.make(options)
+    task.check_metrics()
+    if getattr(task.config, "neighbours", False):
+        raise ConfigError(f"task {te.task!r}: sequences run without the neighbours option (a neighbour may be an earlier target); "
+                          "set it false under sequences: options")
+    for order in te.sequences.orders:
+        for t in order:
+            task.validate_target(t)
+    return options, task.given_checkpoints(), te.sequences.orders
+
+
 def plan_jobs(
     suite: Suite,
     tasks: Iterable[str] | None = None,
@@ -309,6 +391,7 @@ def plan_jobs(
         for t in task_targets:
             task.validate_target(t)
         given = task.given_checkpoints()  # the user's own weights: their content is part of the setting
+        chains = None if targets else _sequence_plan(task_cls, te)  # --targets selects single targets: no sequence is run
         for me in method_entries:
             # a file method is described by a method process (its code never runs here), its name checked free there
             method = handles.setdefault(me.method, method_handle(me.method))
@@ -322,14 +405,15 @@ def plan_jobs(
                 continue  # the suite leaves this row out of this task (mini: to fit its time budget)
             hparams = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
             hparams = method.check_hparams(task_cls.defaults_key(), hparams, f"method {label!r} hyper-parameters")  # defaults applied too
-            job_seeds = list(seeds or te.seeds or suite.seeds)
-            if method.name == "original":  # no training, fixed evaluation noise: every seed would repeat the first
-                job_seeds = job_seeds[:1]
-            for target in task_targets:
-                for seed in job_seeds:
-                    limit = timeout_s or suite.timeout_s or default_timeout(task_cls)
-                    jobs.append(JobSpec(suite.name, te.task, te.options, target, me.method, label, hparams, int(seed), suite.budget, limit,
-                                        suite.hparams_source_for(me, te.task), given))
+            row = JobSpec(suite.name, te.task, te.options, "", me.method, label, hparams, 0, suite.budget,
+                          timeout_s or suite.timeout_s or default_timeout(task_cls), suite.hparams_source_for(me, te.task), given)
+            jobs += _row_jobs(row, task_targets, list(seeds or te.seeds or suite.seeds), method.name == "original")
+            if chains is not None:  # every step of every order, in order: a chain's steps run one after another
+                options, chain_given, orders = chains
+                chain_seeds = list(seeds or te.sequences.seeds or te.seeds or suite.seeds)
+                for order in orders:
+                    chain = replace(row, task_options=options, given_checkpoints=chain_given, sequence=order)
+                    jobs += _row_jobs(chain, [], chain_seeds, method.name == "original")
     if not jobs:
         raise ConfigError("the selection matches no job (check --tasks/--methods/--targets)")
     return jobs

@@ -23,6 +23,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from bench.core.fast import ENV_VAR as FAST_PATHS_ENV
+from bench.runner.chains import keeps_model, with_predecessors
 from bench.runner.job import base_record, failure, run_job
 from bench.runner.plan import JobSpec
 from bench.runner.records import finished_ok, write_record
@@ -30,8 +31,9 @@ from bench.runner.timeout import timeout_message
 
 
 def pending_jobs(jobs: list[JobSpec], out_dir) -> list[JobSpec]:
-    """Resume: a job whose record says 'ok' is not run again (failed ones are retried)."""
-    return [j for j in jobs if not finished_ok(out_dir, j.job_id)]
+    """Resume: a job whose record says 'ok' is not run again (failed ones are retried), unless a later
+    step of its sequence must run and its kept model is gone (bench/runner/chains.py)."""
+    return with_predecessors([j for j in jobs if not finished_ok(out_dir, j.job_id)], jobs, out_dir)
 
 
 def method_sources(jobs: list[JobSpec]) -> dict:
@@ -42,10 +44,15 @@ def method_sources(jobs: list[JobSpec]) -> dict:
 
 
 def models_root(out_dir, save_models: bool) -> str | None:
-    """Where `run --save-models` keeps each job's artifact (RESULTS/models/<job id>/), or None."""
+    """Where `run --save-models` (and every sequence step) keeps each job's artifact (RESULTS/models/<job id>/), or None."""
     from bench.runner.artifacts import MODELS_DIR
 
     return os.path.join(str(out_dir), MODELS_DIR) if save_models else None
+
+
+def previous_failed(spec: JobSpec, error) -> str:
+    """The one-line error of a chain step that cannot start because the step before it failed."""
+    return f"sequence step {spec.step + 1} of {' → '.join(spec.sequence)} not run: its previous step ({spec.previous().job_id}) failed: {error}"
 
 
 def run_local(jobs: list[JobSpec], out_dir, progress: bool = True, fast_paths=None, sources=None, save_models: bool = False) -> list[dict]:
@@ -53,7 +60,8 @@ def run_local(jobs: list[JobSpec], out_dir, progress: bool = True, fast_paths=No
     sources = method_sources(jobs) if sources is None else sources
     records = []
     for spec in tqdm(jobs, desc="jobs", unit="job", disable=not progress, file=sys.stderr):
-        records.append(run_job(spec, out_dir, fast_paths=fast_paths, sources=sources, models_dir=models_root(out_dir, save_models)))
+        models_dir = models_root(out_dir, save_models or keeps_model(spec))  # a chain's next step starts from this one's model
+        records.append(run_job(spec, out_dir, fast_paths=fast_paths, sources=sources, models_dir=models_dir))
     return records
 
 
@@ -73,10 +81,15 @@ def grouped_by_model(jobs: list[JobSpec]) -> list[JobSpec]:
     return sorted(jobs, key=lambda j: (j.task, json.dumps(j.task_options, sort_keys=True, default=str)))
 
 
-def _ray_job(spec: JobSpec, sources: dict, fast_paths=None, models_dir=None) -> dict:
+def _ray_job(spec: JobSpec, sources: dict, fast_paths=None, models_dir=None, after: dict | None = None) -> dict:
     """On a worker: run the job and return its record; the worker writes no record (with
-    `--save-models`, the artifact into `models_dir`: on a multi-node cluster, a shared filesystem)."""
+    `--save-models`, the artifact into `models_dir`: on a multi-node cluster, a shared filesystem).
+    `after`: a chain's previous step's record (Ray runs this job only once that one has finished)."""
     import ray
+
+    if after is not None and after.get("status") != "ok":
+        return {**base_record(spec), "status": "failed", "error_type": "SequenceStepFailed", "failed_in": "job",
+                "error": previous_failed(spec, after.get("error")), "wall_seconds": 0.0}
 
     cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)) or 1
     return run_job(spec, None, threads=cpus, fast_paths=fast_paths, sources=sources, end_stuck_process=True, models_dir=models_dir)
@@ -113,12 +126,14 @@ def run_ray(
         if not cpus_per_job or cpus_per_job <= 0:
             cpus_per_job = auto_cpus_per_job(resources.get("CPU", 1), gpus, len(jobs))
         remote = ray.remote(num_cpus=cpus_per_job, num_gpus=1 if gpus else 0, max_retries=0, max_calls=0)(_ray_job)
-        refs, submitted = {}, {}
-        for spec in grouped_by_model(jobs):
+        refs, submitted, ref_of = {}, {}, {}
+        for spec in grouped_by_model(jobs):  # a stable order: a chain's steps stay in order
             mine = {spec.method: sources[spec.method]} if spec.method in sources else {}
-            ref = remote.remote(spec, mine, fast_paths, models_root(out_dir, save_models))
-            refs[ref], submitted[ref] = spec, time.monotonic()
-        records = []
+            previous = spec.previous()
+            after = ref_of.get(previous.job_id) if previous is not None else None  # Ray starts the step once it has finished
+            ref = remote.remote(spec, mine, fast_paths, models_root(out_dir, save_models or keeps_model(spec)), after)
+            refs[ref], submitted[ref], ref_of[spec.job_id] = spec, time.monotonic(), ref
+        records, errors = [], {}
         with tqdm(total=len(refs), desc="jobs", unit="job", disable=not progress, file=sys.stderr) as bar:
             waiting = list(refs)
             while waiting:
@@ -128,9 +143,14 @@ def run_ray(
                     rec = ray.get(done[0])
                 except Exception as exc:  # worker died (OOM, segfault, os._exit): record it, go on
                     rec = {**base_record(spec), **failure(exc, where="worker")}
-                    if spec.timeout_s and time.monotonic() - submitted[done[0]] >= spec.timeout_s:  # the watchdog ended it
+                    previous = spec.previous()
+                    if previous is not None and previous.job_id in errors:  # Ray passed on its predecessor's death
+                        rec["error"] = previous_failed(spec, errors[previous.job_id])
+                    elif spec.timeout_s and time.monotonic() - submitted[done[0]] >= spec.timeout_s:  # the watchdog ended it
                         rec["error"] = f"{timeout_message(spec.timeout_s)} (the job did not stop; its worker was ended)"
                 rec["job_id"] = spec.job_id  # the driver names the file, whatever came back
+                if rec.get("status") != "ok":
+                    errors[spec.job_id] = rec.get("error")
                 write_record(out_dir, rec)
                 records.append(rec)
                 if on_record:

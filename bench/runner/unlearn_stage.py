@@ -11,8 +11,10 @@ import numpy as np
 import torch
 
 from bench.core.context import Budget, RunContext
-from bench.core.errors import PluginError
+from bench.core.errors import BenchError, PluginError
 from bench.core.fast import FastPaths, apply_fast_paths
+from bench.runner.artifacts import apply_state_dict, load_state_dict
+from bench.runner.chains import build_instance
 from bench.runner.memory import PeakMemory, Timer
 from bench.runner.plugins import resolve_method
 from bench.runner.steps import count_optimizer_steps
@@ -32,6 +34,7 @@ class UnlearnRequest:
     device: str = "cpu"
     threads: int | None = None
     fast_paths: Any = None
+    start_from: str | None = None  # a chain's later step: the artifact its method starts from (bench/runner/chains.py)
     workdir: str = ""  # set by the runner: the child's working directory, where the artifact goes
     env: dict = field(default_factory=dict)  # set by the runner: the harness's environment and import path at the
     sys_path: list = field(default_factory=list)  # time of the call (the child adopts them; its fork server is older)
@@ -83,8 +86,12 @@ def unlearn_stage(request: UnlearnRequest) -> Unlearned:
     hparams = method_cls.default_hparams(task.defaults_key(), **spec.hparams)
     seed_everything(spec.seed)
     ctx = RunContext(device=device, seed=spec.seed, task_kind=task.kind)
-    inst = task.build(spec.target, ctx)
+    inst = build_instance(task, spec.target, ctx, spec.erased)
     ctx.num_classes = inst.evaluation.num_classes
+    if request.start_from:  # a chain's later step: the method unlearns from the previous step's model, not Original's
+        state, _ = load_state_dict(request.start_from)
+        if apply_state_dict(inst.model.denoiser, state, f"the previous step's model {request.start_from}") != len(inst.model.denoiser.state_dict()):
+            raise BenchError(f"the previous step's model {request.start_from} does not hold every parameter of the task's UNet")
     # the unlearning stage's precision: train_autocast (default fp32, the references'), not evaluation's autocast
     apply_fast_paths(inst.model, FastPaths.resolve(device, request.fast_paths).for_unlearning())
     method = method_cls(hparams)
