@@ -112,9 +112,10 @@ def _joined(values: pd.Series) -> str:
 
 def aggregate(records: list[RunRecord], tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None,
               rule: str = DEFAULT_RULE) -> list[TaskTable]:
-    """One table per task; scores by `rule` (leaderboard/score.py RULES), the other rules' mean scores alongside."""
+    """One table per task; scores by `rule` (leaderboard/score.py RULES), the other rules' mean scores alongside.
+    A sequence's steps are not ranked here: they are judged after earlier erasures (leaderboard/sequences.py)."""
     check_rule(rule)
-    records = [parse_record(r) for r in records]
+    records = [r for r in map(parse_record, records) if not r.sequence]  # sequence steps: leaderboard/sequences.py
     df = records_frame(records)
     if df.empty:
         return []

@@ -16,6 +16,7 @@ from leaderboard.render import render_markdown
 from leaderboard.reported import load_reported
 from leaderboard.samples import write_sample_grids
 from leaderboard.score import DEFAULT_RULE
+from leaderboard.sequences import sequence_tables, write_sequence_plots
 
 FORMATS = ("markdown", "csv", "json")
 KEY_COLUMNS = ["task", "row", "label", "method", "setting_hash", "reference", "rank", "n", "targets", "seeds", "suites", "versions", "gits", "first_started", "last_started", "mixed"]
@@ -59,14 +60,17 @@ def build(records: Iterable[RunRecord | dict], fmt: str = "markdown", out_dir: P
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     records = sorted((parse_record(r) for r in records), key=lambda r: r.job_id)  # input order never matters
-    tables = aggregate(records, tasks=tasks, methods=methods, rule=rule)
+    ordinary = [r for r in records if not r.sequence]  # a sequence's steps have a view of their own
+    tables = aggregate(ordinary, tasks=tasks, methods=methods, rule=rule)
     if fmt == "markdown":
-        plots = {}
+        plots, chains = {}, sequence_tables(records, tasks=tasks, methods=methods, rule=rule)
+        chain_plots = {}
         if out_dir is not None:
             plots = write_plots(tables, Path(out_dir))
-            for task, paths in write_sample_grids(tables, records, Path(out_dir)).items():
+            for task, paths in write_sample_grids(tables, ordinary, Path(out_dir)).items():
                 plots.setdefault(task, []).extend(paths)
-        return render_markdown(tables, reported=load_reported(), plots=plots, ignored=ignored)
+            chain_plots = write_sequence_plots(chains, Path(out_dir))
+        return render_markdown(tables, reported=load_reported(), plots=plots, ignored=ignored, sequences=(chains, chain_plots))
     df = flat_frame(tables)
     if fmt == "csv":
         text_cols = df.select_dtypes(include=["object", "str"]).columns

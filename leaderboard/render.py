@@ -10,6 +10,7 @@ from leaderboard.escape import md, md_line
 from leaderboard.rank import overall_ranks, score_bands, separated_pairs
 from leaderboard.reported import Reported, reported_rows
 from leaderboard.score import RULE_TEXT
+from leaderboard.sequences import render_sequences
 from leaderboard.uncertainty import band_text
 
 LEGEND = (
@@ -251,10 +252,12 @@ def render_markdown(
     reported: list[Reported] = (),
     plots: dict[str, list[str]] | None = None,
     ignored: list[tuple[str, str]] = (),
+    sequences: tuple[list, dict] = ((), {}),
 ) -> str:
-    """The whole leaderboard; the ranking rule is the tables' own (aggregate's `rule`, default DEFAULT_RULE)."""
+    """The whole leaderboard; the ranking rule is the tables' own (aggregate's `rule`, default DEFAULT_RULE).
+    `sequences`: (leaderboard.sequences.SequenceTable list, their plots), rendered after the rule comparison."""
     parts = [f"# {title}\n"]
-    if not tables:
+    if not tables and not sequences[0]:
         parts.append("No records found.\n")
     elif any(not t.rows.empty for t in tables):
         parts.append(RANKING.format(rule=RULE_TEXT[tables[0].rule]) + "\n")
@@ -262,6 +265,7 @@ def render_markdown(
     parts.extend(render_task(t, reported, plots.get(t.task, [])) for t in tables)
     parts.append(render_overall(tables))
     parts.append(render_rule_comparison(tables))
+    parts.append(render_sequences(list(sequences[0]), sequences[1]))
     parts.append(render_provenance(tables))
     parts.append(render_ignored(ignored))
     return "\n".join(p for p in parts if p)

@@ -106,3 +106,11 @@ def test_earlier_ua_asks_about_the_earlier_target_with_the_ua_rule(digits_task):
     # the earlier target hidden: UA-earlier high; only the current target hidden: UA-earlier stays low
     assert _earlier(inst, _hide(original, 3, 1)) > 0.7
     assert _earlier(inst, _hide(original, 5, 1)) < 0.3
+
+
+def test_earlier_ua_is_the_mean_over_every_earlier_target(digits_task):
+    inst = digits_task.build("5", CTX, erased=("3", "8"))
+    hidden = _hide(inst.model.fresh_copy(), 3, 1)  # only the first earlier target hidden
+    by_hand = (_ua(digits_task.build("3", CTX), hidden) + _ua(digits_task.build("8", CTX), hidden)) / 2
+    assert _earlier(inst, hidden) == pytest.approx(by_hand, abs=1e-9)
+    assert 0.3 < by_hand < 0.7  # neither target alone: the first high, the second low
