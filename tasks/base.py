@@ -236,3 +236,16 @@ def class_remain_set(kept: list[int], per_class: int, offset: int) -> EvalSet:
 def earlier_classes(erased: tuple[str, ...], n: int) -> list[EarlierTarget]:
     """Class tasks: the earlier targets of a sequence with their forget sets (n samples each)."""
     return [EarlierTarget(e, class_forget_set(int(e), n), class_id=int(e)) for e in erased]
+
+
+def build_instance(task, target: str, ctx, erased: tuple[str, ...] = ()):
+    """task.build, with the earlier targets of a chain when there are any (a task without sequences is never asked: the
+    harness passes `erased` only for a chain's later steps, bench/runner/chains.py)."""
+    return task.build(target, ctx, erased=tuple(erased)) if erased else task.build(target, ctx)
+
+
+def prepare_instance(task, target: str, device, erased: tuple[str, ...] = ()) -> None:
+    if erased:
+        task.prepare(target, device, erased=tuple(erased))
+    else:
+        task.prepare(target, device)

@@ -57,15 +57,3 @@ def with_predecessors(pending: list[JobSpec], jobs: list[JobSpec], out_dir) -> l
         if spec.job_id in todo and previous is not None and not has_model(previous, out_dir):
             todo.add(previous.job_id)
     return [j for j in jobs if j.job_id in todo]
-
-
-def build_instance(task, target: str, ctx, erased: tuple[str, ...] = ()):
-    """task.build, with the earlier targets of a chain when there are any (a task without sequences is never asked)."""
-    return task.build(target, ctx, erased=tuple(erased)) if erased else task.build(target, ctx)
-
-
-def prepare_instance(task, target: str, device, erased: tuple[str, ...] = ()) -> None:
-    if erased:
-        task.prepare(target, device, erased=tuple(erased))
-    else:
-        task.prepare(target, device)

@@ -19,7 +19,7 @@ from bench.core.fast import FastPaths, apply_fast_paths
 from bench.core.instances import split_results
 from bench.core.instances import to_record as instances_record
 from bench.runner.artifacts import apply_state_dict, artifact_dir, load_state_dict
-from bench.runner.chains import build_instance, keeps_model, prepare_instance, start_from
+from bench.runner.chains import keeps_model, start_from
 from bench.runner.memory import Timer
 from bench.runner.method_process import MethodProcessError, method_runner
 from bench.runner.plan import JobSpec
@@ -31,7 +31,7 @@ from bench.runner.timeout import JobTimeout, time_limit, worker_watchdog
 from bench.runner.unlearn_stage import UnlearnRequest, seed_everything
 from methods.training import assert_finite_weights
 from metrics.base import METRICS
-from tasks.base import TASKS, config_dict
+from tasks.base import TASKS, build_instance, config_dict, prepare_instance
 
 
 def pick_device() -> torch.device:

@@ -14,12 +14,11 @@ from bench.core.context import Budget, RunContext
 from bench.core.errors import BenchError, PluginError
 from bench.core.fast import FastPaths, apply_fast_paths
 from bench.runner.artifacts import apply_state_dict, load_state_dict
-from bench.runner.chains import build_instance
 from bench.runner.memory import PeakMemory, Timer
 from bench.runner.plugins import resolve_method
 from bench.runner.steps import count_optimizer_steps
 from methods.base import hparams_dict
-from tasks.base import TASKS
+from tasks.base import TASKS, build_instance
 
 WEIGHTS_FILE = "weights.safetensors"
 
