@@ -174,8 +174,10 @@ def plot_sequence(table: SequenceTable, out_dir: Path) -> str | None:
         return None
     n = table.steps
     fig, (left, right) = plt.subplots(1, 2, figsize=(8.0, 3.4))
-    for _, r in table.rows.iterrows():
-        style = {"color": "grey", "linestyle": "--"} if r["reference"] else {}
+    colours = plt.get_cmap("tab20").colors  # more rows than the default cycle's 10 colours
+    references = {"original": {"color": "black", "linestyle": ":"}, "retrain": {"color": "grey", "linestyle": "--"}}
+    for i, (_, r) in enumerate(table.rows.iterrows()):
+        style = references.get(r["method"], {"color": "grey", "linestyle": "--"}) if r["reference"] else {"color": colours[i % len(colours)]}
         left.plot(range(2, n + 1), [r.get(f"{EARLIER}@{k}") for k in range(2, n + 1)], marker="o", label=r["row"], **style)
         right.plot(range(1, n + 1), [r.get(f"K@{k}") for k in range(1, n + 1)], marker="o", label=r["row"], **style)
     left.set_title("UA on the earlier targets ↑", fontsize=9)
