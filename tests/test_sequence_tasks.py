@@ -7,9 +7,10 @@ from bench.core.context import RunContext
 from bench.core.errors import ConfigError
 from metrics.classification import ClassAccuracy
 from metrics.sequence import EarlierUA
+from metrics.zero_shot import ZeroShotUA
 from tasks.base import TASKS
 from tasks.mini import shapes
-from tasks.mini_shapes import concept_sets, style_sets
+from tasks.mini_shapes import MODEL_DIR, concept_sets, style_sets
 from tests.helpers import FAST_DIGITS
 
 CTX = RunContext(device="cpu", seed=0, task_kind="class")
@@ -114,3 +115,19 @@ def test_earlier_ua_is_the_mean_over_every_earlier_target(digits_task):
     by_hand = (_ua(digits_task.build("3", CTX), hidden) + _ua(digits_task.build("8", CTX), hidden)) / 2
     assert _earlier(inst, hidden) == pytest.approx(by_hand, abs=1e-9)
     assert 0.3 < by_hand < 0.7  # neither target alone: the first high, the second low
+
+
+@pytest.mark.skipif(not (MODEL_DIR / "unlearn_bench.json").exists(), reason="committed mini-shapes checkpoint absent")
+def test_shapes_earlier_ua_asks_the_judge_for_the_earlier_shape(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARN_BENCH_CACHE", str(tmp_path))
+    task = TASKS.get("mini-shapes-concept").make({"forget_pairs": 2, "eval_prompts": 16, "eval_sample_steps": 10})
+    ctx = RunContext(device="cpu", seed=0, task_kind="concept")
+    inst = task.build("circle", ctx, erased=("cross",))
+    original = inst.model.fresh_copy()
+    as_target = task.build("cross", ctx)
+    (ua_col,) = ZeroShotUA().columns(as_target)
+    ua_on_cross = ZeroShotUA().compute(as_target, original, original, None)[ua_col].value
+    # Original draws crosses: its UA-earlier is its UA on cross as the target, by cross's own label (asked
+    # with the current target's label, circle, nearly every cross would be "not circle": UA ≈ 1)
+    assert _earlier(inst, original) == pytest.approx(ua_on_cross, abs=1e-9)
+    assert ua_on_cross < 0.5
