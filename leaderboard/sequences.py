@@ -82,9 +82,10 @@ def sequence_tables(records: Iterable[RunRecord | dict], tasks: Iterable[str] | 
         mine = [r for r in recs if r.task == task and r.sequence == order]
         ok = [r for r in mine if r.ok]
         failed = [{"label": r.label, "target": r.target, "seed": r.seed, "error": r.error} for r in mine if not r.ok]
-        columns = sorted({c for r in ok for c in r.metrics})
-        cols = score_columns(columns, rule)
-        if cols is None:
+        # the score's columns per step: a keep column's name may change with the step's keep set (FID's n)
+        by_step = {k: score_columns(sorted({c for r in ok if r.sequence_step == k for c in r.metrics}), rule) for k in range(len(order))}
+        known = [c for c in by_step.values() if c is not None]
+        if not known:
             continue
         # Original's chain per (task options, step): the K reference (Original runs one seed; mean if several)
         reference: dict = {}
@@ -98,8 +99,8 @@ def sequence_tables(records: Iterable[RunRecord | dict], tasks: Iterable[str] | 
         for key, by_seed in chains.items():
             label, method, *_ = key
             row = {"label": label, "method": method, "reference": method in REFERENCE_ROWS, "n": len(by_seed)}
-            for k in range(len(order)):
-                steps = [s[k] for s in by_seed.values() if k in s]
+            for k, cols in by_step.items():
+                steps = [s[k] for s in by_seed.values() if k in s] if cols is not None else []
                 row[f"UA@{k + 1}"] = _mean([s.metrics.get(cols.forget) for s in steps])
                 if k:
                     row[f"{EARLIER}@{k + 1}"] = _mean([s.metrics.get(_earlier_column(s.metrics) or "", np.nan) for s in steps])
@@ -113,14 +114,19 @@ def sequence_tables(records: Iterable[RunRecord | dict], tasks: Iterable[str] | 
             rows.append(row)
         df = pd.DataFrame(rows)
         if df.empty:
-            out.append(SequenceTable(task, order, df, cols.forget, cols.keep_text, failed))
+            out.append(SequenceTable(task, order, df, _text(known, "forget"), _text(known, "keep_text"), failed))
             continue
         multi = df.groupby("label")["label"].transform("size") > 1  # one label under several settings: numbered
         df["row"] = df["label"].where(~multi, df["label"] + " #" + (df.groupby("label").cumcount() + 1).astype(str))
         df["_order"] = df["method"].map({m: i for i, m in enumerate(REFERENCE_ROWS)}).fillna(len(REFERENCE_ROWS))
         df = df.sort_values(["_order", f"K@{len(order)}", "row"], ascending=[True, False, True]).drop(columns="_order")
-        out.append(SequenceTable(task, order, df.reset_index(drop=True), cols.forget, cols.keep_text, failed))
+        out.append(SequenceTable(task, order, df.reset_index(drop=True), _text(known, "forget"), _text(known, "keep_text"), failed))
     return out
+
+
+def _text(cols: list, attr: str) -> str:
+    """The steps' column names for the legend: one when every step reads the same, else each once, in step order."""
+    return " / ".join(dict.fromkeys(getattr(c, attr) for c in cols))
 
 
 def _cell(v) -> str:
@@ -152,7 +158,7 @@ def render_sequences(tables: list[SequenceTable], plots: dict[tuple[str, tuple[s
                 name = f"*{md(r['row'])}* (ref)" if r["reference"] else md(r["row"])
                 lines.append("| " + " | ".join([name] + [_cell(r.get(c)) for c in cols] + [str(int(r["n"]))]) + " |")
             lines += ["", f"Step k's target: {', '.join(f'{k} = {md(x)}' for k, x in enumerate(t.order, 1))}. "
-                          f"UA reads `{md(t.forget)}`; K reads {t.keep_text}."]
+                          f"UA reads `{md(t.forget)}`; K reads {t.keep_text}" + (" (by step)" if " / " in t.keep_text else "") + "."]
         if (t.task, t.order) in plots:
             lines += ["", f"![{md(t.task)}: sequence]({plots[(t.task, t.order)]})"]
         if t.failed:

@@ -8,7 +8,13 @@ from leaderboard.score import keep, score_columns
 from leaderboard.sequences import sequence_tables
 from tests.helpers import fixture_records
 
-UA, RA, FID, FLOOR, EARLIER = "UA (digit-cnn)", "RA (digit-cnn)", "FID (digit-cnn feats)", "FID-floor (digit-cnn feats)", "UA-earlier (digit-cnn)"
+UA, RA, FLOOR, EARLIER = "UA (digit-cnn)", "RA (digit-cnn)", "FID-floor (digit-cnn feats)", "UA-earlier (digit-cnn)"
+
+
+def fid(k):
+    """The FID column's name follows the step's keep set (its reference loses the erased digits), as in real records."""
+    return f"FID (digit-cnn feats, n={450 - 50 * k})"
+
 ORDER = ["0", "5", "8"]
 
 
@@ -22,11 +28,11 @@ def step(label, k, metrics, method=None, seed=0, status="ok", error=None):
 
 
 def original(k):
-    return step("original", k, {UA: 0.1, RA: 0.9 - 0.1 * k, FID: 10.0, FLOOR: 410.0, **({EARLIER: 0.05} if k else {})})
+    return step("original", k, {UA: 0.1, RA: 0.9 - 0.1 * k, fid(k): 10.0, FLOOR: 410.0, **({EARLIER: 0.05} if k else {})})
 
 
 def chain(label, ras, earlier, fids=(10.0, 10.0, 10.0), seed=0, **kw):
-    return [step(label, k, {UA: 0.9, RA: ras[k], FID: fids[k], FLOOR: 400.0, **({EARLIER: earlier[k - 1]} if k else {})}, seed=seed, **kw)
+    return [step(label, k, {UA: 0.9, RA: ras[k], fid(k): fids[k], FLOOR: 400.0, **({EARLIER: earlier[k - 1]} if k else {})}, seed=seed, **kw)
             for k in range(3)]
 
 
@@ -47,10 +53,10 @@ def test_each_step_is_read_against_originals_chain_at_the_same_step():
     (t,) = sequence_tables(records())
     assert t.order == tuple(ORDER)
     gd = t.rows.set_index("row").loc["graddiff"]
-    cols = score_columns([UA, RA, FID, FLOOR])
     for k, ra in enumerate([0.9, 0.6, 0.35]):  # by hand: RA over Original's RA at that step (0.9, 0.8, 0.7)
+        cols = score_columns([UA, RA, fid(k), FLOOR])  # each step's own FID column
         assert gd[f"K@{k + 1}"] == pytest.approx(min(1.0, ra / (0.9 - 0.1 * k)))
-        assert gd[f"K@{k + 1}"] == pytest.approx(keep({RA: ra, FID: 10.0, FLOOR: 400.0}, {RA: 0.9 - 0.1 * k, FID: 10.0, FLOOR: 410.0}, cols))
+        assert gd[f"K@{k + 1}"] == pytest.approx(keep({RA: ra, fid(k): 10.0, FLOOR: 400.0}, {RA: 0.9 - 0.1 * k, fid(k): 10.0, FLOOR: 410.0}, cols))
     assert gd["UA-earlier@2"] == pytest.approx(0.2) and gd["UA-earlier@3"] == pytest.approx(0.1)
     assert gd["UA@1"] == pytest.approx(0.9) and "UA-earlier@1" not in t.rows.columns
     assert t.rows.iloc[0]["row"] == "original" and t.rows.set_index("row").loc["original", "K@3"] == pytest.approx(1.0)
@@ -78,7 +84,7 @@ def test_seeds_average_and_settings_stay_apart():
 
 
 def test_markdown_has_the_table_the_plot_and_the_failed_steps(tmp_path):
-    recs = records() + [step("rgd", 0, {UA: 0.9, RA: 0.9, FID: 10.0, FLOOR: 400.0}),
+    recs = records() + [step("rgd", 0, {UA: 0.9, RA: 0.9, fid(0): 10.0, FLOOR: 400.0}),
                         step("rgd", 1, {}, status="failed", error="boom: NaN loss"),
                         step("rgd", 2, {}, status="failed", error="sequence step 3 not run: its previous step failed")]
     text = build(recs, "markdown", tmp_path)
