@@ -80,7 +80,7 @@ def test_watchdog_ends_a_process_whose_job_swallows_the_stop():
     )
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert proc.returncode == 124 and 5 <= time.monotonic() - t0 < 30  # limit 1 s + grace 5 s
+    assert proc.returncode == 124 and 10 <= time.monotonic() - t0 < 40  # limit 1 s + grace 10 s
     assert "ending the worker" in proc.stderr
 
 

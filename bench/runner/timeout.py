@@ -34,8 +34,10 @@ def default_timeout(task_cls) -> float:
 
 
 def grace_seconds(seconds: float) -> float:
-    """How long past its limit a job that ignores JobTimeout may keep its worker."""
-    return min(60.0, max(5.0, seconds))
+    """How long past its limit a job that ignores JobTimeout may keep its worker. At least 10 s: the harness
+    thread cannot take JobTimeout while it waits in one C call (a worker's first job starts its fork server
+    inside the limit, seconds of imports on a loaded 2-core machine), and its clean-up must fit before this."""
+    return min(60.0, max(10.0, seconds))
 
 
 @contextmanager
