@@ -85,7 +85,9 @@ def sequence_tables(records: Iterable[RunRecord | dict], tasks: Iterable[str] | 
         # the score's columns per step: a keep column's name may change with the step's keep set (FID's n)
         by_step = {k: score_columns(sorted({c for r in ok if r.sequence_step == k for c in r.metrics}), rule) for k in range(len(order))}
         known = [c for c in by_step.values() if c is not None]
-        if not known:
+        if not known:  # nothing finished (or nothing scoreable): the failures are still listed
+            if failed:
+                out.append(SequenceTable(task, order, pd.DataFrame(), "", "", failed))
             continue
         # Original's chain per (task options, step): the K reference (Original runs one seed; mean if several)
         reference: dict = {}

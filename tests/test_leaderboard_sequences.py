@@ -95,3 +95,10 @@ def test_markdown_has_the_table_the_plot_and_the_failed_steps(tmp_path):
     assert "](plots/mini-digits-class-sequence-0-5-8.png)" in section
     assert (tmp_path / "plots" / "mini-digits-class-sequence-0-5-8.png").read_bytes()[:4] == b"\x89PNG"
     assert "## Sequential unlearning" not in build(fixture_records(), "markdown")
+
+
+def test_a_chain_that_never_finished_still_lists_its_failures():
+    recs = [step("crash", k, {}, status="failed", error="method 'crash' exited with code 3" if k == 0 else "its previous step failed") for k in range(3)]
+    text = build(recs, "markdown")
+    section = text[text.index("## Sequential unlearning"):]
+    assert "No finished steps." in section and "- crash step 1 (0) seed 0: method 'crash' exited with code 3" in section
