@@ -48,10 +48,6 @@ class SequenceTable:
         return len(self.order)
 
 
-def is_sequence(record: RunRecord | dict) -> bool:
-    return bool(parse_record(record).sequence)
-
-
 def _chain_key(r: RunRecord) -> tuple:
     """What one chain's steps share, so that its rows never average different settings (the setting hash
     holds the step, so the hash alone cannot group them)."""

@@ -48,9 +48,10 @@ class Metric(ABC):
         ...
 
 
-def generated(inst, model: DiffusionModel, which: str, ctx: RunContext | None = None):
-    """Images in [0, 1] of `model` on the task's evaluation set `which` (cached per model)."""
-    keys, seeds = inst.evaluation.eval_sets[which]
+def generated(inst, model: DiffusionModel, which: str, ctx: RunContext | None = None, eval_set=None):
+    """Images in [0, 1] of `model` on the task's evaluation set `which` (cached per model); `eval_set`: the
+    (keys, seeds) to draw instead of the task's set of that name (e.g. an earlier target's, metrics/sequence.py)."""
+    keys, seeds = eval_set if eval_set is not None else inst.evaluation.eval_sets[which]
     sampler = inst.evaluation.sampler
 
     def make():

@@ -9,25 +9,13 @@ them: its UA-earlier is its UA on those targets.
 """
 from __future__ import annotations
 
-import time
-
-from metrics.base import Metric, register_metric
+from metrics.base import Metric, generated, register_metric
 from metrics.relearn import judge_name, ua_of
 
 
 def earlier_images(inst, model, earlier, ctx):
     """Images in [0, 1] of `model` on an earlier target's forget set (once per model and target)."""
-    keys, seeds = earlier.eval_set
-
-    def make():
-        t0 = time.perf_counter()
-        images = model.sample(keys, seeds, **inst.evaluation.sampler)
-        if ctx is not None:
-            ctx.images_generated += len(keys)
-            ctx.eval_sample_seconds += time.perf_counter() - t0
-        return images
-
-    return inst.samples(model, f"earlier:{earlier.name}", make)
+    return generated(inst, model, f"earlier:{earlier.name}", ctx, earlier.eval_set)
 
 
 def earlier_ua(ev, earlier, images01) -> float:

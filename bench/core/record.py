@@ -82,11 +82,6 @@ class RunRecord:
         """0-based position of this job's target in its sequence; None for an ordinary job."""
         return self.sequence.index(self.target) if self.sequence else None
 
-    @property
-    def erased(self) -> tuple[str, ...]:
-        """The targets its chain erased before this job's (empty for ordinary jobs and first steps)."""
-        return self.sequence[: self.sequence_step] if self.sequence else ()
-
     def __getitem__(self, key: str) -> Any:
         """The record's JSON by key, for the diagnostic fields without a typed attribute (method_stats,
         hardware, traceback, ...); typed fields are read as attributes."""
