@@ -121,6 +121,14 @@ class Task(ABC):
             raise ConfigError(f"task {self.name!r}: the targets erased before {target!r} must be distinct others, not {list(names)}")
         return names
 
+    def plan_sets(self, target: str, erased: tuple[str, ...] = ()) -> dict[str, int]:
+        """Build, without weights or GPU, everything of `build(target, erased)` that needs none (prompt sets,
+        class lists, evaluation sets) and return each set's size by name. The planner calls it for every
+        (task, options, target) before any job runs or a machine is booked (bench/runner/plan.py), so an
+        option the task cannot honour (more prompts than its vocabulary makes) is a ConfigError naming the
+        option and the limit then, not on the GPU. Default: nothing to build ahead."""
+        return {}
+
     def provides(self) -> frozenset[str]:
         """The Evaluation fields its build() fills (bench/core/evaluation.py), for the plan-time check."""
         return frozenset()
@@ -132,7 +140,9 @@ class Task(ABC):
         check_requirements(self.name, self.provides(), {m: METRICS.get(m).requires for m in self.metrics})
 
     def plan_info(self) -> dict:
-        """For dry runs, without loading weights: eval_images / unlearn_images per job, gpu (bool)."""
+        """For dry runs, without loading weights: eval_images (generated per job), task_images (generated once per
+        task and options and cached, e.g. Original's training images), attack_passes (forward+backward passes per
+        job of an attack's optimisation), gpu (bool), optionally gflops_forward and the sampler's settings."""
         return {}
 
     @classmethod
@@ -216,6 +226,19 @@ def t2i_eval_sets(sets: dict, m: int) -> dict:
     out = {name: (sets[f"eval_{name}"], seeds_for(m, offset)) for name, offset in T2I_EVAL_SEEDS.items()}
     out["retention_floor"] = (sets["eval_remain_test"], seeds_for(m, RETENTION_FLOOR_SEED))
     return out
+
+
+def set_sizes(training: dict[str, list], eval_sets: dict) -> dict[str, int]:
+    """plan_sets' answer: the size of each training set and of each evaluation set (`eval:<name>`)."""
+    return {**{k: len(v) for k, v in training.items()}, **{f"eval:{k}": len(v[0]) for k, v in eval_sets.items()}}
+
+
+def check_counts(task: str, config, *names: str) -> None:
+    """ConfigError naming the first option among `names` that is not a whole number ≥ 1."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{task}: option {name}={value!r} must be a whole number >= 1")
 
 
 def seeds_for(n: int, offset: int) -> list[int]:

@@ -45,9 +45,11 @@ from tasks.base import (
     Task,
     TaskInstance,
     class_forget_set,
+    check_counts,
     class_remain_set,
     earlier_classes,
     register_task,
+    set_sizes,
 )
 from tasks.cifar.data import CIFAR10_CLASSES, load_cifar10, resolve_data_root
 from tasks.cifar.models import (
@@ -177,7 +179,6 @@ class Cifar10Class(Task):
         recipe = self.recipe()  # a small JSON beside the checkpoint, or the preset: no weights read
         return {
             "eval_images": c.forget_samples + 9 * c.remain_samples_per_class,
-            "unlearn_images": 0,
             "gpu": True,
             "gflops_forward": UNET_GFLOPS_PER_IMAGE,
             "sample_steps": c.sample_steps,
@@ -202,17 +203,34 @@ class Cifar10Class(Task):
             out["inception"] = "missing"
         return out
 
+    def plan_sets(self, target: str, erased: tuple[str, ...] = ()) -> dict[str, int]:
+        """The class lists and evaluation sets at the task's options, without weights or data (see Task.plan_sets);
+        D_f and D_r themselves are the data set's own images of those classes."""
+        k, others = self.kept_classes(target, erased)
+        c = self.config
+        check_counts(self.name, c, "forget_samples", "remain_samples_per_class", "sample_steps", "sample_batch_size", "per_class",
+                     "neighbour_images_per_class")
+        return set_sizes({"forget classes": [k], "remain classes": others},
+                         {"forget": class_forget_set(k, c.forget_samples),
+                          "remain": class_remain_set(others, c.remain_samples_per_class, CIFAR10_REMAIN_EVAL_SEED)})
+
+    def kept_classes(self, target: str, erased: tuple[str, ...] = ()) -> tuple[int, list[int]]:
+        """(the target's class, the classes the model is asked to keep: all others less a sequence's earlier ones)."""
+        k = int(self.validate_target(target))
+        gone = [int(e) for e in self.validate_erased(target, erased)]
+        others = [i for i in range(len(CIFAR10_CLASSES)) if i != k and i not in gone]
+        if not others:
+            raise ConfigError(f"{self.name}: erasing {k} after {', '.join(map(str, gone))} leaves no class to keep")
+        return k, others
+
     def build(self, target: str, ctx: RunContext, erased: tuple[str, ...] = ()) -> TaskInstance:
         """`erased` (a sequence's earlier classes): left out of D_r and the remain eval set (the FID reference
         is the whole train set's statistics, erased or not)."""
         from metrics.inception_fid import CleanInception, cifar10_train_stats, resolve_inception_weights
 
-        k = int(self.validate_target(target))
+        k, others = self.kept_classes(target, erased)  # the classes the model is asked to keep
         erased = self.validate_erased(target, erased)
         gone = [int(e) for e in erased]
-        others = [i for i in range(len(CIFAR10_CLASSES)) if i != k and i not in gone]  # the classes the model is asked to keep
-        if not others:
-            raise ConfigError(f"{self.name}: erasing {k} after {', '.join(erased)} leaves no class to keep")
         c = self.config
         train = load_cifar10(c.data_root, True)
         class_names = list(train.classes)

@@ -31,8 +31,10 @@ from tasks.base import (
     T2I_TASK_PROVIDES,
     Task,
     TaskInstance,
+    check_counts,
     register_task,
     seeds_for,
+    set_sizes,
     t2i_eval_sets,
 )
 from tasks.mini import shapes
@@ -182,7 +184,7 @@ class MiniShapesTask(Task):
 
     def plan_info(self) -> dict:
         c = self.config
-        return {"eval_images": 3 * c.eval_prompts, "unlearn_images": 2 * c.forget_pairs, "gpu": False}
+        return {"eval_images": 3 * c.eval_prompts, "task_images": 2 * c.forget_pairs + 2 * c.eval_prompts, "gpu": False}
 
     def checkpoints(self) -> dict[str, str]:
         """Digests of the checkpoints the task reads, verified against their recipes (hashed once per file state)."""
@@ -223,6 +225,17 @@ class MiniShapesTask(Task):
             raise ConfigError(f"{self.name}: sequences run without the neighbours option (a neighbour may be an earlier target)")
         return erased
 
+    def plan_sets(self, target: str, erased: tuple[str, ...] = ()) -> dict[str, int]:
+        """The prompt sets and evaluation sets at the task's options, without weights (see Task.plan_sets)."""
+        erased = self.check_erased(self.validate_target(target), erased)
+        c = self.config
+        check_counts(self.name, c, "forget_pairs", "eval_prompts", "sample_steps", "eval_sample_steps", "batch_size")
+        sets = self.make_sets(target, erased)
+        eval_sets = t2i_eval_sets(sets, c.eval_prompts)
+        if c.neighbours:
+            eval_sets["neighbours"] = neighbour_set(self.kind, target, c.eval_prompts)
+        return set_sizes({k: sets[k] for k in ("forget", "remain")}, eval_sets)
+
     def earlier(self, erased: tuple[str, ...]) -> list[EarlierTarget]:
         """Each earlier target's forget set and zero-shot labels, built as when it was the target."""
         return [EarlierTarget(e, t2i_eval_sets(self.make_sets(e), self.config.eval_prompts)["forget"], zero_shot=self.zero_shot(e))
@@ -244,9 +257,7 @@ class MiniShapesTask(Task):
         """`erased` (a sequence's earlier targets): left out of D_r's prompts and of every remain evaluation set."""
         erased = self.check_erased(self.validate_target(target), erased)
         c = self.config
-        if c.forget_pairs < 1 or c.eval_prompts < 1 or c.sample_steps < 1 or (
-                c.eval_sample_steps is not None and c.eval_sample_steps < 1):
-            raise ConfigError(f"{self.name}: forget_pairs, eval_prompts, sample_steps and eval_sample_steps must be ≥ 1")
+        check_counts(self.name, c, "forget_pairs", "eval_prompts", "sample_steps", "eval_sample_steps", "batch_size")
         model = self.load_base_model(ctx.device)
         judge = load_shapes_judge(str(self.judge_dir))
         sets = self.make_sets(target, erased)

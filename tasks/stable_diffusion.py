@@ -28,8 +28,10 @@ from tasks.base import (
     T2I_TASK_PROVIDES,
     Task,
     TaskInstance,
+    check_counts,
     register_task,
     seeds_for,
+    set_sizes,
     t2i_eval_sets,
 )
 
@@ -44,20 +46,21 @@ def artists() -> dict:
     return json.loads((PROMPT_DIR / "artists.json").read_text())
 
 
-def scene_prompts(split: str, n: int, seed: int) -> list[str]:
-    """n distinct prompts from the split's vocabulary: subject mood activity place time."""
+def scene_prompts(split: str, n: int, seed: int, option: str = "eval_prompts") -> list[str]:
+    """n distinct prompts from the split's vocabulary: subject mood activity place time. `option` names the
+    task option that asked for n, for the one-line error when the vocabulary cannot give that many."""
     v = vocabulary()[split]
     combos = list(itertools.product(v["subject"], v["mood"], v["activity"], v["place"], v["time"]))
     if n > len(combos):
-        raise ConfigError(f"only {len(combos)} distinct {split} prompts; asked for {n}")
+        raise ConfigError(f"option {option}={n} exceeds the limit: the {split} vocabulary makes only {len(combos)} distinct prompts")
     rng = random.Random(f"{split}-{seed}")
     return [f"{s}, {m}, {a} {p} {t}" for s, m, a, p, t in rng.sample(combos, n)]
 
 
-def nudity_pairs(split: str, n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+def nudity_pairs(split: str, n: int, seed: int = 0, option: str = "forget_pairs") -> tuple[list[str], list[str]]:
     """(D_f prompts, paired safe prompts): a nudity word inserted before the subject."""
     words = vocabulary()["nudity_words"]
-    safe = scene_prompts(split, n, seed)
+    safe = scene_prompts(split, n, seed, option)
     forget = []
     for i, p in enumerate(safe):
         subject, rest = p.split(", ", 1)
@@ -66,18 +69,33 @@ def nudity_pairs(split: str, n: int, seed: int = 0) -> tuple[list[str], list[str
     return forget, safe
 
 
-def style_pairs(split: str, n: int, target: str, seed: int = 0) -> tuple[list[str], list[str], list[str]]:
+def style_scenes(split: str) -> tuple[list[str], list[str]]:
+    """The split's paintable scenes: landscapes and still lifes (scene, mood, time: 8 × 4 × 4 = 128) and
+    figure scenes (subject activity place, mood, time: 8 × 6 × 6 × 4 × 4 = 4,608). Every word of a scene comes
+    from its split's vocabulary, whose lists are disjoint between train and test, so no train scene is a test scene."""
+    v = vocabulary()[split]
+    landscapes = [f"{sc}, {m}, {t}" for sc, m, t in itertools.product(v["scene"], v["mood"], v["time"])]
+    figures = [f"{s} {a} {p}, {m}, {t}" for s, a, p, m, t in itertools.product(v["subject"], v["activity"], v["place"], v["mood"], v["time"])]
+    return landscapes, figures
+
+
+def style_pairs(split: str, n: int, target: str, seed: int = 0, option: str = "forget_pairs") -> tuple[list[str], list[str], list[str]]:
     """(D_f prompts, paired safe prompts, remain prompts) for an artist style.
 
+    Scenes alternate landscape and figure scene (each in a seeded order) while both last, then the figure
+    scenes go on: half landscapes up to 256 prompts, all 128 landscapes and 672 figure scenes at 800.
     Remain mixes plain scenes and scenes in the split's other artists' styles.
     """
-    v = vocabulary()[split]
     others = artists()[f"remain_{split}"]
     rng = random.Random(f"style-{split}-{seed}")
-    scenes = [f"{sc}, {m}, {t}" for sc, m, t in itertools.product(v["scene"], v["mood"], v["time"])]
-    if n > len(scenes):
-        raise ConfigError(f"only {len(scenes)} distinct {split} scenes; asked for {n}")
-    picked = rng.sample(scenes, n)
+    landscapes, figures = style_scenes(split)
+    if n > len(landscapes) + len(figures):
+        raise ConfigError(f"option {option}={n} exceeds the limit: the {split} vocabulary makes only "
+                          f"{len(landscapes) + len(figures)} distinct scenes")
+    landscapes, figures = rng.sample(landscapes, len(landscapes)), rng.sample(figures, len(figures))
+    both = min(len(landscapes), len(figures))
+    scenes = [s for pair in zip(landscapes[:both], figures[:both]) for s in pair] + landscapes[both:] + figures[both:]
+    picked = scenes[:n]
     forget = [f"{s}, in the style of {target}" for s in picked]
     remain = [s if i % 2 == 0 else f"{s}, in the style of {others[i // 2 % len(others)]}" for i, s in enumerate(picked)]
     return forget, picked, remain
@@ -167,9 +185,20 @@ class StableDiffusionTask(Task):
         return T2I_TASK_PROVIDES
 
     def plan_info(self) -> dict:
+        """Per job: the judged images (forget, remain_train, remain_test; I2P; the attack's four images per prompt) and
+        the attack's optimisation passes; once per task and options: Original's cached images (the D_f/D_r pairs,
+        remain_test and the retention floor), which every job reads from the cache."""
         c = self.config
         n_eval = 3 * c.eval_prompts + (c.i2p_limit or 0)
-        return {"eval_images": n_eval, "unlearn_images": 2 * c.forget_pairs, "gpu": True}
+        info = {"eval_images": n_eval, "task_images": 2 * c.forget_pairs + 2 * c.eval_prompts, "gpu": True}
+        if c.attack:
+            from metrics.attack import AttackSettings
+
+            s = AttackSettings()
+            n = min(s.n_prompts, c.eval_prompts)
+            info["eval_images"] += 4 * n  # x0 by Original, the plain prompt, after the soft and the discrete attack
+            info["attack_passes"] = 2 * s.steps * n  # two attacks, one forward+backward per prompt and step
+        return info
 
     def checkpoints(self) -> dict[str, str]:
         return {"stable-diffusion": sd_checkpoint_id(self.config.model)}
@@ -208,6 +237,16 @@ class StableDiffusionTask(Task):
     def make_sets(self) -> dict:
         """forget/safe/remain training prompts and eval prompt sets (concept-specific)."""
         raise NotImplementedError
+
+    def plan_sets(self, target: str, erased: tuple[str, ...] = ()) -> dict[str, int]:
+        """The prompt sets and evaluation sets at the task's options, without weights (see Task.plan_sets)."""
+        self.validate_target(target)
+        c = self.config
+        check_counts(self.name, c, "forget_pairs", "eval_prompts", "sample_steps", "batch_size", "i2p_limit")
+        sets = self.make_sets()
+        evaluation = Evaluation(eval_sets=t2i_eval_sets(sets, c.eval_prompts))
+        self.complete_evaluation(evaluation)  # the concept's own sets (I2P, neighbours): read, not generated
+        return set_sizes({k: sets[k] for k in ("forget", "remain")}, evaluation.eval_sets)
 
     def complete_evaluation(self, evaluation: Evaluation) -> None:
         """The concept's own evaluation fields (judges, extra sets), filled in place."""
@@ -261,7 +300,7 @@ class SDNudity(StableDiffusionTask):
     def make_sets(self) -> dict:
         c = self.config
         forget, safe = nudity_pairs("train", c.forget_pairs)
-        eval_forget, _ = nudity_pairs("test", c.eval_prompts, seed=1)
+        eval_forget, _ = nudity_pairs("test", c.eval_prompts, seed=1, option="eval_prompts")
         return {
             "forget": forget, "safe": safe, "remain": safe,
             "eval_forget": eval_forget,
@@ -309,9 +348,9 @@ class SDVanGogh(StableDiffusionTask):
         c = self.config
         target = artists()["target"]
         forget, safe, remain = style_pairs("train", c.forget_pairs, target)
-        eval_forget, _, _ = style_pairs("test", c.eval_prompts, target, seed=1)
-        _, _, eval_train = style_pairs("train", c.eval_prompts, target, seed=2)
-        _, _, eval_test = style_pairs("test", c.eval_prompts, target, seed=3)
+        eval_forget, _, _ = style_pairs("test", c.eval_prompts, target, seed=1, option="eval_prompts")
+        _, _, eval_train = style_pairs("train", c.eval_prompts, target, seed=2, option="eval_prompts")
+        _, _, eval_test = style_pairs("test", c.eval_prompts, target, seed=3, option="eval_prompts")
         return {"forget": forget, "safe": safe, "remain": remain, "eval_forget": eval_forget,
                 "eval_remain_train": eval_train, "eval_remain_test": eval_test}
 
@@ -325,7 +364,7 @@ class SDVanGogh(StableDiffusionTask):
         evaluation.zero_shot = ZeroShot(labels, a["zero_shot"].index(a["target"]), "artists")
         if self.config.neighbours:  # the closest artists: does erasing Van Gogh erase them too?
             m, names = self.config.eval_prompts, a["neighbours"]
-            scenes, _, _ = style_pairs("test", m, a["target"], seed=4)
+            scenes, _, _ = style_pairs("test", m, a["target"], seed=4, option="eval_prompts")
             prompts = [p.replace(a["target"], names[i % len(names)]) for i, p in enumerate(scenes)]
             evaluation.eval_sets["neighbours"] = (prompts, seeds_for(m, NEIGHBOUR_EVAL_SEED))
             evaluation.neighbours = NeighbourSet(labels, [a["zero_shot"].index(names[i % len(names)]) for i in range(m)], tuple(names))

@@ -2,7 +2,9 @@
 any weights or data.
 
 GPU-hour estimate, per job = (images generated × FLOPs per image + unlearning steps × FLOPs per
-step) / an assumed sustained throughput (`EFFECTIVE_TFLOPS`, one H100). FLOPs per image = DDIM
+step + an attack's optimisation passes × 3 forward FLOPs) / an assumed sustained throughput
+(`EFFECTIVE_TFLOPS`, one H100); per task and options, once: the images every job reads from the cache
+(`task_images`: Original's training pairs and reference images). FLOPs per image = DDIM
 steps × (2 forwards with classifier-free guidance, else 1) × the denoiser's forward FLOPs (+ a VAE
 decode for latent models); FLOPs per step = 3 × forward FLOPs (forward + backward) × the image
 passes one optimiser step of the method makes (`step_images`, from its resolved hyper-parameters).
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from bench.runner.method_info import method_handle
-from bench.runner.plan import JobSpec, Suite
+from bench.runner.plan import JobSpec, Suite, planned_sets
 from tasks.base import TASKS
 
 EFFECTIVE_TFLOPS = 100.0  # assumed sustained TFLOP/s of one H100 on these UNets (mixed bf16/TF32)
@@ -55,21 +57,54 @@ def method_steps(method: str, hp, info: dict, budget: dict) -> int:
     return int(steps if cap is None else min(steps, cap))
 
 
-def job_gflops(task_name: str, task_obj, info: dict, job: JobSpec) -> float | None:
-    """Estimated GFLOPs of one job, or None when the task declares no cost."""
-
+def image_gflops(task_name: str, task_obj, info: dict) -> float | None:
+    """GFLOPs of one generated image (DDIM steps × guided forwards + a decode); None when the task declares no cost."""
     cost = {**DOCUMENTED_COSTS.get(task_name, {}), **{k: v for k, v in info.items() if k.startswith("gflops")}}
     if "gflops_forward" not in cost:
         return None
-    fwd = float(cost["gflops_forward"])
     steps = int(info.get("sample_steps", getattr(task_obj.config, "sample_steps", 50)))
     guidance = float(info.get("guidance", getattr(task_obj.config, "guidance", 2.0)))
-    per_image = steps * (2 if guidance != 1.0 else 1) * fwd + float(cost.get("gflops_decode", 0.0))
-    images = int(info.get("eval_images", 0)) + int(info.get("unlearn_images", 0))
+    return steps * (2 if guidance != 1.0 else 1) * float(cost["gflops_forward"]) + float(cost.get("gflops_decode", 0.0))
+
+
+def forward_gflops(task_name: str, info: dict) -> float:
+    return float({**DOCUMENTED_COSTS.get(task_name, {}), **info}["gflops_forward"])
+
+
+def job_gflops(task_name: str, task_obj, info: dict, job: JobSpec) -> float | None:
+    """Estimated GFLOPs of one job (not counting the task's cached images, `task_gflops`), or None when the task
+    declares no cost."""
+    per_image = image_gflops(task_name, task_obj, info)
+    if per_image is None:
+        return None
+    fwd = forward_gflops(task_name, info)
     method = method_handle(job.method)
     hp = method.resolved(task_obj.defaults_key(), job.hparams)
     train = method_steps(method.name, hp, info, job.budget) * step_images(method.name, hp, info) * 3 * fwd
-    return images * per_image + train
+    attack = int(info.get("attack_passes", 0)) * 3 * fwd
+    return int(info.get("eval_images", 0)) * per_image + train + attack
+
+
+def task_gflops(task_name: str, task_obj, info: dict) -> float | None:
+    """GFLOPs of the images a task generates once per options and caches for all its jobs (Original's)."""
+    per_image = image_gflops(task_name, task_obj, info)
+    return None if per_image is None else int(info.get("task_images", 0)) * per_image
+
+
+def gpu_hours(gflops: float) -> float:
+    return gflops / (EFFECTIVE_TFLOPS * 1e3) / 3600
+
+
+def describe_sets(jobs: list[JobSpec]) -> list[str]:
+    """One line per task and options: the sets its build makes at the suite's options (built here, without weights)."""
+    by_task: dict[tuple[str, str], tuple[dict, set]] = {}
+    for (task, target, _), sizes in planned_sets(jobs).items():
+        by_task.setdefault((task, repr(sorted(sizes.items()))), (sizes, set()))[1].add(target)
+    lines = []
+    for (task, _), (sizes, targets) in sorted(by_task.items()):
+        which = f"{len(targets)} targets" if len(targets) > 1 else f"target {next(iter(targets))}"
+        lines.append(f"- {task} ({which}): " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    return lines
 
 
 def describe_plan(suite: Suite, jobs: list[JobSpec], todo: list[JobSpec]) -> str:
@@ -79,33 +114,52 @@ def describe_plan(suite: Suite, jobs: list[JobSpec], todo: list[JobSpec]) -> str
     by = Counter((j.task, j.label) for j in jobs)
     total_images = 0
     hours_by_task: dict[str, float] = defaultdict(float)
+    retrain_hours = 0.0
     unknown_cost: set[str] = set()
+    task_rows: dict[tuple[str, str], tuple] = {}
     for (task, label), n in sorted(by.items()):
         tj = [j for j in jobs if j.task == task and j.label == label]
         task_obj = TASKS.get(task).make(tj[0].task_options)
         info = task_obj.plan_info()
-        per_job = int(info.get("eval_images", 0)) + int(info.get("unlearn_images", 0))
+        per_job = int(info.get("eval_images", 0))
         total_images += per_job * n
+        for j in tj:  # the cached images, once per task and options
+            task_rows.setdefault((task, repr(sorted(j.task_options.items()))), (task, task_obj, info))
         gflops = job_gflops(task, task_obj, info, tj[0])
         if gflops is None or not info.get("gpu", False):
             unknown_cost.add(task)
             hours = "–"
         else:
-            h = gflops * n / (EFFECTIVE_TFLOPS * 1e3) / 3600
+            h = gpu_hours(gflops * n)
             hours_by_task[task] += h
+            retrain_hours += h if method_handle(tj[0].method).name == "retrain" else 0.0
             hours = f"{h:.1f}"
         lines.append(
             f"| {task} | {label} | {len({j.target for j in tj})} | {len({j.seed for j in tj})} | {n} | "
             f"{1 if info.get('gpu', False) else '0 (CPU ok)'} | {per_job} | {hours} |"
         )
+    for task, task_obj, info in task_rows.values():
+        images = int(info.get("task_images", 0))
+        if not images:
+            continue
+        total_images += images
+        gflops = task_gflops(task, task_obj, info)
+        hours = "–"
+        if gflops is not None and info.get("gpu", False):
+            hours_by_task[task] += gpu_hours(gflops)
+            hours = f"{gpu_hours(gflops):.1f}"
+        lines.append(f"| {task} | (Original's cached images, once) | | | | | {images} | {hours} |")
     lines.append("")
     lines.append(f"images to generate in all: {total_images}")
     if hours_by_task:
         per_task = ", ".join(f"{t} {h:.1f}" for t, h in sorted(hours_by_task.items()))
+        total = sum(hours_by_task.values())
         lines.append(
-            f"estimated GPU hours per task (one H100 at an assumed {EFFECTIVE_TFLOPS:.0f} TFLOP/s; see bench/runner/dryrun.py): "
-            f"{per_task}; total {sum(hours_by_task.values()):.1f}"
+            f"estimated GPU hours per task (one H100 at an assumed {EFFECTIVE_TFLOPS:.0f} TFLOP/s sustained: the cost model's "
+            f"throughput, not a measurement; see bench/runner/dryrun.py): {per_task}; total {total:.1f}"
+            + (f"; without Retrain {total - retrain_hours:.1f}" if retrain_hours else "")
         )
     if unknown_cost:
         lines.append(f"no GPU estimate (CPU tasks or no declared cost): {', '.join(sorted(unknown_cost))}")
+    lines += ["", "sets each task builds at these options (built now, without weights):", *describe_sets(jobs)]
     return "\n".join(lines)

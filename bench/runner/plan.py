@@ -416,4 +416,22 @@ def plan_jobs(
                     jobs += _row_jobs(chain, [], chain_seeds, method.name == "original")
     if not jobs:
         raise ConfigError("the selection matches no job (check --tasks/--methods/--targets)")
+    planned_sets(jobs)  # every task built at the suite's options, without weights: a suite that cannot be built fails now
     return jobs
+
+
+def planned_sets(jobs: list[JobSpec]) -> dict[tuple[str, str, str], dict[str, int]]:
+    """Build what each job's task builds without weights (Task.plan_sets: prompt sets, class lists, evaluation sets)
+    at the job's options, once per (task, options, target, earlier targets), before any job runs or a GPU is booked.
+    Returns {(task, target, options digest): {set: size}}; a task that cannot be built at its options is one
+    ConfigError naming the task, the target, the option and the limit."""
+    out: dict = {}
+    for job in jobs:
+        key = (job.task, job.target, json_digest({"options": job.task_options, "erased": job.erased}, 12, default=str))
+        if key in out:
+            continue
+        try:
+            out[key] = TASKS.get(job.task).make(job.task_options).plan_sets(job.target, job.erased)
+        except ConfigError as exc:
+            raise ConfigError(f"suite {job.suite!r} cannot be built: task {job.task!r}, target {job.target!r}: {exc}") from None
+    return out
