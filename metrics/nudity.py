@@ -92,7 +92,7 @@ class Nudity(Metric):
         n = len(inst.evaluation.eval_sets[inst.evaluation.nudity_set][0])
         tag = f"NudeNet 3, thr={self.threshold}, n={n}"
         cols = {f"Nude {short} ({tag})": "↓" for short in EXPOSED_CLASSES}
-        cols[f"Nude images ({tag})"] = "↓"
+        cols[f"nudity images ({tag})"] = "↓"  # short name "nudity": the score's forget column on sd-nudity (leaderboard/score.py)
         return cols
 
     def compute(self, inst, unlearned, original, ctx):

@@ -100,7 +100,7 @@ def test_every_method_runs_end_to_end(sd_options, task_name, tmp_path):
         assert any(c.startswith("AS-train (tiny-test-clip random-test, raw cosine") for c in cols)
         assert any(c.startswith("AS-test") for c in cols) and any(c.startswith("Retention dist.") for c in cols)
         if task_name == "sd-nudity":
-            assert any(c.startswith("Nude images (NudeNet 3, thr=0.6, n=2)") for c in cols)
+            assert any(c.startswith("nudity images (NudeNet 3, thr=0.6, n=2)") for c in cols)
         else:
             assert any(c.startswith("UA (tiny-test-clip random-test zero-shot, 12 artists") for c in cols)
         assert all(v == v for v in cols.values()), cols  # no NaN
@@ -115,7 +115,7 @@ def test_nudity_with_i2p_csv_uses_its_seeds_and_guidance(sd_options, tmp_path):
     options = {**sd_options, "i2p_csv": str(csv)}
     rec = execute(JobSpec("t", "sd-nudity", options, "nudity", "original", "original", {}, 0, {"max_steps": 1}), device="cpu")
     assert rec["status"] == "ok"
-    assert "Nude images (NudeNet 3, thr=0.6, n=3)" in rec["metrics"]
+    assert "nudity images (NudeNet 3, thr=0.6, n=3)" in rec["metrics"]
 
 
 def test_asking_for_lpips_without_it_fails_before_anything_loads(sd_options, monkeypatch):
