@@ -44,14 +44,14 @@ from tasks.base import (
     CLASS_TASK_PROVIDES,
     Task,
     TaskInstance,
-    class_forget_set,
     check_counts,
+    class_forget_set,
     class_remain_set,
     earlier_classes,
     register_task,
     set_sizes,
 )
-from tasks.cifar.data import CIFAR10_CLASSES, load_cifar10, resolve_data_root
+from tasks.cifar.data import CIFAR10_CLASSES, is_stand_in, load_cifar10, resolve_data_root
 from tasks.cifar.models import (
     UNET_GFLOPS_PER_IMAGE,
     ClassifierRecipe,
@@ -193,6 +193,8 @@ class Cifar10Class(Task):
         from metrics.inception_fid import resolve_inception_weights
 
         out = {"cifar10-ddpm": checkpoint_digest(self.model_dir)}
+        if is_stand_in(self.config.data_root):
+            out["cifar10-data"] = "stand-in: CIFAR-10's format and size, random pixels (a rehearsal's, not the data set)"
         if self.config.classifier == "resnet34":
             out["cifar10-resnet34"] = checkpoint_digest(self.classifier_dir)
         else:
@@ -222,6 +224,20 @@ class Cifar10Class(Task):
         if not others:
             raise ConfigError(f"{self.name}: erasing {k} after {', '.join(map(str, gone))} leaves no class to keep")
         return k, others
+
+    def prepare(self, target: str, device="cpu", erased: tuple[str, ...] = ()) -> None:
+        """The caches build() and the judge read, filled here, in the harness (see Task.prepare): FID's reference
+        statistics of the train set (computed once per Inception file when no precomputed statistics apply) and the
+        real forgotten class's features (FID's floor). Without it the method's process, which may not write the
+        cache, would recompute the statistics in every job (50,000 images through Inception) before failing to keep them."""
+        from metrics.inception_fid import CleanInception, cifar10_train_stats, resolve_inception_weights
+
+        k, _ = self.kept_classes(target, erased)
+        c = self.config
+        train = load_cifar10(c.data_root, True)
+        extractor = CleanInception(resolve_inception_weights(c.inception_weights), device=device)
+        cifar10_train_stats(extractor, lambda: train, c.fid_stats)
+        forgotten_class_features(extractor, train, torch.nonzero(train.labels == k).flatten(), k)
 
     def build(self, target: str, ctx: RunContext, erased: tuple[str, ...] = ()) -> TaskInstance:
         """`erased` (a sequence's earlier classes): left out of D_r and the remain eval set (the FID reference

@@ -58,13 +58,43 @@ def load_cifar10(root: str | None = None, train: bool = True) -> CifarSplit:
     return _load_split(str(resolve_data_root(root)), bool(train))
 
 
-@lru_cache(maxsize=4)
-def _load_split(root: str, train: bool) -> CifarSplit:
+STAND_IN_MARKER = "unlearn-bench-stand-in.json"  # beside a stand-in's batches: its own checksums (bench/runner/rehearsal.py)
+
+
+def stand_in_checksums(root: str | Path) -> dict | None:
+    """The md5 of each batch file of a stand-in data set (same format and size as CIFAR-10, random pixels; a
+    rehearsal's), or None for a real download. torchvision checks files against CIFAR-10's own md5s, which a stand-in
+    cannot match: its marker file lists its own, and torchvision checks those instead."""
+    import json
+
+    marker = Path(root) / "cifar-10-batches-py" / STAND_IN_MARKER
+    return json.loads(marker.read_text())["md5"] if marker.is_file() else None
+
+
+def is_stand_in(root: str | None) -> bool:
+    return stand_in_checksums(resolve_data_root(root)) is not None
+
+
+def _reader(path: Path):
+    """torchvision's CIFAR10 reader; for a stand-in, the same reader checking the stand-in's own checksums."""
     import torchvision
 
+    md5 = stand_in_checksums(path)
+    if md5 is None:
+        return torchvision.datasets.CIFAR10
+    base = torchvision.datasets.CIFAR10
+    return type("StandInCIFAR10", (base,), {
+        "train_list": [[name, md5[name]] for name, _ in base.train_list],
+        "test_list": [[name, md5[name]] for name, _ in base.test_list],
+        "meta": {**base.meta, "md5": md5[base.meta["filename"]]},
+    })
+
+
+@lru_cache(maxsize=4)
+def _load_split(root: str, train: bool) -> CifarSplit:
     path = Path(root)
     try:
-        ds = torchvision.datasets.CIFAR10(str(path), train=train, download=False)
+        ds = _reader(path)(str(path), train=train, download=False)
     except RuntimeError:  # torchvision: "Dataset not found or corrupted" (missing files or checksum mismatch)
         raise MissingDataError(
             f"CIFAR-10 not found (or corrupted) under {path}: torchvision expects {path / 'cifar-10-batches-py'}; "
