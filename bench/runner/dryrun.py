@@ -2,7 +2,8 @@
 any weights or data.
 
 GPU-hour estimate, per job = (images generated × FLOPs per image + unlearning steps × FLOPs per
-step + an attack's optimisation passes × 3 forward FLOPs) / an assumed sustained throughput
+step + an attack's optimisation passes × 3 forward FLOPs + the images a method generates itself,
+Concept Ablation's anchors, `method_images`) / an assumed sustained throughput
 (`EFFECTIVE_TFLOPS`, one H100); per task and options, once: the images every job reads from the cache
 (`task_images`: Original's training pairs and reference images). FLOPs per image = DDIM
 steps × (2 forwards with classifier-free guidance, else 1) × the denoiser's forward FLOPs (+ a VAE
@@ -49,6 +50,14 @@ def step_images(method: str, hp, info: dict) -> float:
     return 2 * b  # a forget and a remain batch (graddiff and most methods)
 
 
+def method_images(method: str, hp) -> tuple[int, int]:
+    """(images, DDIM steps each) a method generates with the original model before it trains: Concept Ablation's
+    anchor images (with classifier-free guidance)."""
+    if method == "ca":
+        return int(getattr(hp, "anchor_images", 0)), int(getattr(hp, "anchor_sample_steps", 50))
+    return 0, 0
+
+
 def method_steps(method: str, hp, info: dict, budget: dict) -> int:
     steps = getattr(hp, "steps", 0)
     if steps is None:  # e.g. Retrain: the pretrain recipe's own count
@@ -57,18 +66,25 @@ def method_steps(method: str, hp, info: dict, budget: dict) -> int:
     return int(steps if cap is None else min(steps, cap))
 
 
-def image_gflops(task_name: str, task_obj, info: dict) -> float | None:
-    """GFLOPs of one generated image (DDIM steps × guided forwards + a decode); None when the task declares no cost."""
-    cost = {**DOCUMENTED_COSTS.get(task_name, {}), **{k: v for k, v in info.items() if k.startswith("gflops")}}
+def declared_costs(task_name: str, info: dict) -> dict:
+    """The task's forward (and decode) GFLOPs per image: its plan_info's, else DOCUMENTED_COSTS."""
+    return {**DOCUMENTED_COSTS.get(task_name, {}), **{k: v for k, v in info.items() if k.startswith("gflops")}}
+
+
+def image_gflops(task_name: str, task_obj, info: dict, steps: int | None = None) -> float | None:
+    """GFLOPs of one generated image (DDIM steps × guided forwards + a decode); None when the task declares no cost.
+    `steps`: the sampler's steps (default: the task's)."""
+    cost = declared_costs(task_name, info)
     if "gflops_forward" not in cost:
         return None
-    steps = int(info.get("sample_steps", getattr(task_obj.config, "sample_steps", 50)))
+    if steps is None:
+        steps = int(info.get("sample_steps", getattr(task_obj.config, "sample_steps", 50)))
     guidance = float(info.get("guidance", getattr(task_obj.config, "guidance", 2.0)))
     return steps * (2 if guidance != 1.0 else 1) * float(cost["gflops_forward"]) + float(cost.get("gflops_decode", 0.0))
 
 
 def forward_gflops(task_name: str, info: dict) -> float:
-    return float({**DOCUMENTED_COSTS.get(task_name, {}), **info}["gflops_forward"])
+    return float(declared_costs(task_name, info)["gflops_forward"])
 
 
 def job_gflops(task_name: str, task_obj, info: dict, job: JobSpec) -> float | None:
@@ -82,7 +98,9 @@ def job_gflops(task_name: str, task_obj, info: dict, job: JobSpec) -> float | No
     hp = method.resolved(task_obj.defaults_key(), job.hparams)
     train = method_steps(method.name, hp, info, job.budget) * step_images(method.name, hp, info) * 3 * fwd
     attack = int(info.get("attack_passes", 0)) * 3 * fwd
-    return int(info.get("eval_images", 0)) * per_image + train + attack
+    n, steps = method_images(method.name, hp)
+    made = n * image_gflops(task_name, task_obj, info, steps) if n else 0.0
+    return int(info.get("eval_images", 0)) * per_image + train + attack + made
 
 
 def task_gflops(task_name: str, task_obj, info: dict) -> float | None:
