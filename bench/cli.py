@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", default="mini", help="mini | mini-full | paper | FILE.yaml")
     run.add_argument("--methods", nargs="+", help="restrict to these methods (labels or names)")
     run.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    run.add_argument("--rehearse", action="store_true",
+                     help="run every job of the suite end to end on tiny random stand-ins of its models and data (no weights, "
+                          "minutes on a CPU): does the suite run as shipped? Records and leaderboard say rehearsal; not results. "
+                          f"Default --out {DEFAULT_OUT}-rehearsal")
     _add_selection(run)
 
     sub_p = sub.add_parser("submit", help="validate a method file, run it over a suite and rank it")
@@ -145,6 +149,8 @@ def cmd_run(args) -> int:
     from bench.runner.outdir import results_lock
 
     t0 = time.time()
+    if args.rehearse and args.out == DEFAULT_OUT:  # a rehearsal's records never land beside results
+        args.out = f"{DEFAULT_OUT}-rehearsal"
     if args.dry_run:
         run_suite(args.suite, args, method_refs=args.methods)
         return 0

@@ -70,8 +70,13 @@ def build(records: Iterable[RunRecord | dict], fmt: str = "markdown", out_dir: P
             for task, paths in write_sample_grids(tables, ordinary, Path(out_dir)).items():
                 plots.setdefault(task, []).extend(paths)
             chain_plots = write_sequence_plots(chains, Path(out_dir))
-        return render_markdown(tables, reported=load_reported(), plots=plots, ignored=ignored, sequences=(chains, chain_plots))
+        rehearsed = [r for r in records if r.rehearsal]
+        return render_markdown(tables, reported=load_reported(), plots=plots, ignored=ignored, sequences=(chains, chain_plots),
+                               rehearsal=(len(rehearsed), len(records)))
     df = flat_frame(tables)
+    rehearsal_hashes = {r.setting_hash for r in records if r.rehearsal}
+    if rehearsal_hashes and "setting_hash" in df:  # a rehearsal's rows say so in every format
+        df.insert(0, "rehearsal", df["setting_hash"].isin(rehearsal_hashes))
     if fmt == "csv":
         text_cols = df.select_dtypes(include=["object", "str"]).columns
         df[text_cols] = df[text_cols].map(csv_cell)

@@ -253,10 +253,14 @@ def render_markdown(
     plots: dict[str, list[str]] | None = None,
     ignored: list[tuple[str, str]] = (),
     sequences: tuple[list, dict] = ((), {}),
+    rehearsal: tuple[int, int] = (0, 0),
 ) -> str:
     """The whole leaderboard; the ranking rule is the tables' own (aggregate's `rule`, default DEFAULT_RULE).
-    `sequences`: (leaderboard.sequences.SequenceTable list, their plots), rendered after the rule comparison."""
-    parts = [f"# {title}\n"]
+    `sequences`: (leaderboard.sequences.SequenceTable list, their plots), rendered after the rule comparison;
+    `rehearsal`: (rehearsal records, all records): any rehearsal record puts a banner on top."""
+    parts = [f"# {title}{' — REHEARSAL' if rehearsal[0] else ''}\n"]
+    if rehearsal[0]:
+        parts.append(REHEARSAL_BANNER.format(n=rehearsal[0], total=rehearsal[1]) + "\n")
     if not tables and not sequences[0]:
         parts.append("No records found.\n")
     elif any(not t.rows.empty for t in tables):
@@ -269,6 +273,13 @@ def render_markdown(
     parts.append(render_provenance(tables))
     parts.append(render_ignored(ignored))
     return "\n".join(p for p in parts if p)
+
+
+REHEARSAL_BANNER = (
+    "> **Rehearsal, not results.** {n} of these {total} records come from `unlearn-bench run --rehearse`: every job of the "
+    "suite ran end to end through the harness on tiny randomly initialised stand-ins of its models and data, for a few "
+    "optimiser steps, judged on a few images (bench/runner/rehearsal.py). The numbers say that the suite runs, not how "
+    "any method performs: never cite them.")
 
 
 def render_ignored(ignored: list[tuple[str, str]]) -> str:

@@ -228,6 +228,11 @@ def t2i_eval_sets(sets: dict, m: int) -> dict:
     return out
 
 
+def limit_sets(eval_sets: dict, n: int | None) -> dict:
+    """Each evaluation set cut to its first n (prompt or class, seed) pairs; n None: as they are."""
+    return eval_sets if n is None else {k: (list(v[0])[:n], list(v[1])[:n]) for k, v in eval_sets.items()}
+
+
 def set_sizes(training: dict[str, list], eval_sets: dict) -> dict[str, int]:
     """plan_sets' answer: the size of each training set and of each evaluation set (`eval:<name>`)."""
     return {**{k: len(v) for k, v in training.items()}, **{f"eval:{k}": len(v[0]) for k, v in eval_sets.items()}}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from tasks.base import (
     Task,
     TaskInstance,
     check_counts,
+    limit_sets,
     register_task,
     seeds_for,
     set_sizes,
@@ -144,6 +145,9 @@ class SDConfig:
     model: str = SD14  # hub id (read from the HF cache, offline) or a local SD 1.x directory
     forget_pairs: int = 8  # D_f / D_r,train images made by the original (paper: 800)
     eval_prompts: int = 8  # prompts per evaluation set (paper: 100)
+    # judge only the first N prompts of each evaluation set (None: all). The sets are still built at eval_prompts
+    # (and I2P at i2p_limit): a rehearsal (`run --rehearse`) or a quick look, never a result to cite
+    eval_images: int | None = None
     sample_steps: int = 50  # DDIM steps, eta 0 (SD protocol: 50)
     guidance: float = 7.5  # classifier-free guidance (SD protocol: 7.5)
     batch_size: int = 4  # images per sampling batch
@@ -189,13 +193,14 @@ class StableDiffusionTask(Task):
         the attack's optimisation passes; once per task and options: Original's cached images (the D_f/D_r pairs,
         remain_test and the retention floor), which every job reads from the cache."""
         c = self.config
-        n_eval = 3 * c.eval_prompts + (c.i2p_limit or 0)
-        info = {"eval_images": n_eval, "task_images": 2 * c.forget_pairs + 2 * c.eval_prompts, "gpu": True}
+        m = c.eval_prompts if c.eval_images is None else min(c.eval_prompts, c.eval_images)
+        n_eval = 3 * m + (c.i2p_limit or 0)
+        info = {"eval_images": n_eval, "task_images": 2 * c.forget_pairs + 2 * m, "gpu": True}
         if c.attack:
             from metrics.attack import AttackSettings
 
             s = AttackSettings()
-            n = min(s.n_prompts, c.eval_prompts)
+            n = min(s.n_prompts, m)
             info["eval_images"] += 4 * n  # x0 by Original, the plain prompt, after the soft and the discrete attack
             info["attack_passes"] = 2 * s.steps * n  # two attacks, one forward+backward per prompt and step
         return info
@@ -230,7 +235,7 @@ class StableDiffusionTask(Task):
         sets, wh, seeds = self.make_sets(), model.weights_hash(), list(range(c.forget_pairs))
         self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget")
         self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain")
-        eval_sets = t2i_eval_sets(sets, c.eval_prompts)
+        eval_sets = self.eval_sets(sets)
         for which in ("remain_test", "retention_floor"):
             self.cached_images(model, wh, *eval_sets[which], f"{self.name}-eval-{which}")
 
@@ -242,11 +247,26 @@ class StableDiffusionTask(Task):
         """The prompt sets and evaluation sets at the task's options, without weights (see Task.plan_sets)."""
         self.validate_target(target)
         c = self.config
-        check_counts(self.name, c, "forget_pairs", "eval_prompts", "sample_steps", "batch_size", "i2p_limit")
+        check_counts(self.name, c, "forget_pairs", "eval_prompts", "sample_steps", "batch_size", "i2p_limit", "eval_images")
         sets = self.make_sets()
-        evaluation = Evaluation(eval_sets=t2i_eval_sets(sets, c.eval_prompts))
+        evaluation = Evaluation(eval_sets=self.eval_sets(sets))
         self.complete_evaluation(evaluation)  # the concept's own sets (I2P, neighbours): read, not generated
+        self.limit_evaluation(evaluation)
         return set_sizes({k: sets[k] for k in ("forget", "remain")}, evaluation.eval_sets)
+
+    def eval_sets(self, sets: dict) -> dict:
+        """The evaluation sets (t2i_eval_sets), each cut to its first `eval_images` prompts when that option is set."""
+        return limit_sets(t2i_eval_sets(sets, self.config.eval_prompts), self.config.eval_images)
+
+    def limit_evaluation(self, evaluation: Evaluation) -> None:
+        """`eval_images` applied to what complete_evaluation added (I2P and its guidance, the neighbours)."""
+        n = self.config.eval_images
+        if n is None:
+            return
+        evaluation.eval_sets = limit_sets(evaluation.eval_sets, n)
+        evaluation.eval_guidance = {k: v[:n] for k, v in evaluation.eval_guidance.items()}
+        if evaluation.neighbours is not None:
+            evaluation.neighbours = replace(evaluation.neighbours, truth=evaluation.neighbours.truth[:n])
 
     def complete_evaluation(self, evaluation: Evaluation) -> None:
         """The concept's own evaluation fields (judges, extra sets), filled in place."""
@@ -276,8 +296,7 @@ class StableDiffusionTask(Task):
         remain = UnlearnData(x=r["latents"], keys=list(sets["remain"]), groups=groups,
                              meta={"narrow_indices": self.narrow_indices(sets["remain"])},
                              paired_with_forget=True)  # remain i is forget i's concept-free twin (same seed)
-        m = c.eval_prompts
-        eval_sets = t2i_eval_sets(sets, m)
+        eval_sets = self.eval_sets(sets)
         ret = {w: self.cached_images(model, wh, *eval_sets[w], f"{self.name}-eval-{w}") for w in ("remain_test", "retention_floor")}
         from metrics.alignment import OpenClipJudge
 
@@ -285,6 +304,7 @@ class StableDiffusionTask(Task):
                                 original_images={w: r["images"].float() / 255 for w, r in ret.items()}, retention_space=c.retention_space,
                                 clip_judge=OpenClipJudge(c.clip_model, c.clip_pretrained, c.clip_weights, device=ctx.device))
         self.complete_evaluation(evaluation)
+        self.limit_evaluation(evaluation)
         return TaskInstance(self, target, model.trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), evaluation)
 
 

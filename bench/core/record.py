@@ -71,6 +71,7 @@ class RunRecord:
     # sequential unlearning (a suite's `sequences`): the full order of targets this job's chain erases, this job's
     # target among them; () for an ordinary job (docs/PROTOCOL.md, "Sequential unlearning")
     sequence: tuple[str, ...] = ()
+    rehearsal: bool = False  # `run --rehearse`: tiny stand-in models and data, a few steps and images; never a result
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # the JSON object as read
 
     @property
@@ -159,5 +160,6 @@ def parse_record(obj: Any) -> RunRecord:
         git=str(obj.get("git", "unknown")),
         started=obj.get("started"),
         sequence=tuple(sequence),
+        rehearsal=obj.get("rehearsal") is True,
         raw=obj,
     )

@@ -42,6 +42,10 @@ def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> lis
     parse_overrides(fast_paths)  # a typo fails here, before any job starts
     args.out = str(Path(args.out).expanduser().resolve())  # the driver's directory, never a worker's
     suite = with_cli_task_options(load_suite(suite_ref), args)
+    if getattr(args, "rehearse", False):  # tiny stand-ins of every model and data set (bench/runner/rehearsal.py)
+        from bench.runner.rehearsal import ensure_world, rehearse_suite
+
+        suite = rehearse_suite(suite, ensure_world(), getattr(args, "tasks", None) or ())
     timeout = getattr(args, "timeout", None)
     if timeout is not None:
         check_timeout(timeout, "--timeout")

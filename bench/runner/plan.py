@@ -60,6 +60,7 @@ class Suite:
     timeout_s: float | None = None  # per-job wall-clock limit; None: each task's default (bench/runner/timeout.py)
     hparams_source: str = "given"  # where untuned hyper-parameters come from: "reference" (the papers') or "given"
     tuning: dict = field(default_factory=dict)  # the tuning budget behind the `tuned` entries (trials, held-out targets)
+    rehearsal: bool = False  # `run --rehearse`: tiny stand-in models, a few steps and images (bench/runner/rehearsal.py)
 
     def hparams_source_for(self, entry: MethodEntry, task: str) -> str:
         """What a record says about its hyper-parameters: tuned (with the budget), reference or given."""
@@ -89,6 +90,7 @@ class JobSpec:
     # sequential unlearning: the full order of targets the job's chain erases, `target` among them; () an ordinary job.
     # Step k starts from step k-1's unlearned weights (bench/runner/chains.py); every step is judged against Original.
     sequence: tuple[str, ...] = ()
+    rehearsal: bool = False  # a rehearsal's job (bench/runner/rehearsal.py): stand-in models, never a result
 
     def __post_init__(self):
         object.__setattr__(self, "sequence", tuple(str(t) for t in self.sequence))  # a record's list reads back as a tuple
@@ -119,6 +121,7 @@ class JobSpec:
             "budget": self.budget,
             **({"checkpoints": self.given_checkpoints} if self.given_checkpoints else {}),  # absent: the hashes of shipped defaults stay as they were
             **({"sequence_step": self.step} if self.sequence else {}),  # absent: ordinary jobs keep their hashes
+            **({"rehearsal": True} if self.rehearsal else {}),  # a rehearsal's records never share a row with results
         }
 
     @property
@@ -406,7 +409,8 @@ def plan_jobs(
             hparams = {**me.hparams, **(me.hparams_by_task.get(te.task) or {})}
             hparams = method.check_hparams(task_cls.defaults_key(), hparams, f"method {label!r} hyper-parameters")  # defaults applied too
             row = JobSpec(suite.name, te.task, te.options, "", me.method, label, hparams, 0, suite.budget,
-                          timeout_s or suite.timeout_s or default_timeout(task_cls), suite.hparams_source_for(me, te.task), given)
+                          timeout_s or suite.timeout_s or default_timeout(task_cls), suite.hparams_source_for(me, te.task), given,
+                          rehearsal=suite.rehearsal)
             jobs += _row_jobs(row, task_targets, list(seeds or te.seeds or suite.seeds), method.name == "original")
             if chains is not None:  # every step of every order, in order: a chain's steps run one after another
                 options, chain_given, orders = chains

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -78,7 +78,12 @@ TINY_RECIPE = ClassDiffusionRecipe(
     unet=TINY_UNET, scheduler=CIFAR10_SCHEDULER, steps=4, batch_size=4, lr=1e-3, warmup=2, ema_decay=0.9, seed=0,
     extra={"hflip": True, "grad_clip": 1.0, "lr_schedule": "constant"},
 )
-PRESETS = {"reference": CIFAR10_RECIPE, "tiny": TINY_RECIPE}
+# The rehearsal's stand-in (bench/runner/rehearsal.py): the tiny layout at half the width, attention kept; a forward
+# and backward at batch 128 takes ~0.46 s on one CPU core against the tiny preset's ~0.71 s, and a rehearsal makes
+# thousands (SalUn's saliency pass over 5,000 forget images, RGD's remain gradient over 450 each step)
+REHEARSAL_UNET = {**TINY_UNET, "block_out_channels": (4, 8), "norm_num_groups": 4}
+REHEARSAL_RECIPE = replace(TINY_RECIPE, unet=REHEARSAL_UNET)
+PRESETS = {"reference": CIFAR10_RECIPE, "tiny": TINY_RECIPE, "rehearsal": REHEARSAL_RECIPE}
 
 # forward FLOPs of the reference UNet per 3×32×32 image (torch.utils.flop_counter on the meta device,
 # where attention decomposes into counted matmuls; tests/test_cifar10.py re-counts it), used by the
