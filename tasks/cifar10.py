@@ -36,6 +36,7 @@ from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError, MissingWeightsError
 from bench.core.evaluation import Evaluation
+from bench.core.fetch_registry import CIFAR10_ARTIFACT, INCEPTION_ARTIFACT, OPENCLIP_ARTIFACT, openclip_is_fetchable
 from bench.core.hashing import checkpoint_digest, file_digest
 from bench.core.log import get_logger
 from bench.core.pretrain import register_pretrain
@@ -187,6 +188,15 @@ class Cifar10Class(Task):
             "pretrain_steps": recipe.steps,
             "pretrain_batch_size": recipe.batch_size,
         }
+
+    def required_artifacts(self) -> tuple[str, ...]:
+        c = self.config
+        out = [] if c.data_root else [CIFAR10_ARTIFACT]
+        if c.classifier == "clip" and not c.clip_weights and openclip_is_fetchable(c.clip_model, c.clip_pretrained):
+            out.append(OPENCLIP_ARTIFACT)
+        if not c.inception_weights:
+            out.append(INCEPTION_ARTIFACT)
+        return tuple(out)  # the base model and the ResNet-34 are trained here (`unlearn-bench pretrain`), not fetched
 
     def checkpoints(self) -> dict[str, str]:
         from metrics.inception_fid import resolve_inception_weights
