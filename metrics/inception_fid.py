@@ -2,8 +2,8 @@
 CIFAR-10 train reference statistics.
 
 `build_feature_extractor("clean")` would download the network to /tmp when absent; here the same
-torchscript file is resolved locally (task option, $UNLEARN_BENCH_INCEPTION, clean-fid's own
-download place, the suite's cache) and a missing file is one MissingWeightsError with the fetch
+torchscript file is resolved locally (task option, $UNLEARN_BENCH_INCEPTION, the suite's cache where
+`unlearn-bench fetch` puts it, clean-fid's own download place) and a missing file is one MissingWeightsError with the fetch
 command. The forward pass is clean-fid's: images quantised to 8-bit levels (as if saved as PNG),
 clean-fid's PIL-bicubic resize to 299×299, (x − 128)/128, the network's `layers`.
 """
@@ -36,7 +36,7 @@ def inception_candidates(explicit: str | None = None) -> list[Path]:
     if os.environ.get("UNLEARN_BENCH_INCEPTION"):
         out.append(Path(os.environ["UNLEARN_BENCH_INCEPTION"]).expanduser())
     cleanfid_dir = Path("./" if platform.system() == "Windows" else "/tmp")  # where clean-fid downloads it
-    out += [cleanfid_dir / INCEPTION_FILE, inception_cache_path()]  # the last: where `unlearn-bench fetch` puts it
+    out += [inception_cache_path(), cleanfid_dir / INCEPTION_FILE]  # the sha256-checked copy `unlearn-bench fetch` puts, first
     return out
 
 
@@ -50,7 +50,7 @@ def resolve_inception_weights(explicit: str | None = None) -> Path:
                                   f"drop the option to use the one `{FETCH_COMMAND}` gets")
     raise MissingWeightsError(
         f"clean-fid Inception weights {INCEPTION_FILE} not found at {', '.join(map(str, candidates))}; "
-        f"get them with `{FETCH_COMMAND}` (into {candidates[-1]}), set UNLEARN_BENCH_INCEPTION, or pass the task option inception_weights"
+        f"get them with `{FETCH_COMMAND}` (into {inception_cache_path()}), set UNLEARN_BENCH_INCEPTION, or pass the task option inception_weights"
     )
 
 

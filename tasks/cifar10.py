@@ -90,7 +90,7 @@ class Cifar10Config:
     sample_steps: int = 50  # DDIM steps (eta 0)
     guidance: float = 2.0  # classifier-free guidance scale (1 = conditional model alone)
     sample_batch_size: int = 500
-    inception_weights: str | None = None  # clean-fid's inception-2015-12-05.pt (else $UNLEARN_BENCH_INCEPTION, /tmp, cache)
+    inception_weights: str | None = None  # clean-fid's inception-2015-12-05.pt (else $UNLEARN_BENCH_INCEPTION, the cache, /tmp)
     fid_stats: str | None = None  # .npz with mu/sigma of the CIFAR-10 train set (else clean-fid's cache, else computed)
     per_class: int = 50  # remain.meta["per_class"]
     neighbour_images_per_class: int = 200

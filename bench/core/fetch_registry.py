@@ -40,8 +40,8 @@ CIFAR10_FOLDER = "cifar-10-batches-py"  # torchvision's extracted layout, what t
 
 
 def inception_cache_path() -> Path:
-    """Where `fetch` puts clean-fid's Inception: the last place metrics/inception_fid.py looks (the suite's cache,
-    which outlives /tmp, clean-fid's own download place)."""
+    """Where `fetch` puts clean-fid's Inception: the suite's cache (it outlives /tmp, clean-fid's own download place,
+    which metrics/inception_fid.py reads after it)."""
     return cache_root() / "inception" / INCEPTION_FILE
 
 
