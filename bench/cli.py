@@ -1,4 +1,4 @@
-"""`unlearn-bench`: run, submit, leaderboard, list, pretrain, validate."""
+"""`unlearn-bench`: run, submit, leaderboard, list, pretrain, validate, fetch."""
 from __future__ import annotations
 
 import argparse
@@ -109,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--out", help="output directory (default: where the task loads it from)")
     pre.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     pre.add_argument("--data-root", help="data set root, for recipes that read one (e.g. cifar10)")
+
+    fe = sub.add_parser("fetch", help="download the weights and data sets a suite needs (pinned revisions, sha256 checked) "
+                                      "into the caches runs read offline")
+    fe.add_argument("--suite", default="paper", help="the suite whose tasks' files are fetched (default: paper)")
+    fe.add_argument("--dry-run", action="store_true", help="print the table (what, where, size, revision / sha256, status); download nothing")
+    fe.add_argument("--mirror", metavar="URL|DIR",
+                    help="fetch the plain files (Inception, CIFAR-10) from this base URL or local directory, each under its file name")
+    fe.add_argument("--hf-endpoint", metavar="URL",
+                    help="a Hub-compatible endpoint for the Hugging Face files (default: $HF_ENDPOINT or huggingface.co)")
 
     _add_validate_parser(sub)
     return ap
@@ -259,6 +268,13 @@ def cmd_evaluate(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_fetch(args) -> int:
+    from bench.runner.fetch import fetch_suite
+
+    return fetch_suite(args.suite, dry_run=args.dry_run, mirror=args.mirror, hf_endpoint=args.hf_endpoint,
+                       log=lambda msg: print(msg, file=sys.stderr))
+
+
 def cmd_validate(args) -> int:
     from bench.runner.validate import cmd_validate as run_validate
 
@@ -266,7 +282,7 @@ def cmd_validate(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "submit": cmd_submit, "tune": cmd_tune, "leaderboard": cmd_leaderboard, "list": cmd_list,
-            "pretrain": cmd_pretrain, "validate": cmd_validate, "evaluate": cmd_evaluate}
+            "pretrain": cmd_pretrain, "validate": cmd_validate, "evaluate": cmd_evaluate, "fetch": cmd_fetch}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.core.errors import MissingWeightsError
+from bench.core.fetch_registry import FETCH_COMMAND, OPENCLIP_FILE, OPENCLIP_PRETRAINED, OPENCLIP_REPO
 from bench.core.instances import PerInstance, instance_ids
 from metrics.base import Metric, generated, register_metric
 
-OPENCLIP_HF_REPO = {("ViT-B-32", "laion2b_s34b_b79k"): "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"}
-OPENCLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+OPENCLIP_HF_REPO = {OPENCLIP_PRETRAINED: OPENCLIP_REPO}
+OPENCLIP_FILES = (OPENCLIP_FILE, "open_clip_pytorch_model.bin")  # the first is what `unlearn-bench fetch` gets
 
 
 def paired_cosines(image_emb: Tensor, text_emb: Tensor) -> Tensor:
@@ -35,11 +36,14 @@ def alignment_score(image_emb: Tensor, text_emb: Tensor) -> float:
 
 def resolve_openclip_weights(model_name: str, pretrained: str, weights: str | None = None) -> str:
     """A local weights file: explicit path, $UNLEARN_BENCH_OPENCLIP_WEIGHTS, or the HF cache (offline)."""
-    weights = weights or os.environ.get("UNLEARN_BENCH_OPENCLIP_WEIGHTS")
-    if weights:
-        if not Path(weights).expanduser().is_file():
-            raise MissingWeightsError(f"open_clip weights file {weights} does not exist")
-        return str(Path(weights).expanduser())
+    env = os.environ.get("UNLEARN_BENCH_OPENCLIP_WEIGHTS")
+    given = weights or env
+    if given:
+        if not Path(given).expanduser().is_file():
+            where = "the task option clip_weights" if weights else "$UNLEARN_BENCH_OPENCLIP_WEIGHTS"
+            hint = f"; unset it or drop it to use the one `{FETCH_COMMAND}` gets" if repo_of(model_name, pretrained) else ""
+            raise MissingWeightsError(f"open_clip weights file {given} does not exist ({where}){hint}")
+        return str(Path(given).expanduser())
     repo = OPENCLIP_HF_REPO.get((model_name, pretrained))
     if repo is not None:
         from huggingface_hub import hf_hub_download
@@ -49,11 +53,19 @@ def resolve_openclip_weights(model_name: str, pretrained: str, weights: str | No
                 return hf_hub_download(repo, fname, local_files_only=True)
             except Exception:  # noqa: BLE001 - any miss means "not in the cache"
                 continue
-    fetch = f"huggingface-cli download {repo} {OPENCLIP_FILES[0]}" if repo else "(no known hub repo; pass a local file)"
+    if repo is None:
+        raise MissingWeightsError(f"open_clip {model_name} {pretrained} has no known hub repository to read offline; pass its "
+                                  "weights file (task option clip_weights or UNLEARN_BENCH_OPENCLIP_WEIGHTS)")
+    from huggingface_hub import constants
+
     raise MissingWeightsError(
-        f"open_clip {model_name} {pretrained} weights not found locally; fetch them on a connected machine with "
-        f"`{fetch}` or set UNLEARN_BENCH_OPENCLIP_WEIGHTS to the file"
+        f"open_clip {model_name} {pretrained} weights not found: {OPENCLIP_FILES[0]} of {repo} is not in the Hugging Face "
+        f"cache {constants.HF_HUB_CACHE}; get it with `{FETCH_COMMAND}` or set UNLEARN_BENCH_OPENCLIP_WEIGHTS to a local file"
     )
+
+
+def repo_of(model_name: str, pretrained: str) -> str | None:
+    return OPENCLIP_HF_REPO.get((model_name, pretrained))
 
 
 class OpenClipJudge:

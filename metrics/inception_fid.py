@@ -2,8 +2,8 @@
 CIFAR-10 train reference statistics.
 
 `build_feature_extractor("clean")` would download the network to /tmp when absent; here the same
-torchscript file is resolved locally (task option, $UNLEARN_BENCH_INCEPTION, clean-fid's own
-download place, the suite's cache) and a missing file is one MissingWeightsError with the fetch
+torchscript file is resolved locally (task option, $UNLEARN_BENCH_INCEPTION, the suite's cache where
+`unlearn-bench fetch` puts it, clean-fid's own download place) and a missing file is one MissingWeightsError with the fetch
 command. The forward pass is clean-fid's: images quantised to 8-bit levels (as if saved as PNG),
 clean-fid's PIL-bicubic resize to 299×299, (x − 128)/128, the network's `layers`.
 """
@@ -16,17 +16,16 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from cleanfid.downloads_helper import inception_url
 from cleanfid.resize import build_resizer
 from torch import Tensor, nn
 
 from bench.core.atomic import write_atomic
 from bench.core.cache import cache_root
 from bench.core.errors import ConfigError, MissingWeightsError
+from bench.core.fetch_registry import FETCH_COMMAND, INCEPTION_FILE, inception_cache_path
 from bench.core.hashing import file_digest
 from metrics.frechet import batch_features, stats_of
 
-INCEPTION_FILE = "inception-2015-12-05.pt"
 CLEANFID_STATS_URL = "https://www.cs.cmu.edu/~clean-fid/stats"
 
 
@@ -37,7 +36,7 @@ def inception_candidates(explicit: str | None = None) -> list[Path]:
     if os.environ.get("UNLEARN_BENCH_INCEPTION"):
         out.append(Path(os.environ["UNLEARN_BENCH_INCEPTION"]).expanduser())
     cleanfid_dir = Path("./" if platform.system() == "Windows" else "/tmp")  # where clean-fid downloads it
-    out += [cleanfid_dir / INCEPTION_FILE, cache_root() / "inception" / INCEPTION_FILE]
+    out += [inception_cache_path(), cleanfid_dir / INCEPTION_FILE]  # the sha256-checked copy `unlearn-bench fetch` puts, first
     return out
 
 
@@ -46,11 +45,12 @@ def resolve_inception_weights(explicit: str | None = None) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    target = candidates[-1]
+    if explicit:
+        raise MissingWeightsError(f"clean-fid Inception weights {candidates[0]} do not exist (task option inception_weights); "
+                                  f"drop the option to use the one `{FETCH_COMMAND}` gets")
     raise MissingWeightsError(
-        f"clean-fid Inception weights ({INCEPTION_FILE}) not found at {', '.join(map(str, candidates))}; fetch them on a "
-        f"connected machine with `curl -L -o {target.name} {inception_url}` and put the file at {target}, "
-        "set UNLEARN_BENCH_INCEPTION, or pass the task option inception_weights"
+        f"clean-fid Inception weights {INCEPTION_FILE} not found at {', '.join(map(str, candidates))}; "
+        f"get them with `{FETCH_COMMAND}` (into {inception_cache_path()}), set UNLEARN_BENCH_INCEPTION, or pass the task option inception_weights"
     )
 
 

@@ -168,6 +168,12 @@ class Task(ABC):
         """Name -> content hash of the weights the task loads (provenance)."""
         return {}
 
+    def required_artifacts(self) -> tuple[str, ...]:
+        """Names of the weights and data sets `unlearn-bench fetch` gets for this task with its options (the registry in
+        bench/core/fetch_registry.py): what it reads from a cache rather than from the package or a path the user
+        gave. By default none (the mini tasks ship theirs)."""
+        return ()
+
     def given_checkpoints(self) -> dict[str, str]:
         """Option -> content digest of each checkpoint a task option names other than its default (a
         file of the user's). It enters the job's setting hash (bench/runner/plan.py), so another file

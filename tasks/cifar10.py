@@ -36,6 +36,7 @@ from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError, MissingWeightsError
 from bench.core.evaluation import Evaluation
+from bench.core.fetch_registry import CIFAR10_ARTIFACT, INCEPTION_ARTIFACT, OPENCLIP_ARTIFACT, openclip_is_fetchable
 from bench.core.hashing import checkpoint_digest, file_digest
 from bench.core.log import get_logger
 from bench.core.pretrain import register_pretrain
@@ -91,7 +92,7 @@ class Cifar10Config:
     sample_steps: int = 50  # DDIM steps (eta 0)
     guidance: float = 2.0  # classifier-free guidance scale (1 = conditional model alone)
     sample_batch_size: int = 500
-    inception_weights: str | None = None  # clean-fid's inception-2015-12-05.pt (else $UNLEARN_BENCH_INCEPTION, /tmp, cache)
+    inception_weights: str | None = None  # clean-fid's inception-2015-12-05.pt (else $UNLEARN_BENCH_INCEPTION, the cache, /tmp)
     fid_stats: str | None = None  # .npz with mu/sigma of the CIFAR-10 train set (else clean-fid's cache, else computed)
     per_class: int = 50  # remain.meta["per_class"]
     neighbour_images_per_class: int = 200
@@ -188,6 +189,15 @@ class Cifar10Class(Task):
             "pretrain_steps": recipe.steps,
             "pretrain_batch_size": recipe.batch_size,
         }
+
+    def required_artifacts(self) -> tuple[str, ...]:
+        c = self.config
+        out = [] if c.data_root else [CIFAR10_ARTIFACT]
+        if c.classifier == "clip" and not c.clip_weights and openclip_is_fetchable(c.clip_model, c.clip_pretrained):
+            out.append(OPENCLIP_ARTIFACT)
+        if not c.inception_weights:
+            out.append(INCEPTION_ARTIFACT)
+        return tuple(out)  # the base model and the ResNet-34 are trained here (`unlearn-bench pretrain`), not fetched
 
     def checkpoints(self) -> dict[str, str]:
         from metrics.inception_fid import resolve_inception_weights

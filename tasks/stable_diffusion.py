@@ -22,6 +22,7 @@ from bench.core.context import RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError
 from bench.core.evaluation import Evaluation, NeighbourSet, ZeroShot
+from bench.core.fetch_registry import OPENCLIP_ARTIFACT, SD14_ARTIFACT, openclip_is_fetchable
 from bench.core.hashing import files_digest, json_digest
 from tasks.base import (
     NEIGHBOUR_EVAL_SEED,
@@ -207,6 +208,13 @@ class StableDiffusionTask(Task):
 
     def checkpoints(self) -> dict[str, str]:
         return {"stable-diffusion": sd_checkpoint_id(self.config.model)}
+
+    def required_artifacts(self) -> tuple[str, ...]:
+        c = self.config
+        out = [SD14_ARTIFACT] if c.model == SD14 else []  # another hub id or a local directory is the user's
+        if not c.clip_weights and openclip_is_fetchable(c.clip_model, c.clip_pretrained):
+            out.append(OPENCLIP_ARTIFACT)
+        return tuple(out)
 
     def sampler(self) -> dict:
         return {"steps": self.config.sample_steps, "guidance": self.config.guidance, "batch_size": self.config.batch_size}

@@ -110,7 +110,7 @@ def test_missing_data_is_one_clear_error(tmp_path):
     with pytest.raises(MissingDataError) as e:
         load_cifar10(str(tmp_path / "nowhere"))
     msg = str(e.value)
-    assert str(tmp_path / "nowhere") in msg and "torchvision.datasets.CIFAR10(" in msg and "download=True" in msg
+    assert str(tmp_path / "nowhere") in msg and "unlearn-bench fetch --suite paper" in msg and "\n" not in msg
 
 
 def test_missing_weights_errors(env, tmp_path):

@@ -70,7 +70,7 @@ def test_missing_sd_weights_is_clear(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     task = TASKS.get("sd-nudity").make({})
-    with pytest.raises(MissingWeightsError, match="huggingface-cli download CompVis/stable-diffusion-v1-4"):
+    with pytest.raises(MissingWeightsError, match=r"CompVis/stable-diffusion-v1-4 is not in the Hugging Face cache .*`unlearn-bench fetch --suite paper`"):
         task.build("nudity", RunContext(device="cpu", seed=0, task_kind="concept"))
 
 

@@ -45,7 +45,7 @@ def test_openclip_missing_weights(tmp_path, monkeypatch):
     monkeypatch.delenv("UNLEARN_BENCH_OPENCLIP_WEIGHTS", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(MissingWeightsError, match="huggingface-cli download laion/CLIP-ViT-B-32-laion2B-s34B-b79K"):
+    with pytest.raises(MissingWeightsError, match=r"open_clip_model.safetensors of laion/CLIP-ViT-B-32-laion2B-s34B-b79K .*`unlearn-bench fetch --suite paper`"):
         OpenClipJudge()
     with pytest.raises(MissingWeightsError, match="does not exist"):
         OpenClipJudge(weights=str(tmp_path / "nope.pt"))

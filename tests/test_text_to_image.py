@@ -82,7 +82,7 @@ def test_training_step_changes_only_unet(tiny_sd):
 def test_missing_sd_weights_names_repo_and_command(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(MissingWeightsError, match=r"huggingface-cli download CompVis/stable-diffusion-v1-4"):
+    with pytest.raises(MissingWeightsError, match=r"CompVis/stable-diffusion-v1-4 is not in the Hugging Face cache .*`unlearn-bench fetch --suite paper`"):
         TextToImageModel.from_pretrained_sd("CompVis/stable-diffusion-v1-4")
     with pytest.raises(MissingWeightsError):
         load_model(tmp_path / "nothing-here")

@@ -2,11 +2,11 @@
 
 Root resolution (first that applies): the task option / `--data-root`, `$UNLEARN_BENCH_DATA/cifar10`,
 `$UNLEARN_BENCH_CACHE/cifar10` (default `~/.cache/unlearn-bench/cifar10`). The root holds
-torchvision's `cifar-10-batches-py/` folder; nothing is downloaded at run time.
+torchvision's `cifar-10-batches-py/` folder; nothing is downloaded at run time (`unlearn-bench fetch`
+puts it in the default root).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -14,24 +14,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from bench.core.cache import cache_root
 from bench.core.errors import MissingDataError
+from bench.core.fetch_registry import CIFAR10_FOLDER, FETCH_COMMAND, cifar10_default_root
 
 # torchvision's label order (batches.meta); the task's targets are these indices
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def default_data_root() -> Path:
-    data = os.environ.get("UNLEARN_BENCH_DATA")
-    return Path(data) / "cifar10" if data else cache_root() / "cifar10"
+default_data_root = cifar10_default_root  # $UNLEARN_BENCH_DATA/cifar10, else $UNLEARN_BENCH_CACHE/cifar10
 
 
 def resolve_data_root(root: str | None) -> Path:
     return Path(root).expanduser() if root else default_data_root()
-
-
-def fetch_command(root: Path) -> str:
-    return f"python -c \"import torchvision; torchvision.datasets.CIFAR10('{root}', download=True)\""
 
 
 @dataclass(frozen=True)
@@ -96,10 +90,11 @@ def _load_split(root: str, train: bool) -> CifarSplit:
     try:
         ds = _reader(path)(str(path), train=train, download=False)
     except RuntimeError:  # torchvision: "Dataset not found or corrupted" (missing files or checksum mismatch)
+        default = default_data_root()
+        where = "" if path == default else f" (it goes to {default}; copy that folder here or drop --data-root / data_root)"
         raise MissingDataError(
-            f"CIFAR-10 not found (or corrupted) under {path}: torchvision expects {path / 'cifar-10-batches-py'}; "
-            f"fetch it on a connected machine with "
-            f"`{fetch_command(path)}` and copy that folder here, or pass --data-root / the task option data_root"
+            f"CIFAR-10 not found (or corrupted) under {path}: torchvision expects {path / CIFAR10_FOLDER}; "
+            f"get it with `{FETCH_COMMAND}`{where}"
         ) from None
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # HWC -> CHW, uint8
     return CifarSplit(images, torch.tensor(ds.targets, dtype=torch.long), tuple(ds.classes))

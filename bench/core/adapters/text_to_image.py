@@ -18,12 +18,42 @@ from torch import Tensor
 from bench.core.adapters.base import DiffusionModel
 from bench.core.adapters.text_encoders import HFCLIPTextEncoder, TextEncoder
 from bench.core.errors import ConfigError, MissingWeightsError
+from bench.core.fetch_registry import FETCH_COMMAND, SD14_FILES
 
 SD14 = "CompVis/stable-diffusion-v1-4"
 
 
-def fetch_command(repo_id: str) -> str:
-    return f"huggingface-cli download {repo_id}"
+def missing_sd_file(root: Path) -> str | None:
+    """The first file of the SD layout the loader reads that `root` lacks (a .bin stands in for a .safetensors)."""
+    for rel in SD14_FILES:
+        if rel == "model_index.json":
+            continue  # read by pipelines, not by this loader (subfolders)
+        p = root / rel
+        alt = p.with_name("pytorch_model.bin") if p.name == "model.safetensors" else p.with_suffix(".bin")
+        if not p.is_file() and not (p.suffix == ".safetensors" and alt.is_file()):
+            return rel
+    return None
+
+
+def sd_missing_message(repo_or_path: str, exc: BaseException) -> str:
+    """One line: which file is missing where, and how to get it."""
+    local = Path(repo_or_path).expanduser()
+    if local.exists():
+        gap = missing_sd_file(local)
+        what = f"{local / gap} is missing" if gap else f"the weights at {local} do not load ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        return (f"Stable Diffusion weights not found: {what} (an SD 1.x diffusers layout: unet/, vae/, text_encoder/, tokenizer/, "
+                f"scheduler/); the default model, {SD14}, is fetched with `{FETCH_COMMAND}`")
+    from huggingface_hub import constants
+
+    snapshot = _local_snapshot(repo_or_path)
+    gap = missing_sd_file(Path(snapshot)) if snapshot else None
+    what = (f"{gap} of {repo_or_path} is not in the Hugging Face cache {snapshot}" if gap
+            else f"{repo_or_path} is not in the Hugging Face cache {constants.HF_HUB_CACHE}" if not snapshot
+            else f"{repo_or_path} in the Hugging Face cache {snapshot} does not load ({type(exc).__name__})")
+    how = (f"get it with `{FETCH_COMMAND}`" if repo_or_path == SD14
+           else f"put it there on a connected machine (`hf download {repo_or_path}`) or pass a local SD 1.x directory; "
+                f"`{FETCH_COMMAND}` gets the default {SD14}")
+    return f"Stable Diffusion weights not found: {what}; {how} (offline here)"
 
 
 def _local_snapshot(repo_or_path: str) -> str | None:
@@ -196,12 +226,7 @@ class TextToImageModel(DiffusionModel):
             sched = DDPMScheduler.from_pretrained(root, subfolder="scheduler", **kw)
             enc = HFCLIPTextEncoder.load_from(root, device=device, name=f"CLIPTextModel({repo_or_path})")
         except (OSError, EnvironmentError, ValueError) as e:
-            where = f"local path {local}" if local.exists() else f"the Hugging Face cache (repo {repo_or_path!r})"
-            fetch = fetch_command(repo_or_path if not local.exists() else SD14)
-            raise MissingWeightsError(
-                f"Stable Diffusion weights not found in {where}; fetch them on a connected machine with "
-                f"`{fetch}` (offline here: {type(e).__name__})"
-            ) from e
+            raise MissingWeightsError(sd_missing_message(repo_or_path, e)) from e
         if dtype is not None:
             unet, vae = unet.to(dtype=dtype), vae.to(dtype=dtype)
             enc.model.to(dtype=dtype)
