@@ -4,8 +4,8 @@ A rehearsal runs the suite's own job list through the ordinary harness (plan, Ra
 sandbox, isolated evaluation, records, voucher, leaderboard) with the suite's prompt sets, data splits and
 option values. What it replaces is what a GPU and the weights would give:
 
-- the weights: Stable Diffusion v1.4 by a tiny SD-shaped pipeline of the same families (UNet2DConditionModel,
-  CLIPTextModel, AutoencoderKL), the CIFAR-10 DDPM by the `rehearsal` preset of its own recipe (the same UNet2DModel
+- the weights: Stable Diffusion v1.4 by a tiny SD-shaped pipeline of the same families (UNet2DConditionModel at
+  0.2M parameters, CLIPTextModel, AutoencoderKL), the CIFAR-10 DDPM by the `rehearsal` preset of its own recipe (the same UNet2DModel
   family at 12k parameters, trained 4 steps on the stand-in data by `pretrain cifar10`), the open_clip ViT-B/32 judge by a 1-layer ViT, clean-fid's Inception by a
   torchscript network with the same `layers` entry point; each built from configs (random_models.py) and read
   through the loaders real checkpoints go through. NudeNet's detector ships in its wheel and runs as it is;
@@ -143,11 +143,11 @@ def _piece(path: Path, make) -> None:
 
 def ensure_world(root: Path | None = None) -> World:
     """The rehearsal's stand-ins under `root` (default world_root()), each built once."""
-    from bench.core.adapters.random_models import build_random_openclip, build_random_sd
+    from bench.core.adapters.random_models import REHEARSAL_SD, build_random_openclip, build_random_sd
 
     world = World(Path(root) if root else world_root())
     world.root.mkdir(parents=True, exist_ok=True)
-    _piece(world.sd, lambda p: build_random_sd(p, seed=0))
+    _piece(world.sd, lambda p: build_random_sd(p, REHEARSAL_SD, seed=0))
     _piece(world.clip_weights.parent, lambda p: build_random_openclip(p, CLIP_NAME, seed=0))
     _piece(world.inception.parent, lambda p: (torch.manual_seed(0), torch.jit.script(StandInInception()).save(str(p / world.inception.name))))
     _piece(world.cifar, lambda p: write_cifar_stand_in(p, seed=0))

@@ -27,6 +27,9 @@ TINY_SD = {
     "vae": dict(latent_channels=4, block_out_channels=(8, 16), layers_per_block=1, down_block_types=("DownEncoderBlock2D",) * 2,
                 up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8, sample_size=16),
 }
+# The rehearsal's stand-in (bench/runner/rehearsal.py): TINY_SD's UNet at half the width (0.2M parameters), a forward
+# at batch 128 in half the time; a rehearsal generates tens of thousands of images (Concept Ablation's 1,000 anchors per job)
+REHEARSAL_SD = {**TINY_SD, "unet": {**TINY_SD["unet"], "block_out_channels": (16, 32)}}
 # SD v1.4's scheduler as its model card and scheduler_config.json give it
 SD_SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
 
