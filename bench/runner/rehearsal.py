@@ -39,6 +39,7 @@ from bench.runner.plan import Suite, TaskEntry
 WORLD_VERSION = 1  # bump when a stand-in changes: a new world is built beside the old one
 REHEARSAL_STEPS = 2  # optimiser steps per method (the budget's max_steps)
 SAMPLE_STEPS = 2  # DDIM steps of every image a rehearsal generates
+REHEARSAL_TIMEOUT_S = 1800.0  # per job, unless the suite sets its own: a stand-in job that takes longer is stuck, not slow
 CLIP_NAME = "rehearsal-tiny-clip"
 CIFAR_TRAIN_BATCHES, CIFAR_PER_BATCH, CIFAR_TEST = 5, 10_000, 10_000  # CIFAR-10's own layout and size
 FID_REFERENCE_IMAGES = 2_000  # stand-in train images behind the rehearsal's FID reference statistics
@@ -209,4 +210,4 @@ def rehearse_suite(suite: Suite, world: World, extra_tasks=()) -> Suite:
         tasks.append(replace(te, options={**te.options, **extra}, sequences=seq))
     cap = suite.budget.get("max_steps")
     budget = {**suite.budget, "max_steps": REHEARSAL_STEPS if cap is None else min(cap, REHEARSAL_STEPS)}
-    return replace(suite, tasks=tasks, budget=budget, rehearsal=True)
+    return replace(suite, tasks=tasks, budget=budget, rehearsal=True, timeout_s=suite.timeout_s or REHEARSAL_TIMEOUT_S)
