@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub_p = sub.add_parser("submit", help="validate a method file, run it over a suite and rank it")
     sub_p.add_argument("file", help="path/to/method.py[:ClassName]")
     sub_p.add_argument("--suite", default="mini")
+    sub_p.add_argument("--accept-unconfined", action="store_true",
+                       help="run and rank it even where method processes get no network, write or read confinement (bench/runner/sandbox.py)")
     _add_selection(sub_p)
 
     lb = sub.add_parser("leaderboard", help="aggregate records into the leaderboard")

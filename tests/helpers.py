@@ -70,6 +70,26 @@ def method_file(tmp_path: Path, body: str = GOOD_BODY, name: str = "outsider", h
 SMALL_TEXT_HPARAMS = {"ca": {"anchor_images": 2, "anchor_sample_steps": 2}, "esd-u": {"ddim_steps": 4}, "esd-x": {"ddim_steps": 4}}
 
 
+def run_hostile(name: str, private=(), timeout_s: float = 90):
+    """The method stage of the plug-in tests/hostile/<name>.py on a smoke-sized mini-digits job, in a method
+    process as every job runs it (bench/runner/method_process.py); its answer (`Unlearned`, with the
+    statistics the plug-in returned and what confined it). `private`: paths it may not read besides the harness's."""
+    import os
+    import shutil
+
+    from bench.runner.method_process import method_runner
+    from bench.runner.plan import JobSpec
+    from bench.runner.plugins import read_method_source
+    from bench.runner.unlearn_stage import UnlearnRequest
+
+    ref = str(HOSTILE_DIR / f"{name}.py")
+    spec = JobSpec("t", "mini-digits-class", {"forget_samples": 4, "remain_samples_per_class": 2, "sample_steps": 2}, "0",
+                   ref, f"hostile-{name.replace('_', '-')}", {}, 0, {"max_steps": 2}, timeout_s)
+    got = method_runner().unlearn(UnlearnRequest(spec, {ref: read_method_source(ref)}, "cpu", 1), timeout_s, private)
+    shutil.rmtree(os.path.dirname(got.weights), ignore_errors=True)
+    return got
+
+
 def method_stage_in_process(monkeypatch) -> None:
     """Run jobs' method stage in this process instead of a child (bench/runner/method_process.py).
 
@@ -84,7 +104,7 @@ def method_stage_in_process(monkeypatch) -> None:
     import bench.runner.job as job
     from bench.runner.unlearn_stage import WEIGHTS_FILE, UnlearnRequest, unlearn_stage
 
-    def here(spec, device, fast_paths, sources, timeout_s, start=None):
+    def here(spec, device, fast_paths, sources, timeout_s, start=None, private=()):
         workdir = tempfile.mkdtemp(prefix="unlearn-bench-method-")
         request = UnlearnRequest(spec, dict(sources or {}), str(device), torch.get_num_threads(), fast_paths, start, workdir=workdir)
         result = unlearn_stage(request)

@@ -6,7 +6,6 @@ the plug-in behind.
 """
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from bench.core.errors import PluginError
 from bench.runner.method_process import MethodProcessError, describe_exception, exit_cause
 from bench.runner.plugins import load_submission
 from bench.runner.submit import smoke_test
+from tests.helpers import run_hostile
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 
@@ -32,16 +32,6 @@ def no_new_processes(before: set[int]) -> bool:
 
     now = {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
     return not (now - before - {method_runner().server_pid})
-
-
-def probe_dir(tmp_path) -> Path:
-    """Where a probing plug-in may leave a note: its process may write only its own directory and
-    /dev (bench/runner/sandbox.py), so /dev/shm where there is one."""
-    shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK):
-        d = Path(tempfile.mkdtemp(prefix="unlearn-bench-probe-", dir=shm))
-        return d
-    return tmp_path
 
 
 def children() -> set[int]:
@@ -76,11 +66,10 @@ def test_leftover_threads_and_detached_processes_do_not_outlive_the_job(tmp_path
     before = children()
     assert smoke("thread") == {"steps": 1, "optimizer_steps": 1}  # it unlearned; its thread died with its process
     assert no_new_processes(before)
-    pid_file = probe_dir(tmp_path) / "vandal.pid"
-    monkeypatch.setenv("HOSTILE_PID_FILE", str(pid_file))
-    assert smoke("detach") == {"steps": 1, "optimizer_steps": 1}
-    pid = int(pid_file.read_text())
-    shutil.rmtree(pid_file.parent, ignore_errors=True)
+    monkeypatch.setenv("HOSTILE_PID_FILE", "vandal.pid")  # in its own directory (it may write nowhere else)
+    got = run_hostile("detach")
+    assert got.steps == 1 and got.optimizer_steps == 1
+    pid = got.stats["vandal"]
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # the subreaper ended it
     assert no_new_processes(before)
 
@@ -109,10 +98,10 @@ def test_the_method_process_never_learns_where_results_go_and_writes_only_its_ow
     assert got.stats["tmp"] == cwd and got.stats["state"] == "absent" and got.stats["own"] == "written"
     assert os.getcwd() == str(tmp_path)
     if landlock_abi() > 0:
-        assert got.sandbox.startswith("landlock ABI") and got.stats["outside"].startswith("PermissionError")
+        assert got.confinement["writes"].startswith("landlock ABI") and got.stats["outside"].startswith("PermissionError")
         assert not (tmp_path / "planted.json").exists()
     else:
-        assert got.sandbox.startswith("none:")
+        assert got.confinement["writes"].startswith("none:")
 
 
 PROBE = """
@@ -170,16 +159,37 @@ def test_submit_of_a_crashing_plugin_fails_with_the_cause_and_leaves_records_alo
     assert {p.name: p.read_bytes() for p in (out / "records").iterdir()} == before
 
 
-def test_on_ray_a_crashed_method_is_a_failed_record_with_its_cause(tmp_path):
+def test_on_ray_a_crashed_method_is_a_failed_record_with_its_cause_and_no_method_joins_the_cluster(tmp_path, monkeypatch):
+    """The measured attack (tests/hostile/cluster_join.py): a fresh interpreter finds the run's own Ray
+    cluster as anyone can and, once connected, runs a task in an unconfined Ray worker that writes a
+    file and reads the record key. Confined, it reaches no port at all; unconfined it joins (measured)."""
+    import json
+
     from bench.cli import main
     from bench.runner.records import iter_records
+    from bench.runner.sandbox import landlock_abi, unguarded
     from tests.helpers import write_suite
 
+    monkeypatch.setenv("HOSTILE_RAY", "1")
+    monkeypatch.setenv("HOSTILE_MARK", str(tmp_path / "joined"))
+    monkeypatch.setenv("HOSTILE_FORGE_ROOT", str(tmp_path))
     out = tmp_path / "res"
-    refs = [str(HOSTILE / "segfault.py"), str(HOSTILE / "sysexit.py"), "original"]
+    refs = [str(HOSTILE / "segfault.py"), str(HOSTILE / "sysexit.py"), str(HOSTILE / "cluster_join.py"), "original"]
+    assert main(["run", "--suite", str(write_suite(tmp_path / "o.yaml", ["original"])), "--out", str(out), "--local"]) == 0
+    before = {p.name: p.read_bytes() for p in (out / "records").iterdir()}  # Original's record and its manifest
     main(["run", "--suite", str(write_suite(tmp_path / "s.yaml", refs)), "--out", str(out)])
-    errors = {r.label: r.error for r in iter_records(out)}
-    assert errors == {"hostile-segfault": "killed by signal 11 (SIGSEGV)", "hostile-sysexit": "raised SystemExit(3)", "original": None}
+    (name, data), = [(k, v) for k, v in before.items() if k.endswith(".json")]
+    manifest = (out / "records" / ".vouched.jsonl").read_bytes()
+    assert (out / "records" / name).read_bytes() == data  # unconfined, its UA is set to 0 and vouched for with the key
+    assert manifest.startswith(before[".vouched.jsonl"]) and name.encode() not in manifest[len(before[".vouched.jsonl"]):]
+    recs = {r.label: r for r in iter_records(out)}
+    assert {k: r.error for k, r in recs.items()} == {"hostile-segfault": "killed by signal 11 (SIGSEGV)", "hostile-sysexit": "raised SystemExit(3)",
+                                                     "hostile-cluster-join": None, "original": None}
+    if landlock_abi() >= 4:
+        seen = json.loads(recs["hostile-cluster-join"]["method_stats"]["outcome"])
+        assert not (tmp_path / "joined").exists() and not seen["gcs"].startswith("joined"), seen
+        assert not [a for a, v in seen["tcp"].items() if v == "connected"], seen
+        assert all(unguarded(r.get("method_confinement")) == [] for r in recs.values())  # failed records say it too
 
 
 def test_a_submitted_file_is_never_imported_by_the_driver(tmp_path, capsys):

@@ -136,7 +136,8 @@ def test_a_detached_process_that_rewrites_records_changes_no_row(tmp_path, monke
     assert set(before) == {"original", "graddiff"}
     monkeypatch.setenv("HOSTILE_RECORDS", str(out / "records"))
     monkeypatch.setenv("HOSTILE_PID_FILE", str(tmp_path / "vandal.pid") if sandbox == "off" else "/dev/null")
-    main(["submit", str(HOSTILE_DIR / "detach.py"), "--suite", str(suite), "--out", str(out), "--local"])
+    accept = ["--accept-unconfined"] if sandbox == "off" else []  # unconfined: submit refuses unless told to accept it
+    main(["submit", str(HOSTILE_DIR / "detach.py"), "--suite", str(suite), "--out", str(out), "--local", *accept])
     md = (out / "LEADERBOARD.md").read_text()
     assert "hostile-detach" in md
     if sandbox == "on":

@@ -5,7 +5,10 @@ spellings of older versions (hparams / task_options before hparams_resolved / ta
 schema_version) are normalised here and nowhere else.
 
 Versions: 1 = records written before the field existed; 2 = adds `schema_version`; 3 = adds `instances`
-(per-instance values of the metric columns, bench/core/instances.py)."""
+(per-instance values of the metric columns, bench/core/instances.py). Optional fields that came later
+without a version of their own: `method_confinement` (issue 35: per part — writes, reads, network,
+leftovers, memory — what confined the method's process, "none: why" where nothing did; absent before,
+read as {}, i.e. unknown) beside `method_sandbox`, its one-line summary (before: what confined writes)."""
 from __future__ import annotations
 
 import math
@@ -72,6 +75,8 @@ class RunRecord:
     # target among them; () for an ordinary job (docs/PROTOCOL.md, "Sequential unlearning")
     sequence: tuple[str, ...] = ()
     rehearsal: bool = False  # `run --rehearse`: tiny stand-in models and data, a few steps and images; never a result
+    # what confined the method's process, per part (bench/runner/sandbox.py: ASPECTS); {} in records written before it existed
+    method_confinement: dict[str, str] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # the JSON object as read
 
     @property
@@ -161,5 +166,6 @@ def parse_record(obj: Any) -> RunRecord:
         started=obj.get("started"),
         sequence=tuple(sequence),
         rehearsal=obj.get("rehearsal") is True,
+        method_confinement=_obj(obj, "method_confinement"),
         raw=obj,
     )

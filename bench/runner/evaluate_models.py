@@ -118,7 +118,7 @@ def reevaluate(results: str, out: str, device=None, fast_paths=None) -> list[dic
                 raise ArtifactError(f"{where}: its weights are not those its record names (altered since the job)")
             record.update(judge_weights(spec, state, where, device, fast_paths, manifest))
             unlearning = {k: old.raw[k] for k in ("method_name", "hparams_resolved", "method_stats", "method_sandbox",
-                                                  "method_source", "artifact") if k in old.raw}
+                                                  "method_confinement", "method_source", "artifact") if k in old.raw}
             record.update(unlearning)
             record["cost"] = {**{k: v for k, v in (old.raw.get("cost") or {}).items() if not k.startswith(("eval", "metric"))
                                  and k != "images_generated_eval"}, **record["cost"]}

@@ -10,6 +10,7 @@ from bench.core.log import get_logger
 from bench.runner.dryrun import describe_plan
 from bench.runner.plan import JobSpec, TaskEntry, check_timeout, load_suite, plan_jobs
 from bench.runner.records import read_record, record_path, scan_records
+from bench.runner.sandbox import notice, probe
 from bench.runner.scheduler import pending_jobs, run_local, run_ray
 from leaderboard.build import build
 from leaderboard.score import DEFAULT_RULE
@@ -60,6 +61,9 @@ def run_suite(suite_ref: str, args, method_refs: list[str] | None = None) -> lis
         print(describe_plan(suite, jobs, todo))
         return []
     if todo:
+        line = notice(probe())  # what a method process gets here, in one line where it is not everything
+        if line:
+            log.warning(line)
         save = bool(getattr(args, "save_models", False))
         if args.local:
             run_local(todo, args.out, fast_paths=fast_paths, save_models=save)

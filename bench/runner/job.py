@@ -21,11 +21,12 @@ from bench.core.instances import to_record as instances_record
 from bench.runner.artifacts import apply_state_dict, artifact_dir, load_state_dict
 from bench.runner.chains import keeps_model, start_from
 from bench.runner.memory import Timer
-from bench.runner.method_process import MethodProcessError, method_runner
+from bench.runner.method_process import MethodProcessError, memory_cause, method_runner
 from bench.runner.plan import JobSpec
 from bench.runner.provenance import git_revision, hardware, package_versions
 from bench.runner.records import write_record
 from bench.runner.sample_strip import sample_strip
+from bench.runner.sandbox import summary as sandbox_summary
 from bench.runner.steps import check_steps, weights_changed
 from bench.runner.timeout import JobTimeout, time_limit, worker_watchdog
 from bench.runner.unlearn_stage import UnlearnRequest, seed_everything
@@ -80,28 +81,29 @@ def load_weights(model, path: str, method_name: str) -> None:
     assert_finite_weights(model, method_name)
 
 
-def unlearn_in_child(spec: JobSpec, device, fast_paths, sources, timeout_s, start: str | None = None):
+def unlearn_in_child(spec: JobSpec, device, fast_paths, sources, timeout_s, start: str | None = None, private=()):
     """Run the method stage in a fresh child process (bench/runner/method_process.py); `start`: the artifact a
-    chain's later step starts from (bench/runner/chains.py)."""
+    chain's later step starts from (bench/runner/chains.py); `private`: paths it may not read (the results directory)."""
     request = UnlearnRequest(spec, {k: v for k, v in (sources or {}).items() if k == spec.method}, str(device),
                              torch.get_num_threads(), fast_paths, start)
-    return method_runner().unlearn(request, timeout_s)
+    return method_runner().unlearn(request, timeout_s, private)
 
 
 def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, sources=None, deadline: float | None = None,
-            save_model_to=None, start: str | None = None) -> dict:
+            save_model_to=None, start: str | None = None, private=()) -> dict:
     """The job itself; raises on failure. The method runs in a child process (`unlearn_in_child`), this
     process evaluates the weights it hands back against an Original it builds itself.
     `fast_paths`: FastPaths, dict or "k=v,..." overrides; `sources`: method files shipped by the driver
     (bench.runner.plugins.MethodSource by reference); `deadline`: time.monotonic() by which the job ends;
     `save_model_to`: a directory to keep the unlearned model in, as an artifact (bench/runner/artifacts.py);
-    `start`: a chain's later step, the artifact of the step before (bench/runner/chains.start_from)."""
+    `start`: a chain's later step, the artifact of the step before (bench/runner/chains.start_from);
+    `private`: paths the method's process may not read (the results directory; bench/runner/sandbox.py)."""
 
     device = device or pick_device()
     task = TASKS.get(spec.task).make(spec.task_options)
     prepare_instance(task, spec.target, device, spec.erased)  # caches the method's process reads but may not write
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
-    unlearned = unlearn_in_child(spec, device, fast_paths, sources, remaining, start)
+    unlearned = unlearn_in_child(spec, device, fast_paths, sources, remaining, start, private)
     try:
         with Timer() as setup_timer:  # the price of judging in a process of its own: the task, its Original, the weights
             judged = Judging(spec, task, device, fast_paths)
@@ -126,7 +128,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
         "images_generated_unlearning": unlearned.images_generated,
     }
     record.update({"method_name": unlearned.method_name, "hparams_resolved": unlearned.hparams_resolved,
-                   "method_stats": unlearned.stats, "method_sandbox": unlearned.sandbox})
+                   "method_stats": unlearned.stats, "method_sandbox": unlearned.sandbox, "method_confinement": unlearned.confinement})
     if artifact is not None:
         record["artifact"] = artifact
     return record
@@ -194,13 +196,14 @@ class Judging:
 
 
 def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=None, sources=None, end_stuck_process: bool = False,
-            models_dir=None) -> dict:
+            models_dir=None, results_dir=None) -> dict:
     """Run a job and return its record (written to `out_dir` when given: in-process runs; on Ray
     the driver writes what it receives); failures become a 'failed' record naming the cause.
 
     `threads`: torch intra-op threads (the CPUs the scheduler reserved for this job);
     `end_stuck_process`: a Ray worker ends itself when the job ignores its time limit;
-    `models_dir`: keep the unlearned model as an artifact in models_dir/<job id> (`run --save-models`)."""
+    `models_dir`: keep the unlearned model as an artifact in models_dir/<job id> (`run --save-models`);
+    `results_dir`: the driver's results directory (default `out_dir`), which the method's process may not read."""
 
     if threads:
         torch.set_num_threads(threads)
@@ -216,7 +219,9 @@ def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=
         with time_limit(spec.timeout_s), (worker_watchdog(spec.timeout_s) if end_stuck_process else nullcontext()):
             save_to = os.path.join(models_dir, spec.job_id) if models_dir else None  # models_dir: scheduler.models_root
             start = start_from(spec, models_dir)  # a chain's later step: the previous step's model, checked
-            record.update(execute(spec, fast_paths=fast_paths, sources=sources, deadline=deadline, save_model_to=save_to, start=start))
+            private = [str(d) for d in (results_dir or out_dir,) if d]
+            record.update(execute(spec, fast_paths=fast_paths, sources=sources, deadline=deadline, save_model_to=save_to, start=start,
+                                  private=private))
             if "artifact" in record:  # named relative to the results directory (bench/runner/artifacts.py)
                 record["artifact"]["path"] = str(artifact_dir("", spec.job_id))
     except (Exception, JobTimeout) as exc:  # the job fails, the suite goes on
@@ -233,10 +238,13 @@ def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=
 def failure(exc: BaseException, where: str = "job") -> dict:
     """A 'failed' record's fields: the cause in one line (a method process's own cause and traceback)."""
     if isinstance(exc, MethodProcessError):
-        return {"status": "failed", "error": str(exc), "error_type": exc.error_type, "failed_in": "method process",
-                "traceback": exc.traceback_text}
+        out = {"status": "failed", "error": str(exc), "error_type": exc.error_type, "failed_in": "method process",
+               "traceback": exc.traceback_text}
+        if exc.confinement:  # what confined the process, as it reported before it failed
+            out.update(method_sandbox=sandbox_summary(exc.confinement), method_confinement=exc.confinement)
+        return out
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    message = str(exc) if isinstance(exc, (BenchError, JobTimeout)) else f"{type(exc).__name__}: {exc}"
+    message = str(exc) if isinstance(exc, (BenchError, JobTimeout)) else memory_cause(exc) or f"{type(exc).__name__}: {exc}"
     return {
         "status": "failed",
         "error": " ".join(message.split()),

@@ -75,6 +75,7 @@ class DescribeRequest:
     env: dict = field(default_factory=dict)
     sys_path: list = field(default_factory=list)
     warm: Any = None  # no task to warm: nothing is built
+    confinement: Any = None  # set by the runner
 
     def run(self) -> MethodDescription:
         from bench.runner.plugins import check_name_free, resolve_method

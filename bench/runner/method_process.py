@@ -11,19 +11,28 @@ call of a method's `unlearn` goes through `MethodRunner.unlearn`, and every call
   start-up is a fork, not an interpreter and a cold load. It ends when the harness process does.
 - The child starts a session (so a process group) of its own, takes a fresh temporary directory
   outside `--out` as its working directory (it is never told where results go), adopts the
-  harness's environment (less the record key's location) and import path, may write only inside
-  that directory from then on (bench/runner/sandbox.py, where the kernel has Landlock), builds the task, resolves the method (a plug-in's source
-  is executed there, never in the harness), unlearns, and saves the denoiser's weights into its
-  directory (`weights.safetensors`, the job's artifact); it answers with its counters (`Unlearned`).
+  harness's environment (less the record key's location and anything named like a credential) and
+  import path, and confines itself before any method code runs (bench/runner/sandbox.py: no network,
+  no write outside that directory, no read of the harness's secrets, private /dev/shm, a memory cap;
+  what applied is its first message, the record's `method_confinement`). When it enters new user
+  namespaces the harness writes its id maps from outside (the identity for root). It then builds the
+  task, resolves the method (a plug-in's source is executed there, never in the harness), unlearns,
+  and saves the denoiser's weights into its directory (`weights.safetensors`, the job's artifact); it
+  answers with its counters (`Unlearned`).
+- Memory: the harness puts the child in a cgroup with the job's memory cap where it can make one
+  (bench/runner/memcap.py), else the child caps itself (RLIMIT_DATA); going over it reads "out of memory
+  (limit N GiB)", CUDA's refusal "out of memory on the GPU: ...".
 - The fork server is the child subreaper (Linux `prctl(PR_SET_CHILD_SUBREAPER)`), so a process the
   method detaches (double fork + setsid) is re-parented to it, stays a descendant of the harness
   and is found; the server reaps whatever ends below it. (The harness process itself is not made a
   subreaper: it would inherit, and have to reap, the orphans of everything else it runs, Ray's
   processes included.) When the call ends — answer, crash or timeout — the child's process group and
-  every descendant that was not there before are killed and reaped before the answer is used.
+  every descendant that was not there before are killed and reaped before the answer is used; its
+  cgroup is removed, and where it had no private /dev/shm, what it left there (new, this user's, held
+  by no running process) is removed.
 - A failure is one line: `timeout after N s`, `killed by signal 11 (SIGSEGV)`, `exited with code 0
-  before returning a result`, `raised SystemExit(3)`, `raised KeyboardInterrupt`, or the
-  method's own error.
+  before returning a result`, `raised SystemExit(3)`, `raised KeyboardInterrupt`, `out of memory (limit
+  N GiB)`, or the method's own error.
 POSIX only (fork); the subreaper, which finds detached processes, is Linux's.
 """
 from __future__ import annotations
@@ -43,9 +52,9 @@ from multiprocessing.connection import Connection
 import psutil
 
 from bench.core.errors import BenchError
+from bench.runner import memcap, sandbox
 from bench.runner.timeout import timeout_message
 from bench.runner.unlearn_stage import WEIGHTS_FILE, Unlearned, UnlearnRequest
-from bench.runner.voucher import STATE_ENV
 
 PR_SET_CHILD_SUBREAPER = 36
 START_TIMEOUT_S = 300.0  # a fork server that cannot even import the suite within this is reported as such
@@ -54,10 +63,11 @@ START_TIMEOUT_S = 300.0  # a fork server that cannot even import the suite withi
 class MethodProcessError(BenchError):
     """The method's process failed; the message is the one-line cause."""
 
-    def __init__(self, cause: str, traceback_text: str = "", error_type: str = "MethodProcessError"):
+    def __init__(self, cause: str, traceback_text: str = "", error_type: str = "MethodProcessError", confinement: dict | None = None):
         super().__init__(cause)
         self.traceback_text = traceback_text
         self.error_type = error_type
+        self.confinement = confinement or {}  # what confined the process (bench/runner/sandbox.py), as it reported
 
 
 def become_subreaper() -> bool:
@@ -70,8 +80,31 @@ def become_subreaper() -> bool:
         return False
 
 
+_MEMORY_LIMIT: list = [None]  # in a method process: its memory cap in bytes (for the cause of a failed allocation)
+
+
+def out_of_memory(limit: int | None) -> str:
+    return f"out of memory (limit {sandbox.gib_text(limit)})" if limit else "out of memory"
+
+
+def memory_cause(exc: BaseException, limit: int | None = None) -> str | None:
+    """The one-line cause when `exc` is a refused allocation: the host's (MemoryError, torch's "can't
+    allocate memory") names the cap; the GPU's (torch.OutOfMemoryError) keeps CUDA's first sentence."""
+    text = str(exc)
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in text):
+        return out_of_memory(limit)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
+        first = " ".join(text.split(". Including")[0].split())[:300]
+        return f"out of memory on the GPU: {first}"
+    return None
+
+
 def describe_exception(exc: BaseException) -> str:
     """The one-line cause of an exception raised by method code."""
+    oom = memory_cause(exc, _MEMORY_LIMIT[0])
+    if oom:
+        return oom
     if isinstance(exc, SystemExit):
         return f"raised SystemExit({exc.code!r})" if exc.code is not None else "raised SystemExit()"
     if isinstance(exc, KeyboardInterrupt):
@@ -123,7 +156,7 @@ class _ForkServer:
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
-        env = {**{k: v for k, v in os.environ.items() if k != STATE_ENV},  # children read /proc/<server>/environ
+        env = {**sandbox.scrubbed_env(dict(os.environ)),  # no secrets in the environment its children inherit
                "PYTHONPATH": os.pathsep.join(dict.fromkeys(p for p in [_package_root(), *sys.path] if p))}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.runner.method_process", "zygote", str(theirs.fileno())],
@@ -213,12 +246,13 @@ class MethodRunner:
             self._server = _ForkServer()
         return self._server
 
-    def unlearn(self, request: UnlearnRequest, timeout_s: float | None) -> Unlearned:
+    def unlearn(self, request: UnlearnRequest, timeout_s: float | None, private=()) -> Unlearned:
         """The method stage's answer (its weights in their own directory, which the caller removes), or
-        MethodProcessError with the cause; no process of the call survives it."""
+        MethodProcessError with the cause; no process of the call survives it. `private`: paths it may
+        not read besides the harness's own (bench/runner/sandbox.py: private_paths), e.g. --out."""
         workdir = tempfile.mkdtemp(prefix="unlearn-bench-method-")
         try:
-            result = self._run(request, timeout_s, workdir)
+            result = self._run(request, timeout_s, workdir, private)
             if not isinstance(result, Unlearned):
                 raise MethodProcessError(f"the method's process answered {type(result).__name__}, not its weights")
             path = os.path.join(workdir, WEIGHTS_FILE)
@@ -230,43 +264,65 @@ class MethodRunner:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
 
-    def call(self, request, timeout_s: float | None):
+    def call(self, request, timeout_s: float | None, private=()):
         """Any other request with a `run()` (bench/runner/method_info.py: describing a file method):
         its answer, or MethodProcessError; its directory and processes are gone when it returns."""
         workdir = tempfile.mkdtemp(prefix="unlearn-bench-method-")
         try:
-            return self._run(request, timeout_s, workdir)
+            return self._run(request, timeout_s, workdir, private)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _run(self, request, timeout_s: float | None, workdir: str):
+    def _run(self, request, timeout_s: float | None, workdir: str, private=()):
         before = _descendants()
+        shm_before, started = sandbox.shm_entries(), time.time()
         server = self._fork_server()
-        pid, conn = None, None
+        limit, why_no_limit = memcap.memory_limit(getattr(request, "threads", None))
+        pid, conn, cgroup, confinement = None, None, None, {}
         try:
             pid, conn = server.fork(*(request.warm or (None, None)))
+            cgroup = memcap.job_cgroup(pid, limit) if limit else None  # before the child runs anything
             request.workdir, request.sys_path = workdir, list(sys.path)
-            request.env = {k: v for k, v in os.environ.items() if k != STATE_ENV}  # where the record key lives: not its business
-            reply = self._call(server, pid, conn, request, None if not timeout_s else time.monotonic() + timeout_s, timeout_s)
+            request.env = sandbox.scrubbed_env(dict(os.environ))  # where the record key lives, credentials: not its business
+            start = getattr(request, "start_from", None)
+            request.confinement = sandbox.Plan(workdir, sandbox.private_paths(private), [start] if start else [], limit, cgroup, why_no_limit)
+            reply = self._call(server, pid, conn, request, None if not timeout_s else time.monotonic() + timeout_s, timeout_s, confinement)
             if reply[0] != "ok":
                 _, cause, tb, error_type = reply
-                raise MethodProcessError(cause, tb, error_type)
-            return reply[1]
+                if memcap.oom_killed(cgroup):  # the kernel killed it (or one of its processes) at the cap
+                    cause, error_type = out_of_memory(limit), "OutOfMemory"
+                raise MethodProcessError(cause, tb, error_type, confinement)
+            result = reply[1]
+            if hasattr(result, "confinement"):
+                result.confinement, result.sandbox = confinement, sandbox.summary(confinement)
+            return result
         finally:
             if conn is not None:
                 conn.close()
             if pid is not None:
                 _kill_group(pid)
             self._end_leftovers(before, keep={server.proc.pid})
+            memcap.remove_cgroup(cgroup)
+            if not confinement.get("leftovers", "").startswith("private"):  # no private /dev/shm: what it left in the shared one
+                sandbox.remove_new_shm(shm_before, started)
 
-    def _call(self, server: _ForkServer, pid: int, conn: Connection, request: UnlearnRequest,
-              deadline: float | None, timeout_s: float | None):
+    def _call(self, server: _ForkServer, pid: int, conn: Connection, request, deadline: float | None,
+              timeout_s: float | None, confinement: dict):
+        """Send the request, serve the child's confinement messages (id maps to write; what applied, kept in
+        `confinement`), and return its answer, or the failure."""
         try:
             conn.send(request)
-            while not conn.poll(1.0 if deadline is None else max(min(deadline - time.monotonic(), 1.0), 0.0)):
-                if deadline is not None and time.monotonic() >= deadline:
-                    return ("failed", timeout_message(timeout_s), "", "JobTimeout")
-            return conn.recv()
+            while True:
+                while not conn.poll(1.0 if deadline is None else max(min(deadline - time.monotonic(), 1.0), 0.0)):
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return ("failed", timeout_message(timeout_s), "", "JobTimeout")
+                msg = conn.recv()
+                if msg[0] == "unshared":  # it is in new user namespaces: its id maps are written from here
+                    conn.send(("mapped", sandbox.write_id_maps(pid)))
+                elif msg[0] == "confined":
+                    confinement.update(msg[1])
+                else:
+                    return msg
         except (EOFError, OSError):
             return ("failed", exit_cause(server.exit_code(pid)), "", "MethodProcessError")
 
@@ -309,9 +365,8 @@ def method_runner() -> MethodRunner:
 
 
 def _child(fd: int) -> None:
-    """One call in a forked child: its own session, then one request, one answer, and exit."""
+    """One call in a forked child: its own session, its confinement, then one request, one answer, and exit."""
     os.setsid()
-    _parent_watch()
     conn = Connection(fd)
     try:
         request = conn.recv()
@@ -321,13 +376,10 @@ def _child(fd: int) -> None:
         os.environ["TMPDIR"] = request.workdir  # temporary files go where writes are allowed
         tempfile.tempdir = None
         sys.path[:] = request.sys_path
-        from bench.runner.sandbox import restrict_writes
-
-        sandbox = restrict_writes([request.workdir, "/dev"])  # before any of the method's code runs
         try:
+            conn.send(("confined", _confine(conn, request)))  # before any of the method's code runs
+            _parent_watch()  # a thread: only now (entering a user namespace needs a single thread)
             result = request.run()  # UnlearnRequest: the method stage; DescribeRequest: a file method's description
-            if hasattr(result, "sandbox"):
-                result.sandbox = sandbox
             reply = ("ok", result)
         except BaseException as exc:  # noqa: BLE001 - whatever the method raised is the job's cause
             reply = ("raised", describe_exception(exc), "".join(traceback.format_exception(exc))[-4000:], type(exc).__name__)
@@ -339,6 +391,17 @@ def _child(fd: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)  # whatever threads the method left behind end here
+
+
+def _confine(conn: Connection, request) -> dict:
+    plan = request.confinement or sandbox.Plan(request.workdir)
+    _MEMORY_LIMIT[0] = plan.memory_bytes
+
+    def unshared():
+        conn.send(("unshared",))
+        return conn.recv()[1]  # ("mapped", None or why not)
+
+    return sandbox.confine(plan, unshared)
 
 
 def zygote(ctl_fd: int) -> None:

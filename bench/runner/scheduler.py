@@ -81,10 +81,11 @@ def grouped_by_model(jobs: list[JobSpec]) -> list[JobSpec]:
     return sorted(jobs, key=lambda j: (j.task, json.dumps(j.task_options, sort_keys=True, default=str)))
 
 
-def _ray_job(spec: JobSpec, sources: dict, fast_paths=None, models_dir=None, after: dict | None = None) -> dict:
+def _ray_job(spec: JobSpec, sources: dict, fast_paths=None, models_dir=None, after: dict | None = None, results_dir=None) -> dict:
     """On a worker: run the job and return its record; the worker writes no record (with
     `--save-models`, the artifact into `models_dir`: on a multi-node cluster, a shared filesystem).
-    `after`: a chain's previous step's record (Ray runs this job only once that one has finished)."""
+    `after`: a chain's previous step's record (Ray runs this job only once that one has finished);
+    `results_dir`: the driver's, which the method's process may not read (on the driver's machine)."""
     import ray
 
     if after is not None and after.get("status") != "ok":
@@ -92,7 +93,8 @@ def _ray_job(spec: JobSpec, sources: dict, fast_paths=None, models_dir=None, aft
                 "error": previous_failed(spec, after.get("error")), "wall_seconds": 0.0}
 
     cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)) or 1
-    return run_job(spec, None, threads=cpus, fast_paths=fast_paths, sources=sources, end_stuck_process=True, models_dir=models_dir)
+    return run_job(spec, None, threads=cpus, fast_paths=fast_paths, sources=sources, end_stuck_process=True, models_dir=models_dir,
+                   results_dir=results_dir)
 
 
 def run_ray(
@@ -131,7 +133,7 @@ def run_ray(
             mine = {spec.method: sources[spec.method]} if spec.method in sources else {}
             previous = spec.previous()
             after = ref_of.get(previous.job_id) if previous is not None else None  # Ray starts the step once it has finished
-            ref = remote.remote(spec, mine, fast_paths, models_root(out_dir, save_models or keeps_model(spec)), after)
+            ref = remote.remote(spec, mine, fast_paths, models_root(out_dir, save_models or keeps_model(spec)), after, out_dir)
             refs[ref], submitted[ref], ref_of[spec.job_id] = spec, time.monotonic(), ref
         records, errors = [], {}
         with tqdm(total=len(refs), desc="jobs", unit="job", disable=not progress, file=sys.stderr) as bar:

@@ -1,7 +1,10 @@
 """`unlearn-bench submit FILE.py[:Name]` (or an installed plug-in's name): validate, run over a suite, rank.
 
 Every check happens before the suite starts, so a broken plug-in costs seconds and never touches
-the records already in the results directory.
+the records already in the results directory. Where a method process here would run without the
+confinement that keeps it from the records, the record key and the cluster (no network, writes only
+its directory, no read of the harness's secrets: bench/runner/sandbox.py GUARDS), submit refuses before
+running anything, and it ranks no row whose records say so, unless `--accept-unconfined`.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import torch
 from bench.core.context import RunContext
 from bench.core.errors import NonFiniteLossError, PluginError
 from bench.core.log import get_logger
+from bench.runner import sandbox
 from bench.runner.evaluator import run_suite, write_leaderboard
 from bench.runner.job import load_weights
 from bench.runner.method_info import MethodHandle, method_handle
@@ -97,8 +101,21 @@ def submitted_method(ref: str) -> MethodHandle:
     return MethodHandle(ref, load_submission(ref))
 
 
+def check_confinement(accept: bool) -> None:
+    """Refuse (PluginError) where a method process here would be unconfined, unless `accept`."""
+    here = sandbox.probe()
+    missing = sandbox.unguarded(here)
+    if missing and not accept:
+        raise PluginError(f"a method process on this machine gets no {', '.join(missing)} confinement ({here[missing[0]]}): "
+                          "a submitted method could rewrite or forge records or join the cluster; --accept-unconfined submits anyway")
+    if missing:
+        log.warning(f"submit: accepted without {', '.join(missing)} confinement (--accept-unconfined)")
+
+
 def submit(args) -> int:
     t0 = time.time()
+    accept = bool(getattr(args, "accept_unconfined", False))
+    check_confinement(accept)
     ref = args.file
     if is_file_reference(ref):
         path, _, cls_name = ref.partition(":")
@@ -113,6 +130,11 @@ def submit(args) -> int:
     with results_lock(args.out):
         run_suite(args.suite, args, method_refs=refs)
         write_leaderboard(args.out, echo=False)
+    unconfined = [r for r in iter_records(args.out) if r.label == method_cls.name and sandbox.unguarded(r.get("method_confinement"))]
+    if unconfined and not accept:
+        r = unconfined[0]
+        raise PluginError(f"{method_cls.name} is not ranked: {len(unconfined)} of its jobs ran without {', '.join(sandbox.unguarded(r.get('method_confinement')))} "
+                          f"confinement (e.g. {r.task} target {r.target}: {r.get('method_sandbox', 'none reported')}); --accept-unconfined ranks it")
     print(ranking_summary(args.out, method_cls.name))
     log.info(f"submit: {time.time() - t0:.0f} s from submit to ranked row; leaderboard: {Path(args.out) / 'LEADERBOARD.md'}")
     return 0 if _all_ok(args.out, method_cls.name) else 1

@@ -37,6 +37,7 @@ class UnlearnRequest:
     workdir: str = ""  # set by the runner: the child's working directory, where the artifact goes
     env: dict = field(default_factory=dict)  # set by the runner: the harness's environment and import path at the
     sys_path: list = field(default_factory=list)  # time of the call (the child adopts them; its fork server is older)
+    confinement: Any = None  # set by the runner: bench.runner.sandbox.Plan, what the child confines itself to
 
     @property
     def warm(self) -> tuple:
@@ -62,7 +63,8 @@ class Unlearned:
     peak_host_mb: float
     peak_gpu_mb: float | None
     images_generated: int
-    sandbox: str = ""  # set by the child: what confined its writes (bench/runner/sandbox.py)
+    sandbox: str = ""  # set by the runner: one line, which parts of the confinement applied (bench/runner/sandbox.py)
+    confinement: dict = field(default_factory=dict)  # set by the runner: what the child reported, per part
 
 
 def seed_everything(seed: int) -> None:

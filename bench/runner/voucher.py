@@ -21,9 +21,10 @@ none carries this key's mac), or `foreign key` (the manifest was signed with ano
 results copied from elsewhere; `--unvouched accept` uses them).
 
 What this does not stop — a method that reads the user key from disk, which it can as the same
-user — is stated in the README's threat model, with what does stop it (a container or another user
-per worker). The method process's filesystem sandbox (bench/runner/sandbox.py), where the kernel has
-one, denies it the writes in the first place.
+user where the kernel offers no sandbox — is stated in the README's threat model. Where it does
+(bench/runner/sandbox.py, Landlock), a method's process may neither write records nor read this
+state directory, which also lists every results directory vouched in (`results-dirs`), so that
+method processes may read none of them either.
 """
 from __future__ import annotations
 
@@ -40,10 +41,12 @@ from bench.core.errors import ConfigError
 
 MANIFEST = ".vouched.jsonl"
 KEY_FILE = "voucher.key"
+RESULTS_LIST = "results-dirs"  # in the state directory: every results directory vouched in (method processes may read none)
 STATE_ENV = "UNLEARN_BENCH_STATE"
 ACCEPT_ENV = "UNLEARN_BENCH_UNVOUCHED"  # "accept": believe unvouched records too (the CLI's --unvouched accept)
 
 _KEY: bytes | None = None
+_REMEMBERED: set = set()
 
 
 def state_dir() -> Path:
@@ -90,6 +93,7 @@ def forget_key() -> None:
     """Drop the cached key (tests that switch state directories)."""
     global _KEY
     _KEY = None
+    _REMEMBERED.clear()
 
 
 def key_id(key: bytes) -> str:
@@ -153,10 +157,42 @@ def vouch(path: Path, data: bytes) -> None:
     """Record that the harness wrote `data` to `path` (called right after the write)."""
     key = user_key()
     path = Path(path)
+    _remember_results_dir(path.parent.parent)
     header = _ensure_manifest(path.parent, key)
     digest = hashlib.sha256(data).hexdigest()
     _append(path.parent / MANIFEST, {"file": path.name, "sha256": digest,
                                      "mac": _mac(_dir_key(key, header["nonce"]), f"{path.name}\0{digest}")})
+
+
+def _remember_results_dir(results: Path) -> None:
+    """List a results directory in the state directory, once: method processes may read none of them
+    (bench/runner/sandbox.py: private_paths)."""
+    results = Path(os.path.realpath(results))
+    if results in _REMEMBERED:
+        return
+    try:
+        if str(results) not in known_results_dirs():
+            _append_line(state_dir() / RESULTS_LIST, str(results))
+        _REMEMBERED.add(results)
+    except OSError:
+        pass
+
+
+def _append_line(path: Path, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def known_results_dirs() -> list[str]:
+    """Every results directory this user's harness has vouched in (that still exists)."""
+    try:
+        lines = (state_dir() / RESULTS_LIST).read_text().splitlines()
+    except OSError:
+        return []
+    return sorted({ln for ln in lines if ln.strip() and os.path.isdir(ln)})
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Unlearns honestly but leaves a detached process behind (double fork + setsid) that would outlive the job.
 
-The grandchild writes its pid to $HOSTILE_PID_FILE (the test's way to find it), then, while it lives,
-rewrites every record file under $HOSTILE_RECORDS (if set) with UA 0."""
+The grandchild writes its pid to $HOSTILE_PID_FILE (relative: in the method's directory; unlearn returns it
+as the statistic `vandal`, the test's way to find it), then, while it lives, rewrites every record file under
+$HOSTILE_RECORDS (if set) with UA 0."""
 from dataclasses import dataclass
 
 import torch
@@ -60,5 +61,8 @@ class Detach(Method):
             os._exit(0)
         os.wait()
         deadline = time.time() + 10
-        while not Path(os.environ["HOSTILE_PID_FILE"]).exists() and time.time() < deadline:
+        pid_file = Path(os.environ["HOSTILE_PID_FILE"])
+        while not pid_file.exists() and time.time() < deadline:
             time.sleep(0.05)
+        text = pid_file.read_text().strip() if pid_file.exists() else ""
+        return {"vandal": int(text)} if text.isdigit() else {}
