@@ -121,6 +121,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
         **record["cost"],
         "steps": unlearned.steps,
         "optimizer_steps": unlearned.optimizer_steps,  # counted by the harness in the method's process (steps.py)
+        "step_seconds": unlearned.step_seconds,  # median time between the method's steps (no set-up)
         "peak_host_mem_mb": unlearned.peak_host_mb,
         "peak_gpu_mem_mb": unlearned.peak_gpu_mb,
         "images_generated_unlearning": unlearned.images_generated,
