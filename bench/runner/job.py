@@ -100,6 +100,9 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
     device = device or pick_device()
     task = TASKS.get(spec.task).make(spec.task_options)
     prepare_instance(task, spec.target, device, spec.erased)  # caches the method's process reads but may not write
+    if torch.device(device).type == "cuda":  # the method's process gets the GPU memory this one is not using
+        gc.collect()
+        torch.cuda.empty_cache()
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
     unlearned = unlearn_in_child(spec, device, fast_paths, sources, remaining, start)
     try:

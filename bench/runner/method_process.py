@@ -366,16 +366,25 @@ class _CudaFence:
 
 class ForkServerProbe:
     """A request that answers what a fresh child of the fork server inherited: whether it can still use CUDA (torch
-    refuses CUDA in a process forked after its parent touched it: `in_bad_fork`) and its torch's CUDA state."""
+    refuses CUDA in a process forked after its parent touched it: `in_bad_fork`) and its torch's CUDA state; with
+    `use_cuda`, it also puts a tensor on the GPU and says how that went (the GPU check asks)."""
 
     warm = None  # no task to warm
     workdir, env, sys_path = "", {}, []  # set by the runner
 
+    def __init__(self, use_cuda: bool = False):
+        self.use_cuda = use_cuda
+
     def run(self) -> dict:
         import torch
 
-        return {"pid": os.getpid(), "cuda_in_bad_fork": bool(torch.cuda._is_in_bad_fork()),
-                "cuda_initialized": torch.cuda.is_initialized()}
+        out = {"pid": os.getpid(), "cuda_in_bad_fork": bool(torch.cuda._is_in_bad_fork()), "cuda_initialized": torch.cuda.is_initialized()}
+        if self.use_cuda:
+            try:
+                out["cuda_use"] = f"ok: {float(torch.ones(2, device='cuda').sum()):g} on {torch.cuda.get_device_name(0)}"
+            except Exception as exc:  # noqa: BLE001 - the answer is the cause
+                out["cuda_use"] = describe_exception(exc)
+        return out
 
 
 def _server_state(fence: _CudaFence) -> dict:
