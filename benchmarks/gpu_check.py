@@ -304,8 +304,8 @@ def report(a, device: torch.device, mode: Mode, clock: Clock, world_s: dict, job
         md += [f"## 2. Sampler: SD at {mode.name == 'full' and '512 px' or 'tiny size'}, {mode.sample_steps} DDIM steps, "
                f"guidance 7.5, {flops['precision']}", "",
                "Suite: `DiffusionModel.sample` (batched CFG, per-sample seeded noise, cold text-embedding cache); pipeline: "
-               "diffusers' StableDiffusionPipeline over the same modules, one call per batch (a list of prompts), under the same "
-               f"autocast. FLOPs counted on this model: UNet forward {flops['unet_forward_gflops']:,.1f} GFLOP per image "
+               "diffusers' StableDiffusionPipeline over the same modules, one call per batch (a list of prompts), the whole call "
+               "under the same autocast (the suite autocasts the UNet's forwards; its VAE decodes in fp32). FLOPs counted on this model: UNet forward {flops['unet_forward_gflops']:,.1f} GFLOP per image "
                f"(dry run's DOCUMENTED_COSTS: {flops['documented_forward_gflops']}), VAE decode {flops['decode_gflops']:,.1f} "
                f"({flops['documented_decode_gflops']}); per image {flops['per_image_gflops']:,.0f} GFLOP; MFU against "
                f"{fmt(flops['peak_tflops'], 1)} TFLOP/s ({flops['precision']} peak of this device; – where unknown).", "",
