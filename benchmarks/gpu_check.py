@@ -305,9 +305,10 @@ def report(a, device: torch.device, mode: Mode, clock: Clock, world_s: dict, job
                f"guidance 7.5, {flops['precision']}", "",
                "Suite: `DiffusionModel.sample` (batched CFG, per-sample seeded noise, cold text-embedding cache); pipeline: "
                "diffusers' StableDiffusionPipeline over the same modules, one call per batch (a list of prompts), the whole call "
-               "under the same autocast (the suite autocasts the UNet's forwards; its VAE decodes in fp32). FLOPs counted on this model: UNet forward {flops['unet_forward_gflops']:,.1f} GFLOP per image "
-               f"(dry run's DOCUMENTED_COSTS: {flops['documented_forward_gflops']}), VAE decode {flops['decode_gflops']:,.1f} "
-               f"({flops['documented_decode_gflops']}); per image {flops['per_image_gflops']:,.0f} GFLOP; MFU against "
+               "under the same autocast (the suite autocasts the UNet's forwards; its VAE decodes in fp32). FLOPs counted on "
+               f"this model: UNet forward {flops['unet_forward_gflops']:,.4g} GFLOP per image "
+               f"(dry run's DOCUMENTED_COSTS: {flops['documented_forward_gflops']}), VAE decode {flops['decode_gflops']:,.4g} "
+               f"({flops['documented_decode_gflops']}); per image {flops['per_image_gflops']:,.4g} GFLOP; MFU against "
                f"{fmt(flops['peak_tflops'], 1)} TFLOP/s ({flops['precision']} peak of this device; – where unknown).", "",
                table(["batch", "suite images/s", "pipeline images/s", "suite / pipeline", "suite MFU", "pipeline MFU",
                       "suite peak GPU MB", "pipeline peak GPU MB"],
