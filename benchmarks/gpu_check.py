@@ -37,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -139,15 +140,16 @@ def check_suite(world, mode: Mode, tasks: list[str]):
     return replace(suite, name="gpu-check", tasks=entries, methods=methods, budget={**suite.budget, "max_steps": mode.steps})
 
 
-def run_jobs(world, mode: Mode, tasks: list[str], methods: list[str] | None, clock: Clock, out_dir: Path, log) -> list[dict]:
-    """Each job in ORDER through the harness (scheduler.run_local: what `run --local` runs), while the budget lasts."""
+def run_jobs(world, mode: Mode, tasks: list[str], methods: list[str] | None, clock: Clock, out_dir: Path, log,
+             rows: list[dict], progress=lambda: None) -> list[dict]:
+    """Each job in ORDER through the harness (scheduler.run_local: what `run --local` runs), while the budget lasts;
+    each row is appended to `rows` as it comes, and `progress()` called (the report is rewritten after every job)."""
     from bench.runner.plan import plan_jobs
     from bench.runner.scheduler import run_local
 
     jobs = {(j.task, j.method): j for j in plan_jobs(check_suite(world, mode, tasks), methods=methods)}
     order = [k for k in ORDER if k in jobs] + [k for k in jobs if k not in ORDER]
     seen: dict[str, list[float]] = {}
-    rows = []
     for task, method in order:
         spec = jobs[(task, method)]
         guess = statistics.mean(seen[task]) if task in seen else mode.guess_s[task]
@@ -160,6 +162,7 @@ def run_jobs(world, mode: Mode, tasks: list[str], methods: list[str] | None, clo
         seen.setdefault(task, []).append(float(record.get("wall_seconds") or 0.0))
         rows.append(job_row(task, method, record))
         log(f"  {rows[-1]['status']} in {record.get('wall_seconds')} s")
+        progress()
     return rows
 
 
@@ -273,7 +276,8 @@ def versions() -> str:
     return f"commit {git_revision()}; Python {sys.version.split()[0]}, torch {torch.__version__}{cuda}; {libs}"
 
 
-def report(a, device: torch.device, mode: Mode, clock: Clock, world_s: dict, jobs: list[dict], sampler, fork: dict | None) -> str:
+def report(a, device: torch.device, mode: Mode, clock: Clock, world_s: dict, jobs: list[dict] | None, sampler, fork: dict | None,
+           errors: list[str] = ()) -> str:
     name = device_name(device)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -287,6 +291,8 @@ def report(a, device: torch.device, mode: Mode, clock: Clock, world_s: dict, job
              if mode.name == "full" else " (the rehearsal's tiny stand-ins)")
           + ", built here and read through the suite's loaders: speed, memory and whether it runs; not results.", ""]
     md += ["## Build", "", table(["piece", "s"], [[k, v] for k, v in world_s.items()]), ""]
+    if errors:
+        md += ["## Errors", "", *[f"- {e}" for e in errors], ""]
     if jobs is not None:
         md += [f"## 1. Methods through the harness (`run --local`): {mode.steps} optimiser steps, evaluation cut to a few images", "",
                "Each job: prepare, the method in a process forked from the fork server, evaluation in this process. s/step: the "
@@ -370,21 +376,35 @@ def main(argv=None) -> int:
     world = ensure_world(work / "world", size, timings=world_s,
                          tasks=[SD_TASK] if a.no_jobs else list(dict.fromkeys([SD_TASK, *a.tasks])))  # the sampler reads SD
     log(f"built: {world_s}")
-    sampler = None
-    if not a.no_sampler:
-        stop = a.budget_s / 2 if not a.no_jobs else 0.0  # half the budget stays for the jobs
-        sampler = run_sampler(world, mode, device, clock, stop, log)
-        free_memory(device)
-    jobs = None
-    if not a.no_jobs:
-        jobs = run_jobs(world, mode, a.tasks, a.methods, clock, work / "results", log)
-    fork = fork_server_state(device)
-    text = report(a, device, mode, clock, world_s, jobs, sampler, fork)
     name = f"RESULTS-{slug(device_name(device))}{'-tiny' if a.tiny else ''}.md"
     out = Path(a.out) if a.out else HERE / name
     if out.is_dir():
         out = out / name
-    out.write_text(text + "\n")
+    state: dict = {"sampler": None, "jobs": None, "fork": None, "errors": []}
+
+    def write() -> str:  # after every section and job: a call cut off by its time limit still brings back a report
+        text = report(a, device, mode, clock, world_s, state["jobs"], state["sampler"], state["fork"], state["errors"])
+        out.write_text(text + "\n")
+        return text
+
+    def guarded(section: str, fn):  # one section's failure is a line of the report, not the end of the check
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001
+            state["errors"].append(f"{section}: {type(exc).__name__}: {' '.join(str(exc).split())[:500]}")
+            log(f"{section} failed:\n{traceback.format_exc()}")
+            return None
+
+    if not a.no_sampler:
+        stop = a.budget_s / 2 if not a.no_jobs else 0.0  # half the budget stays for the jobs
+        state["sampler"] = guarded("sampler", lambda: run_sampler(world, mode, device, clock, stop, log))
+        free_memory(device)
+        write()
+    if not a.no_jobs:
+        state["jobs"] = []
+        guarded("jobs", lambda: run_jobs(world, mode, a.tasks, a.methods, clock, work / "results", log, state["jobs"], write))
+    state["fork"] = guarded("fork server", lambda: fork_server_state(device))
+    text = write()
     print(text)
     log(f"done in {clock.used():.0f} s; report: {out}")
     from bench.runner.method_process import method_runner
