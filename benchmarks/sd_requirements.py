@@ -1,7 +1,7 @@
 """What an SD v1.4 job needs, measured on a random-weight model of the exact SD v1.4 architecture.
 
 No weights needed: UNet2DConditionModel / CLIPTextModel / AutoencoderKL are built from SD v1.4's
-configs (tokenizer from open_clip's shipped BPE), wrapped in the benchmark's TextToImageModel, and
+configs (bench/core/adapters/random_models.py; tokenizer from open_clip's shipped BPE), wrapped in the benchmark's TextToImageModel, and
 timed for sampling (batched CFG, DDIM) and for one training step (what every method repeats).
 Timings do not depend on weight values. Default: CPU at reduced resolution; `--device cuda
 --resolution 512` gives the protocol's numbers where an accelerator exists.
@@ -19,37 +19,19 @@ from pathlib import Path
 
 import torch
 
-SD14_UNET = dict(
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=768, attention_head_dim=8,
-)
-SD14_VAE = dict(
-    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=512,
-)
-SD14_SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
-
 
 def build_random_sd14(resolution: int, device: str):
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from bench.core.adapters.text_encoders import HFCLIPTextEncoder, write_clip_tokenizer_files
+    """SD v1.4's architecture (bench/core/adapters/configs/sd-v1-4/) with random weights, in memory, latents of
+    resolution // 8 (the UNet's sample_size; 512 px is the published 64)."""
+    from bench.core.adapters.random_models import random_sd_modules, sd14_config
+    from bench.core.adapters.text_encoders import HFCLIPTextEncoder
     from bench.core.adapters.text_to_image import TextToImageModel
 
-    tok_dir = Path(tempfile.mkdtemp()) / "tokenizer"
-    vocab = write_clip_tokenizer_files(tok_dir)
-    tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"))
-    text = CLIPTextModel(CLIPTextConfig(  # CLIP ViT-L/14 text tower, as in SD 1.x
-        vocab_size=vocab, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-        projection_dim=768, hidden_act="quick_gelu", bos_token_id=vocab - 2, eos_token_id=vocab - 1,
-    ))
-    unet = UNet2DConditionModel(**{**SD14_UNET, "sample_size": resolution // 8})
-    vae = AutoencoderKL(**SD14_VAE)
-    model = TextToImageModel(unet, HFCLIPTextEncoder(tokenizer, text, "random CLIP ViT-L/14 text"), DDPMScheduler(**SD14_SCHEDULER), vae)
-    return model.to(device)
+    config = sd14_config()
+    config = {**config, "unet": {**config["unet"], "sample_size": resolution // 8}}
+    m = random_sd_modules(Path(tempfile.mkdtemp()) / "tokenizer", config)
+    enc = HFCLIPTextEncoder(m["tokenizer"], m["text_encoder"], "random CLIP ViT-L/14 text")
+    return TextToImageModel(m["unet"], enc, m["scheduler"], m["vae"]).to(device)
 
 
 def sync(device):

@@ -216,3 +216,19 @@ def test_a_submitted_file_is_never_imported_by_the_driver(tmp_path, capsys):
     assert main(["submit", str(HOSTILE / "import_segfault.py"), "--suite", str(tmp_path / "s.yaml"), "--out", str(out), "--local"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == "unlearn-bench: error: import_segfault.py failed to load in a method process: killed by signal 11 (SIGSEGV)", last
+
+
+def test_the_fork_server_never_touches_cuda_so_its_children_can():
+    """A child forked after its parent initialised CUDA, or only asked the CUDA runtime for its devices (diffusers
+    does when imported), cannot use the GPU. So the fork server keeps off CUDA, on every machine: it reports CUDA
+    uninitialised, and a fresh child of it is not in torch's 'bad fork' state."""
+    from bench.runner.method_process import ForkServerProbe, method_runner
+
+    runner = method_runner()
+    state = runner.server_state()
+    assert state["pid"] == runner.server_pid
+    assert state["cuda_initialized"] is False
+    child = runner.call(ForkServerProbe(), 60)
+    assert child["pid"] != state["pid"]
+    assert child == {**child, "cuda_in_bad_fork": False, "cuda_initialized": False}
+    assert runner.server_state()["cuda_initialized"] is False  # still, after a fork

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -31,6 +32,7 @@ class RunContext:
     images_generated: int = 0
     eval_sample_seconds: float = 0.0  # wall time the evaluation spent generating images (the rest of it is judging)
     extra: dict = field(default_factory=dict)
+    step_times: list = field(default_factory=list)  # time.perf_counter() at each counted step (the harness's step time)
 
     def __post_init__(self) -> None:
         self.generator = torch.Generator().manual_seed(self.seed)
@@ -42,3 +44,13 @@ class RunContext:
             detail = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
             raise NonFiniteLossError(f"non-finite loss {value} at step {self.steps_done}" + (f" ({detail})" if detail else ""))
         self.steps_done += 1
+        self.step_times.append(time.perf_counter())
+
+    def step_seconds(self) -> float | None:
+        """The median time between consecutive steps (a step's cost without the set-up before the first); None
+        with fewer than two steps."""
+        gaps = sorted(b - a for a, b in zip(self.step_times, self.step_times[1:]))
+        if not gaps:
+            return None
+        mid = len(gaps) // 2
+        return gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2

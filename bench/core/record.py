@@ -33,6 +33,7 @@ class Cost:
     metric_seconds: dict[str, float] = field(default_factory=dict)  # eval seconds per metric
     steps: int | None = None
     optimizer_steps: int | None = None
+    step_seconds: float | None = None  # median time between the method's steps, set-up excluded (absent before issue 37)
     peak_host_mem_mb: float | None = None
     peak_gpu_mem_mb: float | None = None
     images_generated_unlearning: int | None = None

@@ -102,6 +102,9 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
     device = device or pick_device()
     task = TASKS.get(spec.task).make(spec.task_options)
     prepare_instance(task, spec.target, device, spec.erased)  # caches the method's process reads but may not write
+    if torch.device(device).type == "cuda":  # the method's process gets the GPU memory this one is not using
+        gc.collect()
+        torch.cuda.empty_cache()
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
     unlearned = unlearn_in_child(spec, device, fast_paths, sources, remaining, start, private)
     try:
@@ -123,6 +126,7 @@ def execute(spec: JobSpec, device: torch.device | None = None, fast_paths=None, 
         **record["cost"],
         "steps": unlearned.steps,
         "optimizer_steps": unlearned.optimizer_steps,  # counted by the harness in the method's process (steps.py)
+        "step_seconds": unlearned.step_seconds,  # median time between the method's steps (no set-up)
         "peak_host_mem_mb": unlearned.peak_host_mb,
         "peak_gpu_mem_mb": unlearned.peak_gpu_mb,
         "images_generated_unlearning": unlearned.images_generated,

@@ -9,6 +9,13 @@ call of a method's `unlearn` goes through `MethodRunner.unlearn`, and every call
   machine), reads each task's files into its caches once (`Task.warm`: base model, judges, data,
   on the CPU), never runs a method or touches a GPU, and forks one child per call, so a call's
   start-up is a fork, not an interpreter and a cold load. It ends when the harness process does.
+  It must never initialise CUDA, nor even ask the CUDA runtime how many devices there are: a
+  process forked after that cannot use the GPU ("Cannot re-initialize CUDA in forked subprocess"),
+  and importing diffusers asks (`torch.accelerator.is_available()`). So the server asks NVML instead
+  (PYTORCH_NVML_BASED_CUDA_CHECK=1, which initialises no CUDA context) and holds a
+  fence (`_CudaFence`): torch's lazy CUDA initialisation raises and the runtime's device count
+  answers 0 without calling CUDA. Each child lifts the fence before it runs anything; `server_state`
+  reports the server's CUDA state (tests/test_method_process.py checks it on every machine).
 - The child starts a session (so a process group) of its own, takes a fresh temporary directory
   outside `--out` as its working directory (it is never told where results go), adopts the
   harness's environment (less the record key's location and anything named like a credential) and
@@ -48,13 +55,16 @@ import tempfile
 import time
 import traceback
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
 import psutil
 
 from bench.core.errors import BenchError
 from bench.runner import memcap, sandbox
 from bench.runner.timeout import timeout_message
-from bench.runner.unlearn_stage import WEIGHTS_FILE, Unlearned, UnlearnRequest
+
+if TYPE_CHECKING:  # imported where used: the fork server fences CUDA off before the suite (diffusers) is imported
+    from bench.runner.unlearn_stage import Unlearned, UnlearnRequest
 
 PR_SET_CHILD_SUBREAPER = 36
 START_TIMEOUT_S = 300.0  # a fork server that cannot even import the suite within this is reported as such
@@ -157,7 +167,8 @@ class _ForkServer:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
         env = {**sandbox.scrubbed_env(dict(os.environ)),  # no secrets in the environment its children inherit
-               "PYTHONPATH": os.pathsep.join(dict.fromkeys(p for p in [_package_root(), *sys.path] if p))}
+               "PYTHONPATH": os.pathsep.join(dict.fromkeys(p for p in [_package_root(), *sys.path] if p)),
+               "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}  # is_available() through NVML: no CUDA in the server (see above)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.runner.method_process", "zygote", str(theirs.fileno())],
             pass_fds=(theirs.fileno(),), cwd=tempfile.gettempdir(), env=env, start_new_session=True, stdin=subprocess.DEVNULL,
@@ -207,6 +218,14 @@ class _ForkServer:
             raise MethodProcessError(f"the method fork server answered {msg!r}")
         return msg[1], Connection(ours.detach())
 
+    def state(self) -> dict:
+        """What the server says of itself (`_server_state`): its pid and CUDA state."""
+        self.ctl.send(("state",))
+        msg = self._recv()
+        if msg[0] != "state":
+            raise MethodProcessError(f"the method fork server answered {msg!r}")
+        return msg[1]
+
     def exit_code(self, pid: int, timeout: float = 10.0) -> int | None:
         """The child's exit status as the server reaped it (negative: the signal), None if not in time."""
         deadline = time.monotonic() + timeout
@@ -246,10 +265,17 @@ class MethodRunner:
             self._server = _ForkServer()
         return self._server
 
+    def server_state(self) -> dict:
+        """The fork server's own answer (started if need be): its pid, whether CUDA is initialised there, and what
+        the fence refused it (`_CudaFence`)."""
+        return self._fork_server().state()
+
     def unlearn(self, request: UnlearnRequest, timeout_s: float | None, private=()) -> Unlearned:
         """The method stage's answer (its weights in their own directory, which the caller removes), or
         MethodProcessError with the cause; no process of the call survives it. `private`: paths it may
         not read besides the harness's own (bench/runner/sandbox.py: private_paths), e.g. --out."""
+        from bench.runner.unlearn_stage import WEIGHTS_FILE, Unlearned
+
         workdir = tempfile.mkdtemp(prefix="unlearn-bench-method-")
         try:
             result = self._run(request, timeout_s, workdir, private)
@@ -364,8 +390,68 @@ def method_runner() -> MethodRunner:
 # -- the fork server and its children ---------------------------------------------------------------
 
 
-def _child(fd: int) -> None:
+class _CudaFence:
+    """Keeps the fork server's torch off the GPU: its lazy CUDA initialisation raises and the CUDA runtime's device
+    count answers 0 without calling CUDA (either would leave every child unable to use the GPU). What was refused is
+    kept in `refused`; `lift()` (in each child, first) puts torch's own functions back."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.torch, self.refused = torch, []
+        self._lazy_init = torch.cuda._lazy_init  # what tensor.to("cuda") and every CUDA call reach first
+        self._device_count = getattr(torch._C, "_cuda_getDeviceCount", None)  # torch.cuda.is_available() without NVML
+
+        def lazy_init():
+            self.refused.append("initialise CUDA")
+            raise RuntimeError("the method fork server does not initialise CUDA (a process it forks could not use the GPU)")
+
+        def device_count():
+            self.refused.append("count CUDA devices through the CUDA runtime")
+            return 0
+
+        torch.cuda._lazy_init = lazy_init
+        if self._device_count is not None:
+            torch._C._cuda_getDeviceCount = device_count
+
+    def lift(self) -> None:
+        self.torch.cuda._lazy_init = self._lazy_init
+        if self._device_count is not None:
+            self.torch._C._cuda_getDeviceCount = self._device_count
+
+
+class ForkServerProbe:
+    """A request that answers what a fresh child of the fork server inherited: whether it can still use CUDA (torch
+    refuses CUDA in a process forked after its parent touched it: `in_bad_fork`) and its torch's CUDA state; with
+    `use_cuda`, it also puts a tensor on the GPU and says how that went (the GPU check asks)."""
+
+    warm = None  # no task to warm
+    workdir, env, sys_path = "", {}, []  # set by the runner
+
+    def __init__(self, use_cuda: bool = False):
+        self.use_cuda = use_cuda
+
+    def run(self) -> dict:
+        import torch
+
+        out = {"pid": os.getpid(), "cuda_in_bad_fork": bool(torch.cuda._is_in_bad_fork()), "cuda_initialized": torch.cuda.is_initialized()}
+        if self.use_cuda:
+            try:
+                out["cuda_use"] = f"ok: {float(torch.ones(2, device='cuda').sum()):g} on {torch.cuda.get_device_name(0)}"
+            except Exception as exc:  # noqa: BLE001 - the answer is the cause
+                out["cuda_use"] = describe_exception(exc)
+        return out
+
+
+def _server_state(fence: _CudaFence) -> dict:
+    import torch
+
+    return {"pid": os.getpid(), "cuda_initialized": torch.cuda.is_initialized(), "cuda_refused": list(dict.fromkeys(fence.refused))}
+
+
+def _child(fd: int, fence: _CudaFence) -> None:
     """One call in a forked child: its own session, its confinement, then one request, one answer, and exit."""
+    fence.lift()  # this process may use the GPU: the server never touched it
     os.setsid()
     conn = Connection(fd)
     try:
@@ -408,6 +494,8 @@ def zygote(ctl_fd: int) -> None:
     """The fork server: import everything once, then fork a child per request; report their exits."""
     from multiprocessing.reduction import recv_handle
 
+    fence = _CudaFence()  # before the suite's imports: diffusers asks for the accelerator when imported
+
     import torch
 
     import bench.runner.unlearn_stage  # noqa: F401 - the suite, imported once for every child
@@ -437,6 +525,9 @@ def zygote(ctl_fd: int) -> None:
             if not ctl.poll(0.05):
                 continue
             msg = ctl.recv()
+            if msg[0] == "state":
+                ctl.send(("state", _server_state(fence)))
+                continue
             if msg[0] != "fork":
                 continue
             fd = recv_handle(ctl)
@@ -452,7 +543,7 @@ def zygote(ctl_fd: int) -> None:
         pid = os.fork()
         if pid == 0:
             ctl.close()
-            _child(fd)
+            _child(fd, fence)
         os.close(fd)
         children.add(pid)
         ctl.send(("forked", pid))

@@ -17,6 +17,11 @@ option values. What it replaces is what a GPU and the weights would give:
 
 The world is built once into the suite's cache (`world_root()`), deterministically. Every record says
 `rehearsal: true` (part of its setting hash) and the leaderboard opens with a banner: these are not results.
+
+A world has a size (`StandIns`): `TINY`, the rehearsal's, and `FULL`, the GPU check's (benchmarks/gpu_check.py):
+SD v1.4's own architecture at 512 px (configs kept in bench/core/adapters/configs/sd-v1-4/), the CIFAR-10 DDPM's
+reference recipe (35.7M parameters; random weights, untrained) and an open_clip ViT-B/32, all random, with the same
+data, Inception and FID stand-ins.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import json
 import os
 import pickle
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,18 +53,58 @@ log = get_logger("rehearsal")
 
 
 @dataclass(frozen=True)
+class StandIns:
+    """The sizes a world's models are built at. `sd`: a random_models config; `clip`: an open_clip config, or None for
+    open_clip's own config of `clip_arch`; `cifar_preset`: the CIFAR-10 DDPM recipe's preset, pretrained a few steps on
+    the stand-in data (`cifar_trained`) or left at random weights."""
+
+    name: str
+    sd: dict = field(hash=False)
+    clip_name: str
+    clip: dict | None = field(default=None, hash=False)
+    clip_arch: str = ""
+    cifar_preset: str = "rehearsal"
+    cifar_trained: bool = True
+    cifar_per_batch: int = CIFAR_PER_BATCH  # images per stand-in CIFAR-10 batch (CIFAR-10's 10,000)
+    fid_images: int = FID_REFERENCE_IMAGES  # stand-in train images behind the FID reference statistics
+
+    def clip_config(self) -> dict:
+        if self.clip is not None:
+            return self.clip
+        import open_clip
+
+        return open_clip.get_model_config(self.clip_arch)
+
+
+def _standins() -> tuple[StandIns, StandIns]:
+    from bench.core.adapters.random_models import REHEARSAL_SD, TINY_CLIP, sd14_config
+
+    tiny = StandIns("tiny", REHEARSAL_SD, CLIP_NAME, TINY_CLIP)
+    full = StandIns("sd14", sd14_config(), "stand-in-vit-b-32", None, "ViT-B-32", cifar_preset="reference", cifar_trained=False)
+    return tiny, full
+
+
+TINY, FULL = _standins()
+
+
+@dataclass(frozen=True)
 class World:
-    """Where a rehearsal's stand-ins live."""
+    """Where a rehearsal's stand-ins live, and their size."""
 
     root: Path
+    size: StandIns = TINY
 
     @property
     def sd(self) -> Path:
         return self.root / "sd"
 
     @property
+    def clip_name(self) -> str:
+        return self.size.clip_name
+
+    @property
     def clip_weights(self) -> Path:
-        return self.root / "clip" / f"{CLIP_NAME}.pt"
+        return self.root / "clip" / f"{self.clip_name}.pt"
 
     @property
     def inception(self) -> Path:
@@ -78,8 +123,8 @@ class World:
         return self.root / "fid-stats" / "stand-in-train-stats.npz"
 
 
-def world_root() -> Path:
-    return cache_root() / "rehearsal" / f"world-v{WORLD_VERSION}"
+def world_root(size: StandIns = TINY) -> Path:
+    return cache_root() / "rehearsal" / (f"world-v{WORLD_VERSION}" + ("" if size is TINY else f"-{size.name}"))
 
 
 class StandInInception(nn.Module):
@@ -94,10 +139,11 @@ class StandInInception(nn.Module):
         return self.layers(x).flatten(1)
 
 
-def write_cifar_stand_in(root: Path, seed: int = 0) -> Path:
+def write_cifar_stand_in(root: Path, seed: int = 0, per_batch: int = CIFAR_PER_BATCH) -> Path:
     """CIFAR-10's on-disk format and size (torchvision's cifar-10-batches-py: 5 train batches of 10,000 and a test batch,
     label names in batches.meta), random pixels around a colour per class; the marker file lists each file's md5 for
-    torchvision's integrity check (tasks/cifar/data.py). Returns the root torchvision reads."""
+    torchvision's integrity check (tasks/cifar/data.py). `per_batch`: fewer images per batch (and in the test batch), a
+    smaller stand-in of the same format (the CPU run of the GPU check). Returns the root torchvision reads."""
     from tasks.cifar.data import CIFAR10_CLASSES, STAND_IN_MARKER
 
     rng = np.random.default_rng(seed)
@@ -113,10 +159,10 @@ def write_cifar_stand_in(root: Path, seed: int = 0) -> Path:
             pickle.dump({"batch_label": name, "labels": labels.tolist(), "data": data, "filenames": [f"{i}.png" for i in range(n)]}, f)
 
     for i in range(1, CIFAR_TRAIN_BATCHES + 1):
-        batch(f"data_batch_{i}", CIFAR_PER_BATCH)
-    batch("test_batch", CIFAR_TEST)
+        batch(f"data_batch_{i}", per_batch)
+    batch("test_batch", CIFAR_TEST * per_batch // CIFAR_PER_BATCH)
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": list(CIFAR10_CLASSES), "num_cases_per_batch": CIFAR_PER_BATCH, "num_vis": 3072}, f)
+        pickle.dump({"label_names": list(CIFAR10_CLASSES), "num_cases_per_batch": per_batch, "num_vis": 3072}, f)
     md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.name != STAND_IN_MARKER}
     (folder / STAND_IN_MARKER).write_text(json.dumps({
         "about": "a stand-in for CIFAR-10 written by unlearn-bench's rehearsal: the same format and size, random pixels; "
@@ -142,18 +188,37 @@ def _piece(path: Path, make) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def ensure_world(root: Path | None = None) -> World:
-    """The rehearsal's stand-ins under `root` (default world_root()), each built once."""
-    from bench.core.adapters.random_models import REHEARSAL_SD, build_random_openclip, build_random_sd
+PIECES = {"sd-nudity": ("sd", "clip"), "sd-vangogh": ("sd", "clip"),
+          "cifar10-class": ("clip", "inception", "cifar10", "cifar10-ddpm", "fid-stats")}  # what each task's options point at
 
-    world = World(Path(root) if root else world_root())
+
+def ensure_world(root: Path | None = None, size: StandIns = TINY, timings: dict | None = None, tasks=None) -> World:
+    """The stand-ins of `size` under `root` (default world_root(size)), each built once; `tasks` (default: all): only
+    the pieces those tasks read (PIECES); `timings` (if given) gets the seconds each piece took (about 0 when it was
+    there already)."""
+    import time
+
+    from bench.core.adapters.random_models import build_random_openclip, build_random_sd
+
+    world = World(Path(root) if root else world_root(size), size)
     world.root.mkdir(parents=True, exist_ok=True)
-    _piece(world.sd, lambda p: build_random_sd(p, REHEARSAL_SD, seed=0))
-    _piece(world.clip_weights.parent, lambda p: build_random_openclip(p, CLIP_NAME, seed=0))
-    _piece(world.inception.parent, lambda p: (torch.manual_seed(0), torch.jit.script(StandInInception()).save(str(p / world.inception.name))))
-    _piece(world.cifar, lambda p: write_cifar_stand_in(p, seed=0))
-    _piece(world.cifar_model, lambda p: _pretrain_tiny_cifar(p, world.cifar))
-    _piece(world.fid_stats.parent, lambda p: _reference_stats(p / world.fid_stats.name, world))
+    pieces = {
+        "sd": (world.sd, lambda p: build_random_sd(p, size.sd, seed=0)),
+        "clip": (world.clip_weights.parent, lambda p: build_random_openclip(p, world.clip_name, size.clip_config(), seed=0)),
+        "inception": (world.inception.parent,
+                      lambda p: (torch.manual_seed(0), torch.jit.script(StandInInception()).save(str(p / world.inception.name)))),
+        "cifar10": (world.cifar, lambda p: write_cifar_stand_in(p, seed=0, per_batch=size.cifar_per_batch)),
+        "cifar10-ddpm": (world.cifar_model, lambda p: _cifar_model(p, world)),
+        "fid-stats": (world.fid_stats.parent, lambda p: _reference_stats(p / world.fid_stats.name, world, size.fid_images)),
+    }
+    wanted = None if tasks is None else {p for t in tasks for p in PIECES.get(t, ())}
+    for name, (path, make) in pieces.items():
+        if wanted is not None and name not in wanted:
+            continue
+        t0 = time.perf_counter()
+        _piece(path, make)
+        if timings is not None:
+            timings[name] = round(time.perf_counter() - t0, 2)
     return world
 
 
@@ -172,11 +237,19 @@ def _reference_stats(out: Path, world: World, images: int = FID_REFERENCE_IMAGES
     np.savez(out, **stats_of(feats))
 
 
-def _pretrain_tiny_cifar(out: Path, data_root: Path) -> None:
-    """The CIFAR-10 base model's own recipe at its `rehearsal` preset (same code as `unlearn-bench pretrain cifar10`)."""
+def _cifar_model(out: Path, world: World) -> None:
+    """The CIFAR-10 base model's own recipe at the world's preset: trained its few steps on the stand-in data (same code
+    as `unlearn-bench pretrain cifar10`), or, at full size, random weights saved as `pretrain` saves them."""
+    from tasks.cifar.data import CIFAR10_CLASSES
+    from tasks.cifar.models import preset_recipe
     from tasks.cifar10 import pretrain_cifar10
 
-    pretrain_cifar10(out=str(out), data_root=str(data_root), preset="rehearsal", checkpoint_every=10**9)
+    if not world.size.cifar_trained:
+        from bench.core.adapters.random_models import build_random_class_model
+
+        build_random_class_model(out, preset_recipe(world.size.cifar_preset), CIFAR10_CLASSES)
+        return
+    pretrain_cifar10(out=str(out), data_root=str(world.cifar), preset=world.size.cifar_preset, checkpoint_every=10**9)
     shutil.rmtree(out / "train-state", ignore_errors=True)
 
 
@@ -186,7 +259,7 @@ def rehearsal_options(task_cls, world: World) -> dict:
     from tasks.cifar10 import Cifar10Class
     from tasks.stable_diffusion import StableDiffusionTask
 
-    clip = {"clip_model": CLIP_NAME, "clip_pretrained": "rehearsal-random", "clip_weights": str(world.clip_weights)}
+    clip = {"clip_model": world.clip_name, "clip_pretrained": "rehearsal-random", "clip_weights": str(world.clip_weights)}
     if issubclass(task_cls, StableDiffusionTask):
         return {"model": str(world.sd), **clip, "sample_steps": SAMPLE_STEPS, "eval_images": 2, "batch_size": 64}
     if issubclass(task_cls, Cifar10Class):

@@ -63,6 +63,7 @@ class Unlearned:
     peak_host_mb: float
     peak_gpu_mb: float | None
     images_generated: int
+    step_seconds: float | None = None  # median time between the method's steps (RunContext.step_seconds)
     sandbox: str = ""  # set by the runner: one line, which parts of the confinement applied (bench/runner/sandbox.py)
     confinement: dict = field(default_factory=dict)  # set by the runner: what the child reported, per part
 
@@ -107,5 +108,5 @@ def unlearn_stage(request: UnlearnRequest) -> Unlearned:
         stats={k: v for k, v in (stats or {}).items() if isinstance(v, (int, float, str, bool, list)) or v is None},
         steps=ctx.steps_done, optimizer_steps=counted.optimizer_steps, unlearn_seconds=round(timer.seconds, 3),
         peak_host_mb=round(mem.peak_host_mb, 1), peak_gpu_mb=None if mem.peak_gpu_mb is None else round(mem.peak_gpu_mb, 1),
-        images_generated=ctx.images_generated,
+        images_generated=ctx.images_generated, step_seconds=None if (sec := ctx.step_seconds()) is None else round(sec, 4),
     )
