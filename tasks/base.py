@@ -267,6 +267,17 @@ def class_remain_set(kept: list[int], per_class: int, offset: int) -> EvalSet:
     return [c for c in kept for _ in range(per_class)], seeds_for(per_class * len(kept), offset)
 
 
+def kept_classes(task: Task, target: str, erased: tuple[str, ...] = ()) -> tuple[int, list[int]]:
+    """Class tasks (targets "0", "1", …): (the target's class, the classes the model is asked to keep: every other
+    class less a sequence's earlier targets); ConfigError when none is left."""
+    k = int(task.validate_target(target))
+    gone = [int(e) for e in task.validate_erased(target, erased)]
+    others = [c for c in range(len(task.targets())) if c != k and c not in gone]
+    if not others:
+        raise ConfigError(f"{task.name}: erasing {k} after {', '.join(map(str, gone))} leaves no class to keep")
+    return k, others
+
+
 def earlier_classes(erased: tuple[str, ...], n: int) -> list[EarlierTarget]:
     """Class tasks: the earlier targets of a sequence with their forget sets (n samples each)."""
     return [EarlierTarget(e, class_forget_set(int(e), n), class_id=int(e)) for e in erased]

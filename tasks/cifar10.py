@@ -34,7 +34,7 @@ from bench.core.cache import cache_root, cached
 from bench.core.class_training import ClassDiffusionRecipe, train_class_conditional
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
-from bench.core.errors import ConfigError, MissingWeightsError
+from bench.core.errors import MissingWeightsError
 from bench.core.evaluation import Evaluation
 from bench.core.fetch_registry import CIFAR10_ARTIFACT, INCEPTION_ARTIFACT, OPENCLIP_ARTIFACT, openclip_is_fetchable
 from bench.core.hashing import checkpoint_digest, file_digest
@@ -49,6 +49,7 @@ from tasks.base import (
     class_forget_set,
     class_remain_set,
     earlier_classes,
+    kept_classes,
     register_task,
     set_sizes,
 )
@@ -218,7 +219,7 @@ class Cifar10Class(Task):
     def plan_sets(self, target: str, erased: tuple[str, ...] = ()) -> dict[str, int]:
         """The class lists and evaluation sets at the task's options, without weights or data (see Task.plan_sets);
         D_f and D_r themselves are the data set's own images of those classes."""
-        k, others = self.kept_classes(target, erased)
+        k, others = kept_classes(self, target, erased)
         c = self.config
         check_counts(self.name, c, "forget_samples", "remain_samples_per_class", "sample_steps", "sample_batch_size", "per_class",
                      "neighbour_images_per_class")
@@ -226,14 +227,6 @@ class Cifar10Class(Task):
                          {"forget": class_forget_set(k, c.forget_samples),
                           "remain": class_remain_set(others, c.remain_samples_per_class, CIFAR10_REMAIN_EVAL_SEED)})
 
-    def kept_classes(self, target: str, erased: tuple[str, ...] = ()) -> tuple[int, list[int]]:
-        """(the target's class, the classes the model is asked to keep: all others less a sequence's earlier ones)."""
-        k = int(self.validate_target(target))
-        gone = [int(e) for e in self.validate_erased(target, erased)]
-        others = [i for i in range(len(CIFAR10_CLASSES)) if i != k and i not in gone]
-        if not others:
-            raise ConfigError(f"{self.name}: erasing {k} after {', '.join(map(str, gone))} leaves no class to keep")
-        return k, others
 
     def prepare(self, target: str, device="cpu", erased: tuple[str, ...] = ()) -> None:
         """The caches build() and the judge read, filled here, in the harness (see Task.prepare): FID's reference
@@ -242,7 +235,7 @@ class Cifar10Class(Task):
         cache, would recompute the statistics in every job (50,000 images through Inception) before failing to keep them."""
         from metrics.inception_fid import CleanInception, cifar10_train_stats, resolve_inception_weights
 
-        k, _ = self.kept_classes(target, erased)
+        k, _ = kept_classes(self, target, erased)
         c = self.config
         train = load_cifar10(c.data_root, True)
         extractor = CleanInception(resolve_inception_weights(c.inception_weights), device=device)
@@ -254,7 +247,7 @@ class Cifar10Class(Task):
         is the whole train set's statistics, erased or not)."""
         from metrics.inception_fid import CleanInception, cifar10_train_stats, resolve_inception_weights
 
-        k, others = self.kept_classes(target, erased)  # the classes the model is asked to keep
+        k, others = kept_classes(self, target, erased)  # the classes the model is asked to keep
         erased = self.validate_erased(target, erased)
         gone = [int(e) for e in erased]
         c = self.config

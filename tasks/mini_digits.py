@@ -15,7 +15,7 @@ import torch
 from bench.core.adapters.class_conditional import ClassConditionalModel
 from bench.core.context import RunContext
 from bench.core.data import UnlearnData
-from bench.core.errors import ConfigError, MissingWeightsError
+from bench.core.errors import MissingWeightsError
 from bench.core.evaluation import Evaluation
 from bench.core.hashing import verified_checkpoint
 from tasks.base import (
@@ -27,6 +27,7 @@ from tasks.base import (
     class_forget_set,
     class_remain_set,
     earlier_classes,
+    kept_classes,
     register_task,
     set_sizes,
 )
@@ -111,25 +112,17 @@ class MiniDigitsClass(Task):
 
     def plan_sets(self, target: str, erased: tuple[str, ...] = ()) -> dict[str, int]:
         """The class lists and evaluation sets at the task's options, without weights (see Task.plan_sets)."""
-        k, others = self.kept_classes(target, erased)
+        k, others = kept_classes(self, target, erased)
         cfg = self.config
         check_counts(self.name, cfg, "forget_samples", "remain_samples_per_class", "sample_steps")
         return set_sizes({"forget classes": [k], "remain classes": others},
                          {"forget": class_forget_set(k, cfg.forget_samples),
                           "remain": class_remain_set(others, cfg.remain_samples_per_class, MINI_DIGITS_REMAIN_EVAL_SEED)})
 
-    def kept_classes(self, target: str, erased: tuple[str, ...] = ()) -> tuple[int, list[int]]:
-        """(the target's class, the classes the model is asked to keep: all others less a sequence's earlier ones)."""
-        k = int(self.validate_target(target))
-        gone = [int(e) for e in self.validate_erased(target, erased)]
-        others = [c for c in range(10) if c != k and c not in gone]
-        if not others:
-            raise ConfigError(f"{self.name}: erasing {k} after {', '.join(map(str, gone))} leaves no digit to keep")
-        return k, others
 
     def build(self, target: str, ctx: RunContext, erased: tuple[str, ...] = ()) -> TaskInstance:
         """`erased` (a sequence's earlier digits): left out of D_r, the remain eval set and the FID reference."""
-        k, others = self.kept_classes(target, erased)  # the digits the model is asked to keep
+        k, others = kept_classes(self, target, erased)  # the digits the model is asked to keep
         erased = self.validate_erased(target, erased)
         gone = [int(e) for e in erased]
         cfg = self.config
