@@ -2,40 +2,57 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import pandas as pd
 
 from leaderboard.aggregate import TaskTable
 from leaderboard.escape import md, md_line
+from leaderboard.paired import RESAMPLES
+from leaderboard.plots import _slug
 from leaderboard.rank import overall_ranks, score_bands, separated_pairs
 from leaderboard.reported import Reported, reported_rows
-from leaderboard.score import RULE_TEXT
+from leaderboard.score import FLOOR_SUFFIX, RULE_TEXT, short_name
 from leaderboard.sequences import render_sequences
 from leaderboard.uncertainty import band_text
 
 LEGEND = (
-    "Mean over targets × seeds with its 95% paired, hierarchical bootstrap interval [lo, hi] (2000 resamples "
+    "- Cells: the mean over targets × seeds with its 95% paired, hierarchical bootstrap interval [lo, hi] ({resamples} resamples "
     "shared by every row of the task: jobs drawn with replacement, and inside each job its evaluation "
     "instances — prompts or class samples with their fixed noise — drawn the same way for every method and "
     "for Original; the score is recomputed per resample; seeded from the task and its jobs); a value without "
-    "an interval comes from one job (n=1, no interval); cost columns show mean ± std. n = jobs (targets × seeds); setting = the first characters "
-    "of the setting hash (protocol version, task options, method, hyper-parameters, budget, a user-given checkpoint's digest): rows with "
-    "different settings are never averaged together. ↑ higher is better, ↓ lower is better; best "
-    "non-reference value in bold; *reference rows* (Original, Retrain) are not ranked. time = unlearning "
-    "wall time (evaluation excluded); peak mem = accelerator memory when the job had one, else host RSS."
+    "an interval comes from one job (n=1, no interval); cost columns show mean ± std.",
+    "- n = jobs (targets × seeds); setting = the first characters of the setting hash (protocol version, task options, "
+    "method, hyper-parameters, budget, a user-given checkpoint's digest): rows with different settings are never averaged together.",
+    "- ↑ higher is better, ↓ lower is better; best non-reference value in bold; *reference rows* (Original, Retrain) are not ranked.",
+    "- time = unlearning wall time (evaluation excluded); peak mem = accelerator memory when the job had one, else host RSS.",
+    "- Metric headers are short names; the list under each table gives each column's full name (its judge or "
+    "classifier, n, its floor) and the part of the score it feeds (F, K_a, K_i).",
 )
 SOURCES = (
     "After the setting hash, where a row's hyper-parameters come from: *tuned* = selected by `unlearn-bench tune` "
     "on held-out targets with the same budget for every method (the Settings list gives it); *reference* = the "
     "papers' settings at the suite's shared step budget; *given* = set by hand in the suite; *external* = a model "
-    "unlearned elsewhere, evaluated by `unlearn-bench evaluate` (its setting hash includes its weights' digest)."
+    "unlearned elsewhere, evaluated by `unlearn-bench evaluate` (its setting hash includes its weights' digest). "
+    "*tuned (stale: …)* = the tuning no longer matches what it was selected under; the reasons: *rule* (the ranking "
+    "rule, which is also the selection rule, changed since), *method code* (the method's code changed since), "
+    "*provenance unknown* (the record cannot say what it was tuned under). A stale row is still measured as shown; "
+    "only its claim to be tuned is in doubt."
 )
 SOURCE_TAGS = {"reference": "ref", "given": "given", "external": "external"}
 RANKING = (
-    "**Ranking rule.** {rule} **Rank** = the band of ranks the paired comparisons allow: row A is above row B "
+    "{rule}\n\n**Rank** = the band of ranks the paired comparisons allow: row A is above row B "
     "only when the 95% paired bootstrap interval of the score difference S_A − S_B (over the jobs both have, "
-    "resampled as in the tables' legend) excludes 0; a row's band runs from 1 + the rows above it to N − the rows below it, so "
+    "resampled as under *Reading the task tables*) excludes 0; a row's band runs from 1 + the rows above it to N − the rows below it, so "
     "rows no comparison separates share a band (\"1–3\"), and a row with one job is compared with nobody."
+)
+OVERALL = (
+    "Per task: rank by mean score (point rank; the task tables show its band); overall: the mean win rate, the share of "
+    "other ranked rows a method beats on a task (a tie counts half), averaged over the tasks where it had competitors (`tasks`)."
+)
+LEAD = (
+    "Methods ranked on each task by one score (forget gain F against keep ratio K, both relative to *Original*; rule "
+    "`{rule}`), with rank bands from paired bootstrap comparisons; overall, by mean win rate. Definitions follow the tables."
 )
 
 
@@ -93,24 +110,136 @@ def verdict_text(ranked: list[str], pairs: set[tuple[str, str]]) -> str:
     return f"Paired verdicts: {len(pairs)} of {n} pairs separated" + (f": {told}." if told else ".")
 
 
-def table_notes(table: TaskTable, bands: dict, pairs: set, citations: list[str], mixed_notes: list[str]) -> list[str]:
-    """The lines under a task table: legend, paired verdicts, sources, score columns, citations, mixed rows."""
-    lines = [LEGEND]
-    if len(bands) > 1:
-        lines.append(verdict_text(sorted(bands, key=lambda r: bands[r]), pairs))
-    if table.rows["hparams_source"].astype(bool).any():
-        lines.append(SOURCES)
-    if table.score:
-        floors = "".join(f" (its floor: `{md(c)}`, Original's mean {v:.3f})" for c, v in table.floors.items() if c == table.score.floor)
-        lines.append(f"rank, score: see the ranking rule at the top; here F reads `{table.score.forget}` and K reads "
-                     f"{table.score.keep_text}{floors}.")
-    if table.unscored:
-        lines.append(f"No scores, so no ranks: {table.unscored}.")
-    for k, source in enumerate(citations, 1):
-        lines.append(f"[{k}] Reported figure, not re-run here: {source}; shown under every column of that metric whose protocol matches.")
-    for k, note in enumerate(mixed_notes, 1):
-        lines.append(f"†{k} {note} — several under one setting hash: comparable by protocol, but check before citing.")
+def column_headers(table: TaskTable) -> dict[str, str]:
+    """Column -> its header: a metric's short name (score.py `short_name`) and arrow, so that headers stay a
+    word wide whatever the judge's name; short names shared in one table get `#1`, `#2` in column order.
+    Cost columns keep their full, already short names."""
+    metrics = table.metric_columns
+    shorts = {c: short_name(c) or c for c in metrics}
+    counts = Counter(shorts.values())
+    seen: Counter = Counter()
+    out = {}
+    for c in table.columns:
+        name = shorts.get(c, c)
+        if counts[name] > 1:
+            seen[name] += 1
+            name = f"{name} #{seen[name]}"
+        out[c] = f"{md(name)} {table.directions.get(c, '')}".strip()
+    return out
+
+
+def score_roles(table: TaskTable) -> dict[str, str]:
+    """Column -> the part of the score it feeds, for the column list."""
+    cols = table.score
+    if cols is None:
+        return {}
+    roles = {cols.forget: "the score's F", cols.keep: "the score's K_a" if cols.integrity else "the score's K"}
+    if cols.integrity:
+        roles[cols.integrity] = "the score's K_i"
+    return roles
+
+
+def floor_text(table: TaskTable, column: str) -> str:
+    """'; floor: <name>, Original's mean v' for the floor columns that belong to `column` (same short name + suffix)."""
+    own = f"{short_name(column)}{FLOOR_SUFFIX}"
+    names = sorted({f for f in table.floors if short_name(f) == own}
+                   | ({table.score.floor} if table.score and table.score.floor and short_name(table.score.floor) == own else set()))
+    parts = []
+    for f in names:
+        v = table.floors.get(f)
+        parts.append(f"floor: {md(f)}" + ("" if v is None or math.isnan(v) else f", Original's mean {v:.3f}"))
+    return "".join(f"; {p}" for p in parts)
+
+
+def column_legend(table: TaskTable, headers: dict[str, str]) -> list[str]:
+    """One line per metric column: its header, full name (judge or classifier, n), score role and floor."""
+    roles = score_roles(table)
+    lines = []
+    for c in table.metric_columns:
+        role = f" — {roles[c]}" if c in roles else ""
+        lines.append(f"- **{headers[c]}**: {md(c)}{role}{floor_text(table, c)}")
     return lines
+
+
+def table_notes(table: TaskTable, bands: dict, pairs: set, citations: list[str], mixed_notes: list[str]) -> list[str]:
+    """The paragraphs under a task table: column list, paired verdicts, why unscored, citations, mixed rows.
+    Each is its own paragraph (one markdown line break would run them together)."""
+    notes = []
+    if len(bands) > 1:
+        notes.append(verdict_text(sorted(bands, key=lambda r: bands[r]), pairs))
+    if table.unscored:
+        notes.append(f"No scores, so no ranks: {table.unscored}.")
+    for k, source in enumerate(citations, 1):
+        notes.append(f"[{k}] Reported figure, not re-run here: {source}; shown under every column of that metric whose protocol matches.")
+    for k, note in enumerate(mixed_notes, 1):
+        notes.append(f"†{k} {note} — several under one setting hash: comparable by protocol, but check before citing.")
+    return [line for note in notes for line in ("", note)]
+
+
+def details(summary: str, body: list[str]) -> list[str]:
+    """A collapsed GitHub block; the blank lines around the body let the markdown inside render."""
+    return ["", f"<details><summary>{summary}</summary>", "", *body, "", "</details>"]
+
+
+def stale_of(row) -> str:
+    """The row's stale-tuning reasons ("" when current); records and tables before the `stale` column read ""."""
+    value = row.get("stale", "")
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def settings_lines(table: TaskTable) -> list[str]:
+    """The Settings list: every setting hash spelled out (hyper-parameters and their source, budget, options)."""
+    shared_options = table.rows["task_options"].nunique() == 1
+    lines = [f"Task options of every row: {md(table.rows['task_options'].iloc[0])}", ""] if shared_options else []
+    for _, row in table.rows.drop_duplicates("setting_hash").iterrows():
+        source = "" if row["method"] == row["label"] else f" ({md(row['method'])})"
+        options = "" if shared_options else f"; task options {md(row['task_options'])}"
+        stale = f"; stale: {md(stale_of(row))}" if stale_of(row) and "tuned" in row["hparams_source"] else ""
+        origin = f" ({md(row['hparams_source'])}{stale})" if row["hparams_source"] else ""
+        lines.append(
+            f"- `{row['setting_hash'][:6]}` {md(row['row'])}{source}: hyper-parameters{origin} {md(row['resolved'])}; budget {md(row['budget'])}{options}"
+        )
+    return lines
+
+
+def table_lines(table: TaskTable, reported: list[Reported]) -> tuple[list[str], list[str]]:
+    """(the task table with its column list, the notes under it)."""
+    headers = column_headers(table)
+    header = ["method", "rank", "score ↑"] + [headers[c] for c in table.columns] + ["n", "setting"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---", "---:", "---:"] + ["---:"] * len(table.columns) + ["---:", "---"]) + "|"]
+    bests = {c: best_rows(table, c) for c in table.columns}
+    pairs = separated_pairs(table)
+    bands = score_bands(table, pairs)
+    mixed_notes = []
+    for i, row in table.rows.iterrows():
+        name = f"*{md(row['row'])}* (ref)" if row["reference"] else md(row["row"])
+        if row["mixed"]:
+            mixed_notes.append(md(f"{row['row']}: {row['mixed']}"))
+            name += f" †{len(mixed_notes)}"
+        rank = band_text(bands[row["row"]]) if row["row"] in bands else "–"
+        cells = [name, rank, score_cell(row)]
+        cells += [f"**{value_cell(table, row, c)}**" if i in bests[c] else value_cell(table, row, c) for c in table.columns]
+        cells.append(f"{int(row['n'])} ({int(row['targets'])}×{int(row['seeds'])})")
+        cells.append(f"`{row['setting_hash'][:6]}`" + _source_tag(row["hparams_source"], stale_of(row)))
+        lines.append("| " + " | ".join(cells) + " |")
+    citations = []
+    for label, source, values in reported_rows(table.task, table.columns, list(reported)):
+        if source not in citations:
+            citations.append(source)
+        cells = [f"_{label} (reported)_ [{citations.index(source) + 1}]", "–", ""]
+        cells += [f"_{values[c]:.3f}_" if c in values else "" for c in table.columns]
+        cells += ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *column_legend(table, headers)]
+    return lines, table_notes(table, bands, pairs, citations, mixed_notes)
+
+
+def plot_lines(task: str, plots: list[str]) -> list[str]:
+    """The task's plots, collapsed so that the tables read one after another."""
+    names = [p.rsplit("/", 1)[-1].removesuffix(".png") for p in plots]
+    short = [n.removeprefix(f"{_slug(task)}-") for n in names]
+    images = [f"![{md(task)}: {n}]({p})" for n, p in zip(names, plots)]
+    return details(f"Plots: {md(', '.join(short))}", [line for img in images for line in (img, "")][:-1])
 
 
 def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str] = ()) -> str:
@@ -119,44 +248,11 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
     if table.rows.empty:
         lines.append("No finished jobs.")
     else:
-        header = ["method", "rank", "score ↑"] + [f"{c} {table.directions.get(c, '')}".strip() for c in table.columns] + ["n", "setting"]
-        lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---", "---:", "---:"] + ["---:"] * len(table.columns) + ["---:", "---"]) + "|"]
-        bests = {c: best_rows(table, c) for c in table.columns}
-        pairs = separated_pairs(table)
-        bands = score_bands(table, pairs)
-        mixed_notes = []
-        for i, row in table.rows.iterrows():
-            name = f"*{md(row['row'])}* (ref)" if row["reference"] else md(row["row"])
-            if row["mixed"]:
-                mixed_notes.append(md(f"{row['row']}: {row['mixed']}"))
-                name += f" †{len(mixed_notes)}"
-            rank = band_text(bands[row["row"]]) if row["row"] in bands else "–"
-            cells = [name, rank, score_cell(row)]
-            cells += [f"**{value_cell(table, row, c)}**" if i in bests[c] else value_cell(table, row, c) for c in table.columns]
-            cells.append(f"{int(row['n'])} ({int(row['targets'])}×{int(row['seeds'])})")
-            cells.append(f"`{row['setting_hash'][:6]}`" + _source_tag(row["hparams_source"]))
-            lines.append("| " + " | ".join(cells) + " |")
-        citations = []
-        for label, source, values in reported_rows(table.task, table.columns, list(reported)):
-            if source not in citations:
-                citations.append(source)
-            cells = [f"_{label} (reported)_ [{citations.index(source) + 1}]", "–", ""]
-            cells += [f"_{values[c]:.3f}_" if c in values else "" for c in table.columns]
-            cells += ["", ""]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", *table_notes(table, bands, pairs, citations, mixed_notes)]
-        shared_options = table.rows["task_options"].nunique() == 1
-        lines += ["", "Settings" + (f" (task options: {md(table.rows['task_options'].iloc[0])}):" if shared_options else ":")]
-        for _, row in table.rows.drop_duplicates("setting_hash").iterrows():
-            source = "" if row["method"] == row["label"] else f" ({md(row['method'])})"
-            options = "" if shared_options else f"; task options {md(row['task_options'])}"
-            origin = f" ({md(row['hparams_source'])})" if row["hparams_source"] else ""
-            lines.append(
-                f"- `{row['setting_hash'][:6]}` {md(row['row'])}{source}: hyper-parameters{origin} {md(row['resolved'])}; budget {md(row['budget'])}{options}"
-            )
+        body, notes = table_lines(table, reported)
+        lines += body + notes
+        lines += details(f"Settings ({table.rows['setting_hash'].nunique()} setting hashes)", settings_lines(table))
     if plots:
-        lines.append("")
-        lines += [f"![{md(table.task)}: {p.rsplit('/', 1)[-1].removesuffix('.png')}]({p})" for p in plots]
+        lines += plot_lines(table.task, list(plots))
     if table.failed:
         lines.append("")
         lines.append(f"Failed jobs ({len(table.failed)}):")
@@ -165,11 +261,13 @@ def render_task(table: TaskTable, reported: list[Reported] = (), plots: list[str
     return "\n".join(lines) + "\n"
 
 
-def _source_tag(source: str) -> str:
-    """' tuned' / ' ref' / ' given' after the setting hash; nothing for records that do not say."""
+def _source_tag(source: str, stale: str = "") -> str:
+    """' tuned' / ' ref' / ' given' after the setting hash, ' tuned (stale: rule)' for tuning that is no longer
+    current; nothing for records that do not say."""
     if not source:
         return ""
-    return " " + ", ".join("tuned" if s.startswith("tuned") else SOURCE_TAGS.get(s, md(s)) for s in source.split(", "))
+    mark = f" (stale: {md(stale)})" if stale else ""
+    return " " + ", ".join(f"tuned{mark}" if s.startswith("tuned") else SOURCE_TAGS.get(s, md(s)) for s in source.split(", "))
 
 
 def render_overall(tables: list[TaskTable]) -> str:
@@ -183,7 +281,7 @@ def render_overall(tables: list[TaskTable]) -> str:
         rank = "–" if pd.isna(r["rank"]) else str(r["rank"])
         cells = [rank, md(r["method"])] + [str(r[t.task]) for t in tables] + [rate, str(r["tasks"])]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Per task: rank by mean score (point rank; the task tables show its band); overall: the mean win rate, the share of other ranked rows a method beats on a task (a tie counts half), averaged over the tasks where it had competitors (`tasks`)."]
+    lines += ["", OVERALL]
     return "\n".join(lines) + "\n"
 
 
@@ -246,6 +344,19 @@ def render_provenance(tables: list[TaskTable]) -> str:
     )
 
 
+def render_definitions(tables: list[TaskTable]) -> str:
+    """What the tables mean, once, after them: the ranking rule and bands, how to read a cell, where
+    hyper-parameters come from (only when a row says)."""
+    ranked = [t for t in tables if not t.rows.empty]
+    if not ranked:
+        return ""
+    lines = ["## Definitions", "", "### Ranking rule", "", RANKING.format(rule=RULE_TEXT[ranked[0].rule]), "",
+             "### Reading the task tables", "", *(line.format(resamples=RESAMPLES) for line in LEGEND)]
+    if any(t.rows["hparams_source"].astype(bool).any() for t in ranked):
+        lines += ["", "### Where hyper-parameters come from", "", SOURCES]
+    return "\n".join(lines) + "\n"
+
+
 def render_markdown(
     tables: list[TaskTable],
     title: str = "unlearn-bench leaderboard",
@@ -255,8 +366,9 @@ def render_markdown(
     sequences: tuple[list, dict] = ((), {}),
     rehearsal: tuple[int, int] = (0, 0),
 ) -> str:
-    """The whole leaderboard; the ranking rule is the tables' own (aggregate's `rule`, default DEFAULT_RULE).
-    `sequences`: (leaderboard.sequences.SequenceTable list, their plots), rendered after the rule comparison;
+    """The whole leaderboard, top-down: a short lead, the overall rank, each task's table, the rule comparison and the
+    sequences, then the definitions (aggregate's `rule`, default DEFAULT_RULE), provenance and ignored files.
+    `sequences`: (leaderboard.sequences.SequenceTable list, their plots);
     `rehearsal`: (rehearsal records, all records): any rehearsal record puts a banner on top."""
     parts = [f"# {title}{' — REHEARSAL' if rehearsal[0] else ''}\n"]
     if rehearsal[0]:
@@ -264,12 +376,13 @@ def render_markdown(
     if not tables and not sequences[0]:
         parts.append("No records found.\n")
     elif any(not t.rows.empty for t in tables):
-        parts.append(RANKING.format(rule=RULE_TEXT[tables[0].rule]) + "\n")
+        parts.append(LEAD.format(rule=tables[0].rule) + "\n")
     plots = plots or {}
-    parts.extend(render_task(t, reported, plots.get(t.task, [])) for t in tables)
     parts.append(render_overall(tables))
+    parts.extend(render_task(t, reported, plots.get(t.task, [])) for t in tables)
     parts.append(render_rule_comparison(tables))
     parts.append(render_sequences(list(sequences[0]), sequences[1]))
+    parts.append(render_definitions(tables))
     parts.append(render_provenance(tables))
     parts.append(render_ignored(ignored))
     return "\n".join(p for p in parts if p)

@@ -243,3 +243,54 @@ def test_rows_tied_at_score_zero_do_not_all_win_overall():
     overall = overall_ranks(aggregate(recs)).set_index("method")
     assert list(overall["win rate"]) == [0.5, 0.5, 0.5]  # every row forgot nothing: score 0 each
     assert "win rate 1.00" not in build(recs, "markdown")
+
+
+def test_the_leaderboard_reads_top_down(tmp_path):
+    """A short lead, then the overall rank, then the task tables; the definitions come after every table."""
+    md = build(fixture_records(), "markdown", tmp_path)
+    lead = md[md.index("\n") : md.index("## Overall rank")].strip()
+    assert len(lead.splitlines()) == 1 and "Definitions follow the tables" in lead
+    order = [md.index(h) for h in ("## Overall rank", "## mini-digits-class", "## sd-vangogh", "## Definitions", "### Ranking rule",
+                                   "### Reading the task tables", "## Provenance")]
+    assert order == sorted(order)
+    digits = md[md.index("## mini-digits-class"): md.index("## mini-shapes-concept")]
+    assert "<details><summary>Settings (5 setting hashes)</summary>\n\n" in digits  # blank line: the list inside renders
+    assert "<details><summary>Plots: tradeoff, ua-per-class, ra-per-class</summary>\n\n![" in digits
+    assert "bootstrap interval" not in digits  # the legend is defined once, below the tables
+
+
+def test_headers_are_short_and_the_column_list_keeps_the_full_names():
+    md = build(fixture_records(), "markdown")
+    digits = md[md.index("## mini-digits-class"): md.index("## mini-shapes-concept")]
+    header = next(line for line in digits.splitlines() if line.startswith("| method"))
+    assert header == "| method | rank | score ↑ | UA ↑ | RA ↑ | FID ↓ | time (s) ↓ | peak mem (MB) ↓ | n | setting |"
+    # the judge, n and the floor survive in the list under the table
+    assert "- **FID ↓**: FID (digit-cnn feats, n=36) — the score's K_i; floor: FID-floor (digit-cnn feats, real forgotten digit), " \
+           "Original's mean 65.000" in digits
+    assert "- **UA ↑**: UA (digit-cnn) — the score's F" in digits
+    vangogh = md[md.index("## sd-vangogh"):]
+    assert "- **Retention ↓**: Retention dist. (mini feats) — the score's K_i; floor: Retention-floor" in vangogh
+
+
+def test_columns_sharing_a_short_name_are_numbered():
+    recs = [_rec(SHAPES, m, "cross", 0, {UA_S: ua, "UA (other judge, n=32)": ua, AS_S: 0.3}) for m, ua in (("original", 0.2), ("rgd", 0.9))]
+    md = build(recs, "markdown")
+    header = next(line for line in md.splitlines() if line.startswith("| method"))
+    assert "| UA #1 ↑ | UA #2 ↑ |" in header
+    assert "- **UA #1 ↑**: UA (other judge, n=32)" in md and "- **UA #2 ↑**: UA (shape-cnn)" in md
+
+
+def test_a_stale_tuning_is_marked_wherever_tuned_is_shown():
+    from leaderboard.render import render_markdown
+
+    recs = [_rec(SHAPES, m, "cross", 0, {UA_S: ua, AS_S: 0.3}) for m, ua in (("original", 0.2), ("rgd", 0.9), ("salun", 0.7))]
+    for r in recs[1:]:
+        r["hparams_source"] = "tuned (8 trials x 1 held-out target)"
+    (table,) = aggregate(recs)
+    plain = render_markdown([table])  # no `stale` column yet (aggregate's, from the tuning's provenance): no mark
+    assert "`rgdrgd` tuned |" in plain and "stale" not in plain.split("## Definitions")[0]
+    table.rows["stale"] = ["rule" if row == "rgd" else "" for row in table.rows["row"]]
+    md = render_markdown([table])
+    assert "`rgdrgd` tuned (stale: rule) |" in md and "`saluns` tuned |" in md
+    assert "rgd: hyper-parameters (tuned (8 trials x 1 held-out target); stale: rule)" in md
+    assert "*tuned (stale: …)*" in md.split("## Definitions")[1]  # the mark is explained with the sources
