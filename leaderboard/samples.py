@@ -3,7 +3,9 @@
 Every row shows the same target and the same evaluation prompts/classes and seeds (the task fixes
 them), taken from each row's record (`samples`, written by bench/runner/sample_strip.py): the target most
 rows have (natural order on ties) and the row's lowest job seed.  A row without samples for that
-target is left out and named in the figure's note.
+target is left out and named in the figure's note.  Each row's label quotes that job's own values:
+the score's forget column (UA: did the images lose the concept?) and, on text-to-image tasks, AS-safe
+(do the forget prompts' images still match their safe twins?).
 """
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ import numpy as np
 from bench.core.record import RunRecord, parse_record
 from leaderboard.aggregate import TaskTable
 from leaderboard.plots import PLOT_DIR, _save, _slug
+from leaderboard.score import short_name
+
+LABEL_METRICS = ("AS-safe",)  # short names a row label quotes beside the score's forget column, when recorded
 
 
 def _natural(target: str):
@@ -29,10 +34,10 @@ def _decode(png_b64: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(png_b64))).convert("RGB"))
 
 
-def pick_samples(table: TaskTable, records: list[RunRecord]) -> tuple[str | None, list[tuple[str, dict | None]]]:
-    """(target, [(row name, samples dict or None)]) in table order."""
+def pick_jobs(table: TaskTable, records: list[RunRecord]) -> tuple[str | None, list[tuple[str, RunRecord | None]]]:
+    """(target, [(row name, the record whose samples it shows, or None)]) in table order."""
     rows = list(zip(table.rows["row"], table.rows["label"], table.rows["setting_hash"]))
-    have: dict[tuple[str, str], dict[str, list[dict]]] = {}
+    have: dict[tuple[str, str], dict[str, list[RunRecord]]] = {}
     for r in map(parse_record, records):
         s = r.samples
         if r.task == table.task and r.ok and s and s.get("png"):
@@ -44,8 +49,27 @@ def pick_samples(table: TaskTable, records: list[RunRecord]) -> tuple[str | None
     out = []
     for row, label, h in rows:
         recs = have.get((label, h), {}).get(target)
-        out.append((row, min(recs, key=lambda r: (r.seed, r.job_id)).samples if recs else None))
+        out.append((row, min(recs, key=lambda r: (r.seed, r.job_id)) if recs else None))
     return target, out
+
+
+def pick_samples(table: TaskTable, records: list[RunRecord]) -> tuple[str | None, list[tuple[str, dict | None]]]:
+    """(target, [(row name, samples dict or None)]) in table order."""
+    target, picked = pick_jobs(table, records)
+    return target, [(row, r.samples if r else None) for row, r in picked]
+
+
+def label_columns(table: TaskTable) -> list[str]:
+    """The metric columns a row label quotes: the score's forget column, then LABEL_METRICS that the task has."""
+    cols = [table.score.forget] if table.score else []
+    return cols + [c for c in table.metric_columns if short_name(c) in LABEL_METRICS and c not in cols]
+
+
+def row_label(row: str, record: RunRecord, columns: list[str]) -> str:
+    """The row name and, under it, the shown job's values one per line (a narrow grid has little room on the
+    left); columns the record lacks are skipped."""
+    values = [(short_name(c), record.metrics.get(c)) for c in columns]
+    return "\n".join([row] + [f"{name} {v:.3f}" for name, v in values if isinstance(v, (int, float)) and np.isfinite(v)])
 
 
 def _short(text: str, n: int = 22) -> str:
@@ -58,11 +82,12 @@ def plot_sample_grid(table: TaskTable, records: list[RunRecord], out_dir: Path) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    target, picked = pick_samples(table, records)
-    shown = [(row, s) for row, s in picked if s is not None]
+    target, picked = pick_jobs(table, records)
+    columns = label_columns(table)
+    shown = [(row_label(row, r, columns), r.samples) for row, r in picked if r is not None]
     if not shown:
         return None
-    missing = [row for row, s in picked if s is None]
+    missing = [row for row, r in picked if r is None]
     strips = [_decode(s["png"]) for _, s in shown]
     first = shown[0][1]
     n_img = len(first["keys"])
@@ -84,7 +109,7 @@ def plot_sample_grid(table: TaskTable, records: list[RunRecord], out_dir: Path) 
     ax.set_xticks((np.arange(n_img) + 0.5) * w - 0.5, [_short(k) for k in first["keys"]], rotation=35, ha="right", fontsize=6)
     sets = first.get("sets", [])
     title = f"{table.task}, target {target}\n" + (f"left of the red line: {sets[0]}; right: {sets[1]}" if len(sets) > 1 else ", ".join(sets))
-    title += " (fixed eval seeds)"
+    title += " (fixed eval seeds)" + ("\nunder each name: the values of the job shown" if columns else "")
     axes[0, 0].set_title(title, fontsize=8)
     if missing:
         fig.text(0.01, 0.01, f"no samples for target {target}: {', '.join(missing)}", fontsize=6)

@@ -68,3 +68,29 @@ def test_no_samples_no_grid(tmp_path):
     del recs[0]["samples"]
     md = build(recs, "markdown", tmp_path)
     assert "samples.png" not in md and not (tmp_path / "plots" / "mini-shapes-concept-samples.png").exists()
+
+
+def test_grid_rows_quote_the_shown_jobs_ua_and_as_safe(tmp_path):
+    """Text-to-image records carry AS-safe (forget prompts' images against their safe twins); each grid row
+    names the job's UA and AS-safe, while the AS-safe floor stays a reference value, in no table or label."""
+    from leaderboard.aggregate import aggregate
+    from leaderboard.samples import label_columns, pick_jobs, row_label
+
+    safe, floor = "AS-safe (mini-clip, safe twins, n=8)", "AS-safe-floor (mini-clip, safe twins, n=8)"
+    recs = [_rec("original", "cross", 0, 0.1), _rec("rgd", "cross", 0, 0.9), _rec("rgd", "cross", 1, 0.5)]
+    for r, value in zip(recs, (0.28, 0.31, 0.35)):
+        r["metrics"] |= {safe: value, floor: 0.2}
+        r["directions"] |= {safe: "↑", floor: "↑"}
+    (table,) = aggregate(recs)
+    assert safe in table.columns and floor not in table.columns
+    columns = label_columns(table)
+    assert columns == ["UA (c)", safe]
+    _, picked = pick_jobs(table, recs)
+    labels = {row: row_label(row, r, columns) for row, r in picked}
+    assert labels["rgd"] == "rgd\nUA 0.900\nAS-safe 0.310"  # the lowest seed's job: the one whose images are shown
+    assert labels["original"] == "original\nUA 0.100\nAS-safe 0.280"
+    md = build(recs, "markdown", tmp_path)
+    assert "](plots/mini-shapes-concept-samples.png)" in md and "| AS-safe ↑ |" in md
+    plain = _rec("rgd", "cross", 0, 0.9)  # no AS-safe recorded: the label quotes UA alone
+    (t,) = aggregate([plain])
+    assert row_label("rgd", pick_jobs(t, [plain])[1][0][1], label_columns(t) + [safe]) == "rgd\nUA 0.900"
