@@ -33,7 +33,7 @@ SOURCES = (
     "After the setting hash, where a row's hyper-parameters come from: *tuned* = selected by `unlearn-bench tune` "
     "on held-out targets with the same budget for every method (the Settings list gives it); *reference* = the "
     "papers' settings at the suite's shared step budget; *given* = set by hand in the suite; *external* = a model "
-    "unlearned elsewhere, evaluated by `unlearn-bench evaluate` (its setting hash includes its weights' digest). "
+    "unlearned elsewhere, evaluated by `unlearn-bench evaluate` (its setting hash includes its weights' digest).\n\n"
     "*tuned (stale: …)* = the tuning no longer matches what it was selected under; the reasons: *rule* (the ranking "
     "rule, which is also the selection rule, changed since), *method code* (the method's code changed since), "
     "*provenance unknown* (the record cannot say what it was tuned under). A stale row is still measured as shown; "
