@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.core.errors import BenchError
 from bench.core.log import show_on_stderr
+from leaderboard.score import DEFAULT_RULE, RULES
 
 DEFAULT_OUT = "results"
 
@@ -67,9 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--out", help="file to write (default: RESULTS/LEADERBOARD.md for markdown)")
     lb.add_argument("--tasks", nargs="+")
     lb.add_argument("--methods", nargs="+")
-    lb.add_argument("--rule", choices=["integrity", "ra-as"], default="integrity",
-                    help="the ranking rule: K reads integrity (retention / FID) with RA/AS (default), or RA/AS alone "
-                         "(the rule before integrity counted; leaderboard/score.py)")
+    lb.add_argument("--rule", choices=list(RULES), default=DEFAULT_RULE,
+                    help="the ranking rule: safe = K reads RA/AS, integrity (retention / FID) and AS-safe (default); "
+                         "integrity = without AS-safe; ra-as = RA/AS alone (leaderboard/score.py)")
     lb.add_argument("--unvouched", choices=["refuse", "accept"], default="refuse",
                     help="records this user's driver did not vouch for (e.g. results copied from another machine): "
                          "left out and listed (default), or counted")

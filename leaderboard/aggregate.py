@@ -41,7 +41,26 @@ def column_order_key(column: str) -> tuple:
     return (1, s.lower(), column)
 
 
-def records_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
+def stale_reasons(r: RunRecord, rule: str) -> list[str]:
+    """Why a tuned record's hyper-parameters may no longer be the ones its search would choose today: selected under
+    another ranking rule than the leaderboard's, another protocol version than the job ran under, or other method
+    code than the job ran; "provenance unknown" when the suite recorded none (tuned before issue 38). [] otherwise."""
+    if not str(r.hparams_source or "").startswith("tuned"):
+        return []
+    t = r.tuned_under
+    if not t or not any(t.get(k) for k in ("rule", "protocol_version", "method_code")):
+        return ["provenance unknown"]
+    out = []
+    if t.get("rule") != rule:
+        out.append("rule")
+    if str(t.get("protocol_version")) != str(r.protocol_version):
+        out.append("protocol")
+    if t.get("method_code") != r.method_code:
+        out.append("method code")
+    return out
+
+
+def records_frame(records: Iterable[RunRecord], rule: str = DEFAULT_RULE) -> pd.DataFrame:
     rows = []
     for r in records:
         rows.append(
@@ -66,6 +85,7 @@ def records_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
                 "peak_mem_mb": r.cost.peak_mem_mb,
                 "attack_seconds": r.cost.metric_seconds.get("attack-asr"),
                 "hparams_source": r.hparams_source,  # tuned (budget) / reference / given; absent before v0.2 records
+                "stale": ", ".join(stale_reasons(r, rule)),  # a tuned row selected under other rule/protocol/code
                 "instances": r.instances,  # column -> PerInstance (v3 records; {} before)
                 **{f"metric::{k}": v for k, v in r.metrics.items()},
             }
@@ -116,7 +136,7 @@ def aggregate(records: list[RunRecord], tasks: Iterable[str] | None = None, meth
     A sequence's steps are not ranked here: they are judged after earlier erasures (leaderboard/sequences.py)."""
     check_rule(rule)
     records = [r for r in map(parse_record, records) if not r.sequence]  # sequence steps: leaderboard/sequences.py
-    df = records_frame(records)
+    df = records_frame(records, check_rule(rule))
     if df.empty:
         return []
     if tasks:
@@ -170,6 +190,7 @@ def aggregate(records: list[RunRecord], tasks: Iterable[str] | None = None, meth
         agg["method"] = grouped["method"].first()
         for col, name in (("suite", "suites"), ("version", "versions"), ("git", "gits"), ("hparams_source", "hparams_source")):
             agg[name] = grouped[col].agg(_joined)
+        agg["stale"] = grouped["stale"].agg(lambda v: ", ".join(dict.fromkeys(x for s in v for x in str(s).split(", ") if x)))
         for col in ("resolved", "budget", "task_options"):
             agg[col] = grouped[col].agg(lambda v: " | ".join(sorted(set(v))))
         agg["first_started"] = grouped["started"].min()

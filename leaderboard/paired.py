@@ -90,8 +90,11 @@ class PairedBootstrap:
         integrity = (None,) * 3
         if cols.integrity:  # the floor is one measured value per job key: never resampled
             integrity = (self.column(job, cols.integrity), ref(cols.integrity), floor_of(cols, job.metrics, ref_metrics))
+        safe = (None,) * 3
+        if cols.safe:  # resampled with the forget column's instances (the same images); the floor is not
+            safe = (self.column(job, cols.safe), ref(cols.safe), floor_of(cols, job.metrics, ref_metrics, "safe_floor"))
         return score_array(self.column(job, cols.forget), ref(cols.forget), self.column(job, cols.keep), ref(cols.keep),
-                           cols.ideal, *integrity, cols=cols)
+                           cols.ideal, *integrity, cols=cols, safe=safe[0], safe_original=safe[1], safe_floor=safe[2])
 
     def mean(self, per_key: Mapping[Hashable, np.ndarray]) -> np.ndarray:
         """(B,) a row's mean over the drawn jobs it has (nan in a resample that drew none of them)."""

@@ -34,10 +34,11 @@ SOURCES = (
     "on held-out targets with the same budget for every method (the Settings list gives it); *reference* = the "
     "papers' settings at the suite's shared step budget; *given* = set by hand in the suite; *external* = a model "
     "unlearned elsewhere, evaluated by `unlearn-bench evaluate` (its setting hash includes its weights' digest).\n\n"
-    "*tuned (stale: …)* = the tuning no longer matches what it was selected under; the reasons: *rule* (the ranking "
-    "rule, which is also the selection rule, changed since), *method code* (the method's code changed since), "
-    "*provenance unknown* (the record cannot say what it was tuned under). A stale row is still measured as shown; "
-    "only its claim to be tuned is in doubt."
+    "*tuned (stale: …)* = the tuning no longer matches what it was selected under; the reasons: *rule* (the point "
+    "was selected under another rule than this leaderboard ranks by), *protocol* (under another PROTOCOL_VERSION than "
+    "the job ran), *method code* (the method's code hash differs from the one the job ran), *provenance unknown* (the "
+    "suite recorded none: tuned before provenance was kept). A stale row is still measured as shown; only its claim to "
+    "be tuned is in doubt."
 )
 SOURCE_TAGS = {"reference": "ref", "given": "given", "external": "external"}
 RANKING = (
@@ -311,7 +312,7 @@ def render_rule_comparison(tables: list[TaskTable]) -> str:
         return ""
     rule = tables[0].rule
     lines = ["## The verdict under the other ranking rule", "",
-             f"Each task's point order under this leaderboard's rule (`{rule}`) and under the other one (`--rule`), and "
+             f"Each task's point order under this leaderboard's rule (`{rule}`) and under each other rule (`--rule`), and "
              "Kendall's τ-b of the two mean scores over the ranked rows (1: the same order; ties count as in τ-b).", "",
              f"| task | rule | order under `{rule}` | order under the rule | τ |", "|---|---|---|---|---:|"]
     for t, other, order, theirs, tau in rows:

@@ -15,6 +15,7 @@ BUILTIN_METRIC_MODULES = (
     "metrics.classification",
     "metrics.fid",
     "metrics.alignment",
+    "metrics.safe_alignment",
     "metrics.nudity",
     "metrics.retention",
     "metrics.attack",

@@ -228,9 +228,13 @@ T2I_TASK_PROVIDES = frozenset({f"eval_sets:{name}" for name in T2I_EVAL_SEEDS} |
 
 def t2i_eval_sets(sets: dict, m: int) -> dict:
     """The text-to-image evaluation sets: forget, remain_train, remain_test (m prompts each, one seed per prompt
-    from T2I_EVAL_SEEDS) and retention_floor, remain_test's prompts under other seeds (RETENTION_FLOOR_SEED)."""
+    from T2I_EVAL_SEEDS), retention_floor, remain_test's prompts under other seeds (RETENTION_FLOOR_SEED), and,
+    where the task pairs its forget prompts with safe twins (`eval_forget_safe`), safe_twins: no images of its
+    own, the text AS-safe reads the forget images against."""
     out = {name: (sets[f"eval_{name}"], seeds_for(m, offset)) for name, offset in T2I_EVAL_SEEDS.items()}
     out["retention_floor"] = (sets["eval_remain_test"], seeds_for(m, RETENTION_FLOOR_SEED))
+    if "eval_forget_safe" in sets:  # the forget prompts' safe twins, prompt for prompt (metrics/safe_alignment.py)
+        out["safe_twins"] = (sets["eval_forget_safe"], out["forget"][1])
     return out
 
 

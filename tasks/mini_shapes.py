@@ -86,12 +86,14 @@ def concept_sets(target: str, n_train: int, n_eval: int, erased: tuple[str, ...]
         raise ConfigError(f"mini-shapes-concept: erasing {target!r} after {', '.join(erased)} leaves no shape to keep")
     forget = _pick(_specs("train", [target], shapes.STYLES), n_train, f"concept-forget-{target}")
     remain = [shapes.ShapeSpec(others[i % len(others)], f.colour, f.background, f.style) for i, f in enumerate(forget)]
+    eval_forget = _pick(_specs("test", [target], shapes.STYLES), n_eval, f"concept-eval-{target}")
     return {
         "forget": [shapes.caption(s) for s in forget],
         "safe": [without_shape(s) for s in forget],
         "remain": [shapes.caption(s) for s in remain],
         "narrow": [i for i, s in enumerate(remain) if s.shape == others[0]],  # one other shape only
-        "eval_forget": [shapes.caption(s) for s in _pick(_specs("test", [target], shapes.STYLES), n_eval, f"concept-eval-{target}")],
+        "eval_forget": [shapes.caption(s) for s in eval_forget],
+        "eval_forget_safe": [without_shape(s) for s in eval_forget],
         "eval_remain_train": [shapes.caption(s) for s in _pick(_specs("train", others, shapes.STYLES), n_eval, f"concept-rtrain-{target}")],
         "eval_remain_test": [shapes.caption(s) for s in _pick(_specs("test", others, shapes.STYLES), n_eval, f"concept-rtest-{target}")],
     }
@@ -120,12 +122,14 @@ def style_sets(target: str, n_train: int, n_eval: int, erased: tuple[str, ...] =
     forget = _pick(_specs("train", shapes.SHAPES, [target]), n_train, f"style-forget-{target}")
     rtrain = _pick(_specs("train", shapes.SHAPES, [target]), n_eval, f"style-rtrain-{target}")
     rtest = _pick(_specs("test", shapes.SHAPES, [target]), n_eval, f"style-rtest-{target}")
+    eval_forget = _pick(_specs("test", shapes.SHAPES, [target]), n_eval, f"style-eval-{target}")
     return {
         "forget": [shapes.caption(s) for s in forget],
         "safe": [shapes.caption(shapes.ShapeSpec(s.shape, s.colour, s.background)) for s in forget],
         "remain": [shapes.caption(s) for s in remain_of(forget)],
         "narrow": [i for i, s in enumerate(remain_of(forget)) if s.style == "plain"],  # one style only
-        "eval_forget": [shapes.caption(s) for s in _pick(_specs("test", shapes.SHAPES, [target]), n_eval, f"style-eval-{target}")],
+        "eval_forget": [shapes.caption(s) for s in eval_forget],
+        "eval_forget_safe": [shapes.caption(shapes.ShapeSpec(s.shape, s.colour, s.background)) for s in eval_forget],
         "eval_remain_train": [shapes.caption(s) for s in remain_of(rtrain)],
         "eval_remain_test": [shapes.caption(s) for s in remain_of(rtest)],
     }
@@ -150,10 +154,14 @@ class MiniShapesConfig:
     neighbours: bool = False  # add the neighbouring-concepts column (metrics/neighbours.py; mini-full on, mini off)
 
 
+# Original's evaluation images the task caches (they never change): retention's reference and floor, AS-safe's floor
+ORIGINAL_EVAL_SETS = ("remain_test", "retention_floor", "forget")
+
+
 class MiniShapesTask(Task):
     Config = MiniShapesConfig
     checkpoint_options = ("checkpoint", "judge")
-    metrics = ("zero-shot-ua", "alignment", "retention")
+    metrics = ("zero-shot-ua", "alignment", "safe-alignment", "retention")
     timeout_s = 3600.0  # per-job wall-clock default (bench/runner/timeout.py): minutes on a CPU
     target_list: tuple[str, ...]
     zero_shot_what: str
@@ -180,11 +188,11 @@ class MiniShapesTask(Task):
 
     def provides(self) -> frozenset[str]:
         extra = {"neighbours", "eval_sets:neighbours"} if self.config.neighbours else set()
-        return T2I_TASK_PROVIDES | {"zero_shot", "retention_features"} | extra
+        return T2I_TASK_PROVIDES | {"zero_shot", "retention_features", "eval_sets:safe_twins"} | extra
 
     def plan_info(self) -> dict:
         c = self.config
-        return {"eval_images": 3 * c.eval_prompts, "task_images": 2 * c.forget_pairs + 2 * c.eval_prompts, "gpu": False}
+        return {"eval_images": 3 * c.eval_prompts, "task_images": 2 * c.forget_pairs + 3 * c.eval_prompts, "gpu": False}
 
     def checkpoints(self) -> dict[str, str]:
         """Digests of the checkpoints the task reads, verified against their recipes (hashed once per file state)."""
@@ -250,7 +258,7 @@ class MiniShapesTask(Task):
         self.original_images(model, wh, sets["forget"], seeds, evaluation=False)
         self.original_images(model, wh, sets["remain"], seeds, evaluation=False)
         eval_sets = t2i_eval_sets(sets, c.eval_prompts)
-        for which in ("remain_test", "retention_floor"):
+        for which in ORIGINAL_EVAL_SETS:
             self.original_images(model, wh, *eval_sets[which])
 
     def build(self, target: str, ctx: RunContext, erased: tuple[str, ...] = ()) -> TaskInstance:
@@ -280,7 +288,7 @@ class MiniShapesTask(Task):
             clip_judge=judge,
             zero_shot=self.zero_shot(target),
             retention_features=(f"{judge.name} image emb.", judge.encode_images),
-            original_images={w: self.original_images(model, wh, *eval_sets[w]) for w in ("remain_test", "retention_floor")},
+            original_images={w: self.original_images(model, wh, *eval_sets[w]) for w in ORIGINAL_EVAL_SETS},
             earlier=self.earlier(erased),
         )
         if c.neighbours:  # the closest concepts: does erasing the target erase them too?

@@ -220,6 +220,8 @@ def test_attack_seconds_are_a_cost_column_not_a_ranked_metric():
 def test_rows_say_whether_their_hyper_parameters_were_tuned_and_with_what_budget():
     recs = [_rec(SHAPES, m, "cross", 0, {UA_S: ua, AS_S: 0.3}) for m, ua in (("original", 0.2), ("rgd", 0.9), ("salun", 0.7))]
     recs[0]["hparams_source"], recs[1]["hparams_source"] = "reference", "tuned (8 trials x 1 held-out target)"
+    recs[1] |= {"tuned_under": {"rule": "safe", "protocol_version": "4", "method_code": "c0de"}, "protocol_version": "4",
+                "method_code": "c0de"}  # selected under what the record ran: not stale
     md = build(recs, "markdown")
     assert "`rgdrgd` tuned |" in md and "`origin` ref |" in md  # setting hash = (label * 16)[:16] in _rec
     assert "rgd: hyper-parameters (tuned (8 trials x 1 held-out target))" in md and "*tuned* = selected by" in md
@@ -287,10 +289,33 @@ def test_a_stale_tuning_is_marked_wherever_tuned_is_shown():
     for r in recs[1:]:
         r["hparams_source"] = "tuned (8 trials x 1 held-out target)"
     (table,) = aggregate(recs)
-    plain = render_markdown([table])  # no `stale` column yet (aggregate's, from the tuning's provenance): no mark
-    assert "`rgdrgd` tuned |" in plain and "stale" not in plain.split("## Definitions")[0]
+    unknown = render_markdown([table])  # records that carry no tuning provenance (tuned before it was recorded)
+    assert "`rgdrgd` tuned (stale: provenance unknown) |" in unknown
     table.rows["stale"] = ["rule" if row == "rgd" else "" for row in table.rows["row"]]
     md = render_markdown([table])
     assert "`rgdrgd` tuned (stale: rule) |" in md and "`saluns` tuned |" in md
     assert "rgd: hyper-parameters (tuned (8 trials x 1 held-out target); stale: rule)" in md
     assert "*tuned (stale: …)*" in md.split("## Definitions")[1]  # the mark is explained with the sources
+
+
+def test_tuned_rows_are_marked_stale_by_what_changed_since_their_selection():
+    """A tuned row selected under another rule, protocol or method code than its records ran (or with no recorded
+    provenance) is stale, per reason; one selected under today's is not; an untuned row never is."""
+    from leaderboard.aggregate import aggregate
+    from leaderboard.score import DEFAULT_RULE
+
+    base = [r for r in fixture_records() if r["label"] in ("original", "rgd") and r["task"] == "mini-digits-class"]
+    now = {"rule": DEFAULT_RULE, "protocol_version": "4", "method_code": "abc"}
+
+    def stale(tuned_under, source="tuned (12 trials x 3 held-out jobs)", rule=DEFAULT_RULE):
+        recs = [{**r, "protocol_version": "4", "method_code": "abc"} | (
+            {"hparams_source": source, "tuned_under": tuned_under} if r["label"] == "rgd" else {}) for r in base]
+        (table,) = aggregate(recs, rule=rule)
+        return table.rows.set_index("label").loc["rgd", "stale"]
+
+    assert stale(now) == ""
+    assert stale({**now, "rule": "integrity"}) == "rule"
+    assert stale(now, rule="integrity") == "rule"  # the leaderboard ranks by another rule than the selection's
+    assert stale({**now, "protocol_version": "3", "method_code": "old"}) == "protocol, method code"
+    assert stale({}) == "provenance unknown"
+    assert stale({}, source="reference") == ""

@@ -153,7 +153,9 @@ def test_every_method_runs_end_to_end(task_name):
         ret = next(c for c in cols if c.startswith("Retention dist. (1−cos mini-shapes-clip-judge image emb."))
         assert all(v == v for v in cols.values()), cols
         per = parse_record({**spec.to_dict(), "job_id": "j", "setting_hash": "h", **rec}).instances  # per-instance values
-        assert {c for c in cols if c.startswith(("UA", "AS-", "Retention dist."))} <= set(per)
+        assert {c for c in cols if c.startswith(("UA", "AS-", "Retention dist.")) and "-floor" not in c} <= set(per)
+        safe_floor = next(c for c in cols if c.startswith("AS-safe-floor (mini-shapes-clip-judge"))
+        assert safe_floor not in per and -1 <= cols[safe_floor] <= 1  # one value per job, from Original's forget images
         floor = next(c for c in cols if c.startswith("Retention-floor (1−cos mini-shapes-clip-judge image emb., original vs original"))
         assert floor not in per and cols[floor] > 0  # one value per job, read from Original's images only
         floors.add(round(cols[floor], 9))

@@ -92,6 +92,37 @@ def test_tuned_suite_carries_the_chosen_values_per_task_and_parses():
     assert parsed.hparams_source_for(rgd, "mini-digits-class") == "tuned (3 trials x 3 held-out jobs)"
     assert parsed.hparams_source_for(rgd, "mini-shapes-style") == parsed.hparams_source_for(parsed.methods[0], "x") == "given"
     assert parsed.seeds == [0, 1] and parsed.budget == {"max_steps": 5} and parsed.tasks[0].targets == ("0",)
+    # what the points were selected under: today's rule, protocol and each method's code hash, carried to the jobs
+    from bench.runner.method_code import method_code_hash
+    from bench.runner.plan import PROTOCOL_VERSION
+    from leaderboard.score import DEFAULT_RULE
+
+    assert parsed.tuning["rule"] == DEFAULT_RULE and parsed.tuning["protocol_version"] == PROTOCOL_VERSION
+    assert parsed.tuning["method_code"] == {"rgd": method_code_hash("rgd"), "rgd-narrow": method_code_hash("rgd")}
+    assert parsed.tuned_under_for(rgd, "mini-digits-class") == {"rule": DEFAULT_RULE, "protocol_version": PROTOCOL_VERSION,
+                                                                 "method_code": method_code_hash("rgd")}
+    assert parsed.tuned_under_for(rgd, "mini-shapes-style") == {}  # not tuned there: nothing to go stale
+    assert parsed.tuning["sampler_seeds"]["rgd"] != parsed.tuning["sampler_seeds"]["rgd-narrow"]
+
+
+def test_the_searcher_starts_random_for_a_third_and_seeds_each_method_apart():
+    assert TuneSettings(trials=12).startup_trials == 4 and TuneSettings(trials=4).startup_trials == 1
+    assert TuneSettings(trials=2).startup_trials == 1  # at least one random start
+    s = TuneSettings(trials=12, seed=0)
+    seeds = {m: s.sampler_seed(m) for m in ("rg", "rgd", "graddiff", "salun", "esd-u", "esd-x", "finetune", "uce", "ca")}
+    assert len(set(seeds.values())) == len(seeds)  # RG and RGD share a space: they must not share the draws
+    assert s.sampler_seed("rgd") == TuneSettings(trials=4, seed=0).sampler_seed("rgd")  # stable: a resumed search repeats
+    assert s.sampler_seed("rgd") != TuneSettings(seed=1).sampler_seed("rgd")
+
+
+def test_method_code_hash_follows_the_methods_own_modules_only():
+    from bench.runner.method_code import method_code_hash, package_closure
+    from methods.base import METHODS
+
+    closure = package_closure(METHODS.get("rgd").__module__)
+    assert "methods.rgd" in closure and "methods.losses" in closure and "methods.salun" not in closure
+    assert method_code_hash("rgd") != method_code_hash("graddiff") and len(method_code_hash("rgd")) == 12
+    assert method_code_hash("no-such-method") == "unknown"
 
 
 @pytest.mark.slow

@@ -78,6 +78,9 @@ class RunRecord:
     rehearsal: bool = False  # `run --rehearse`: tiny stand-in models and data, a few steps and images; never a result
     # what confined the method's process, per part (bench/runner/sandbox.py: ASPECTS); {} in records written before it existed
     method_confinement: dict[str, str] = field(default_factory=dict)
+    protocol_version: str | None = None  # PROTOCOL_VERSION the job ran under (absent before issue 38)
+    method_code: str | None = None  # the method's code hash (bench/runner/method_code.py; absent before issue 38)
+    tuned_under: dict[str, Any] = field(default_factory=dict)  # a tuned row's selection provenance (JobSpec.tuned_under)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # the JSON object as read
 
     @property
@@ -168,5 +171,8 @@ def parse_record(obj: Any) -> RunRecord:
         sequence=tuple(sequence),
         rehearsal=obj.get("rehearsal") is True,
         method_confinement=_obj(obj, "method_confinement"),
+        protocol_version=None if obj.get("protocol_version") is None else str(obj["protocol_version"]),
+        method_code=None if obj.get("method_code") is None else str(obj["method_code"]),
+        tuned_under=_obj(obj, "tuned_under"),
         raw=obj,
     )

@@ -22,7 +22,8 @@ from bench.runner.artifacts import apply_state_dict, artifact_dir, load_state_di
 from bench.runner.chains import keeps_model, start_from
 from bench.runner.memory import Timer
 from bench.runner.method_process import MethodProcessError, memory_cause, method_runner
-from bench.runner.plan import JobSpec
+from bench.runner.method_code import method_code_hash
+from bench.runner.plan import PROTOCOL_VERSION, JobSpec
 from bench.runner.provenance import git_revision, hardware, package_versions
 from bench.runner.records import write_record
 from bench.runner.sample_strip import sample_strip
@@ -44,6 +45,8 @@ def base_record(spec: JobSpec) -> dict:
         "job_id": spec.job_id,
         "setting_hash": spec.setting_hash,
         **spec.to_dict(),
+        "protocol_version": PROTOCOL_VERSION,
+        "method_code": method_code_hash(spec.method),  # what a tuned point's provenance is compared with (stale marks)
         "versions": package_versions(),
         "git": git_revision(),
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

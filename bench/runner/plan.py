@@ -16,7 +16,7 @@ from bench.runner.timeout import default_timeout
 from tasks.base import TASKS
 
 SUITE_DIR = Path(__file__).parent.parent / "suites"  # run specs live apart from the code: bench/suites/
-PROTOCOL_VERSION = "3"  # bump when a definition in PROTOCOL.md changes meaning (2: issue 11 method fidelity; 3: issues 20-21, integrity floors, the second fidelity pass)
+PROTOCOL_VERSION = "4"  # bump when a definition in PROTOCOL.md changes meaning (2: issue 11 method fidelity; 3: issues 20-21, integrity floors, the second fidelity pass; 4: issue 38, AS-safe and the "safe" rule)
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,17 @@ class Suite:
             return f"tuned ({t.get('trials', '?')} trials x {t.get('validation_targets', '?')} held-out jobs)"
         return self.hparams_source
 
+    def tuned_under_for(self, entry: MethodEntry, task: str) -> dict:
+        """What a tuned entry's values on `task` were selected under (the `tuning` block's rule, protocol version
+        and the method's code hash then); {} for values that were not tuned. An ablation row inherits its base's."""
+        if entry.like:
+            return self.tuned_under_for(next(m for m in self.methods if m.label == entry.like), task)
+        if task not in entry.tuned:
+            return {}
+        t = self.tuning
+        return {"rule": t.get("rule"), "protocol_version": t.get("protocol_version"),
+                "method_code": (t.get("method_code") or {}).get(entry.label)}
+
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -91,6 +102,9 @@ class JobSpec:
     # Step k starts from step k-1's unlearned weights (bench/runner/chains.py); every step is judged against Original.
     sequence: tuple[str, ...] = ()
     rehearsal: bool = False  # a rehearsal's job (bench/runner/rehearsal.py): stand-in models, never a result
+    # tuned hyper-parameters: what they were selected under (rule, protocol_version, method_code); {} when not tuned.
+    # A label like hparams_source, not a setting: the leaderboard compares it with the record's own (stale marks)
+    tuned_under: dict = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "sequence", tuple(str(t) for t in self.sequence))  # a record's list reads back as a tuple
@@ -410,7 +424,7 @@ def plan_jobs(
             hparams = method.check_hparams(task_cls.defaults_key(), hparams, f"method {label!r} hyper-parameters")  # defaults applied too
             row = JobSpec(suite.name, te.task, te.options, "", me.method, label, hparams, 0, suite.budget,
                           timeout_s or suite.timeout_s or default_timeout(task_cls), suite.hparams_source_for(me, te.task), given,
-                          rehearsal=suite.rehearsal)
+                          rehearsal=suite.rehearsal, tuned_under=suite.tuned_under_for(me, te.task))
             jobs += _row_jobs(row, task_targets, list(seeds or te.seeds or suite.seeds), method.name == "original")
             if chains is not None:  # every step of every order, in order: a chain's steps run one after another
                 options, chain_given, orders = chains

@@ -1,7 +1,8 @@
 """`unlearn-bench tune`: hyper-parameter selection with the same budget for every method, on held-out targets.
 
-For each (task, method) of a suite, Ray Tune (Optuna's seeded TPE searcher, one trial at a time) draws
-`trials` points from the method's declared space (methods/search_space.py). A trial runs the method as
+For each (task, method) of a suite, Ray Tune (Optuna's TPE searcher, one trial at a time, seeded per method:
+`sampler_seed`, so two methods with the same space do not draw the same points; its random start is a third of
+the trials, so most trials are proposed by the model, not drawn at random) draws `trials` points from the method's declared space (methods/search_space.py). A trial runs the method as
 an ordinary job — same records, same failure isolation, same resume — on *validation* targets that are
 disjoint from the ones the suite reports (the first targets of the task's list that the suite does not
 report), and scores it with the leaderboard's ranking scalar (leaderboard/score.py) against Original on
@@ -13,12 +14,15 @@ and runs one trial at a time, so an interrupted `tune` proposes the same points 
 where it stopped.
 
 Output (in `--out`): records/ (every trial job), tuned-<suite>.yaml (the suite with the chosen
-hyper-parameters per task), TUNING.md (trials, chosen points, budget) and plots/tune-<task>.png.
+hyper-parameters per task, and in its `tuning` block what they were selected under: the rule, PROTOCOL_VERSION,
+each method's code hash, the sampler seeds), TUNING.md (trials, chosen points, budget, best-so-far curves) and
+plots/tune-<task>.png.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import json
 import math
 import sys
@@ -31,10 +35,11 @@ from bench.core.errors import ConfigError
 from bench.core.record import RunRecord, parse_record
 from bench.runner.job import run_job
 from bench.runner.method_info import method_handle
-from bench.runner.plan import JobSpec, MethodEntry, Suite, TaskEntry, _entry_data
+from bench.runner.plan import PROTOCOL_VERSION, JobSpec, MethodEntry, Suite, TaskEntry, _entry_data
+from bench.runner.method_code import method_code_hash
 from bench.runner.provenance import git_revision
 from bench.runner.records import finished_ok, iter_records, read_record, record_path
-from leaderboard.score import RULE, score
+from leaderboard.score import DEFAULT_RULE, RULE, score
 from methods.search_space import LogUniform
 from tasks.base import TASKS
 
@@ -48,6 +53,17 @@ class TuneSettings:
     def __post_init__(self) -> None:
         if self.trials < 1 or self.validation_targets < 1:
             raise ConfigError("tune: --trials and --validation-targets must be at least 1")
+
+    @property
+    def startup_trials(self) -> int:
+        """TPE's random start: a third of the trials (at least one); Optuna's default of 10 would make a short
+        search all random draws."""
+        return max(1, self.trials // 3)
+
+    def sampler_seed(self, label: str) -> int:
+        """The searcher's seed for one method: the run's seed and the method's label, so methods with the same
+        space search apart (recorded in the tuned suite)."""
+        return (self.seed * 1_000_003 + int(hashlib.sha256(label.encode()).hexdigest()[:7], 16)) % 2**31
 
 
 @dataclass
@@ -197,7 +213,7 @@ def tune_one(suite: Suite, te: TaskEntry, me: MethodEntry, base: dict, space: di
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seeds = _seeds(suite, te, settings, targets)
     jobs = [dataclasses.asdict(_job(suite, te, me, base, t, s)) for t in targets for s in seeds]
-    sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=max(1, min(4, settings.trials // 2)))
+    sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed(me.label), n_startup_trials=settings.startup_trials)
     searcher = OptunaSearch(metric="score", mode="max", sampler=sampler)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=base, jobs=jobs, originals=originals, out_dir=str(out_dir), threads=threads),
@@ -339,8 +355,15 @@ def tuned_suite(suite: Suite, results: list[TuneResult], settings: TuneSettings,
                 tuned += [task] if task not in tuned else []
         entry = _entry_data(dataclasses.replace(me, hparams_by_task=by_task, tuned=tuple(tuned)))
         methods.append(entry if len(entry) > 1 else me.method)
+    labels = sorted({r.label for r in results})
+    method_of = {r.label: r.method for r in results}
     tuning = {"trials": settings.trials, "validation_targets": settings.validation_targets, "searcher": "optuna-tpe",
-              "seed": settings.seed, "tuned_from": suite.name}
+              "seed": settings.seed, "startup_trials": settings.startup_trials,
+              "sampler_seeds": {label: settings.sampler_seed(label) for label in labels},
+              "tuned_from": suite.name,
+              # what the points were selected under: a row whose record differs is marked stale by the leaderboard
+              "rule": DEFAULT_RULE, "protocol_version": PROTOCOL_VERSION,
+              "method_code": {label: method_code_hash(method_of[label]) for label in labels}}
     return {"name": name or suite.name, "description": suite.description, "seeds": list(suite.seeds), "tasks": tasks,
             "hparams_source": suite.hparams_source, "tuning": tuning, "methods": methods,
             **({"budget": suite.budget} if suite.budget else {}), **({"timeout_s": suite.timeout_s} if suite.timeout_s else {})}
@@ -365,13 +388,39 @@ def _fmt(x: float) -> str:
     return "–" if not math.isfinite(x) else f"{x:.2f}"
 
 
+FLAT_TOLERANCE = 0.01  # a best-so-far curve that gains less than this over its last third of trials has flattened
+
+
+def best_so_far(trials: list[Trial]) -> list[float]:
+    """The best validation score after each trial (failed trials count as no gain; nan before the first success)."""
+    out, best = [], math.nan
+    for t in trials:
+        if math.isfinite(t.score) and not (t.score <= best):
+            best = t.score
+        out.append(best)
+    return out
+
+
+def flattened(curve: list[float]) -> tuple[bool, float]:
+    """(whether the curve gained less than FLAT_TOLERANCE over its last third, the gain there)."""
+    if not curve:
+        return False, math.nan
+    k = len(curve) - max(1, len(curve) // 3) - 1  # the last trial before the final third
+    before = curve[k] if k >= 0 and math.isfinite(curve[k]) else 0.0
+    gain = (curve[-1] if math.isfinite(curve[-1]) else 0.0) - before
+    return gain < FLAT_TOLERANCE, gain
+
+
 def report_markdown(suite: Suite, results: list[TuneResult], settings: TuneSettings, transfer: dict | None = None) -> str:
     lines = [f"# Tuning report: suite `{suite.name}`", "",
              f"Budget, the same for every method: {settings.trials} trials per (task, method), each at least "
              f"{settings.validation_targets} jobs on held-out validation targets (more seeds where a task holds out "
-             "fewer targets) at the suite's own optimiser steps; searcher: Optuna TPE "
-             f"(seed {settings.seed}), one trial at a time. Selection rule: the mean over the validation jobs of the "
-             f"leaderboard's ranking scalar, against Original on the same target: {RULE}", ""]
+             "fewer targets) at the suite's own optimiser steps; searcher: Optuna TPE, one trial at a time, its first "
+             f"{settings.startup_trials} trials random, the rest proposed by TPE, with a sampler seed per method "
+             f"(from --seed {settings.seed} and the method's label: "
+             + ", ".join(f"{label} {settings.sampler_seed(label)}" for label in dict.fromkeys(r.label for r in results))
+             + f"). Selected under protocol {PROTOCOL_VERSION}, rule `{DEFAULT_RULE}`: the mean over the validation jobs of "
+             f"the leaderboard's ranking scalar, against Original on the same target: {RULE}", ""]
     for task in dict.fromkeys(r.task for r in results):
         rows = [r for r in results if r.task == task]
         targets = rows[0].validation_targets
@@ -387,6 +436,16 @@ def report_markdown(suite: Suite, results: list[TuneResult], settings: TuneSetti
             by_target = " | ".join(_fmt(best.per_target.get(t, math.nan)) if best else "–" for t in targets)
             lines.append(f"| {r.label} | {space} | {chosen} | {best.score:.3f} | {by_target} | {per} |" if best
                          else f"| {r.label} | {space} | – | – | {by_target} | {per} |")
+        lines += ["", f"Best-so-far validation score after each trial (the plot's lines); *flat* = it gained less than "
+                  f"{FLAT_TOLERANCE} over the last third of the trials:", "",
+                  "| method | " + " | ".join(str(i + 1) for i in range(settings.trials)) + " | last third |",
+                  "|---|" + "---:|" * settings.trials + "---|"]
+        for r in rows:
+            curve = best_so_far(r.trials)
+            flat, gain = flattened(curve)
+            cells = [_fmt(x) for x in curve] + [""] * (settings.trials - len(curve))
+            verdict = "not run" if not curve else ("flat" if flat else f"still rising (+{gain:.2f})")
+            lines.append(f"| {r.label} | " + " | ".join(cells) + f" | {verdict} |")
         lines += ["", "Per trial and validation target (mean over its seeds):", "",
                   "| method | trial | " + " | ".join(f"`{t}`" for t in targets) + " |", "|---|---:|" + "---:|" * len(targets)]
         for r in rows:
@@ -421,8 +480,10 @@ def plot_trials(results: list[TuneResult], out_dir: Path) -> None:
         for r in (r for r in results if r.task == task):
             xs = [t.number + 1 for t in r.trials]
             ys = [t.score if math.isfinite(t.score) else float("nan") for t in r.trials]
-            ax.plot(xs, ys, marker="o", label=r.label.replace("$", r"\$"))
-        ax.set(xlabel="trial", ylabel="score (validation)", title=f"tune: {task}".replace("$", r"\$"), ylim=(-0.02, 1.02))
+            line, = ax.step(xs, best_so_far(r.trials), where="post", label=r.label.replace("$", r"\$"))
+            ax.plot(xs, ys, "o", ms=3, alpha=0.5, color=line.get_color())  # each trial's own score
+        ax.set(xlabel="trial", ylabel="best-so-far score (validation)", title=f"tune: {task} (lines: best so far; dots: each trial)".replace("$", r"\$"),
+               ylim=(-0.02, 1.02))
         ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out_dir / "plots" / f"tune-{task}.png", dpi=100)

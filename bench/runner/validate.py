@@ -64,7 +64,7 @@ def validation_suite(tasks: dict[str, list[str]], retrain: bool, max_steps: int 
 def _gain_keep(row, orig, cols) -> tuple[float, float]:
     """F and K (the leaderboard's rule: integrity included when the task records it) of a row's means."""
     means = {c: row.get(f"{c} mean") for c in cols.used}
-    floor = {cols.floor: orig.get(f"{cols.floor} mean")} if cols.floor else {}
+    floor = {z: orig.get(f"{z} mean") for z in (cols.floor, cols.safe_floor) if z}
     return (
         forget_gain(row[f"{cols.forget} mean"], orig[f"{cols.forget} mean"], cols.ideal),
         keep(means, {c: orig.get(f"{c} mean") for c in cols.used} | floor, cols),
