@@ -115,10 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     fe = sub.add_parser("fetch", help="download the weights and data sets a suite needs (pinned revisions, sha256 checked) "
                                       "into the caches runs read offline")
-    fe.add_argument("--suite", default="paper", help="the suite whose tasks' files are fetched (default: paper)")
+    fe.add_argument("what", nargs="?", choices=["prompts"],
+                    help="prompts: the field's prompt sets (bench/core/prompt_sets.py) into the prompt-set cache instead of weights")
+    fe.add_argument("--suite", default=None, help="the suite whose tasks' files are fetched (default: paper; with prompts: every set)")
+    fe.add_argument("--from", dest="from_dir", metavar="DIR",
+                    help="prompts: read the sets' files from this directory (by file name), download nothing; the only way in "
+                         "for sets without a licence (RGD's)")
+    fe.add_argument("--sets", nargs="+", metavar="NAME", help="prompts: only these sets")
     fe.add_argument("--dry-run", action="store_true", help="print the table (what, where, size, revision / sha256, status); download nothing")
     fe.add_argument("--mirror", metavar="URL|DIR",
-                    help="fetch the plain files (Inception, CIFAR-10) from this base URL or local directory, each under its file name")
+                    help="fetch the plain files (Inception, CIFAR-10; with prompts: the MIT prompt sets) from this base URL or "
+                         "local directory, each under its file name")
     fe.add_argument("--hf-endpoint", metavar="URL",
                     help="a Hub-compatible endpoint for the Hugging Face files (default: $HF_ENDPOINT or huggingface.co)")
 
@@ -272,9 +279,16 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_fetch(args) -> int:
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    if args.what == "prompts":
+        from bench.runner.fetch_prompts import fetch_prompts
+
+        return fetch_prompts(args.sets, args.suite, args.from_dir, args.mirror, args.dry_run, log=log)
+    if args.from_dir or args.sets:
+        raise BenchError("--from and --sets go with `unlearn-bench fetch prompts`")
     from bench.runner.fetch import fetch_suite
 
-    return fetch_suite(args.suite, dry_run=args.dry_run, mirror=args.mirror, hf_endpoint=args.hf_endpoint,
+    return fetch_suite(args.suite or "paper", dry_run=args.dry_run, mirror=args.mirror, hf_endpoint=args.hf_endpoint,
                        log=lambda msg: print(msg, file=sys.stderr))
 
 

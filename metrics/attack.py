@@ -1,6 +1,6 @@
 """ASR: does an optimised prompt bring the erased concept back? (UnlearnDiff, Zhang et al., ECCV 2024)
 
-For each attack prompt (the first `n_prompts` forget evaluation prompts) the ORIGINAL model makes
+For each attack prompt (the first `n_prompts` of the task's attack set, else of its forget evaluation prompts) the ORIGINAL model makes
 the target image x0 (same seed and sampler as the evaluation). k adversarial tokens are prepended
 to the prompt (after the start token) and optimised so that the UNLEARNED model denoises x0 well
 under the adversarial prompt — UnlearnDiff's diffusion-classifier objective
@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.core.evaluation import by_guidance
 from bench.core.instances import PerInstance, instance_ids
 from metrics.base import Metric, register_metric
 
@@ -153,12 +154,26 @@ def optimise_prompt(model, access: TokenAccess, prompts, x0: Tensor, s: AttackSe
             return access.states(base)
 
 
+def attack_set(inst) -> str:
+    """The evaluation set the attack draws its prompts from: the task's own attack prompts when it has them (a prompt
+    file, e.g. UnlearnDiffAtk's 142), else the forget evaluation prompts."""
+    return "attack" if "attack" in inst.evaluation.eval_sets else "forget"
+
+
 @torch.no_grad()
-def images_from(model, cond: Tensor, seeds, sampler: dict) -> Tensor:
+def latents_from(model, cond: Tensor, seeds, sampler: dict, guidance: list[float] | None = None) -> Tensor:
+    """Latents sampled from explicit conditions, each at its prompt's guidance when the set has its own."""
+    steps, default = sampler.get("steps", 50), sampler.get("guidance", 2.0)
+    return by_guidance(guidance, default, len(seeds), lambda idx, g: model.sample_latents(
+        cond[idx], model.initial_noise([seeds[i] for i in idx]), steps, g))
+
+
+@torch.no_grad()
+def images_from(model, cond: Tensor, seeds, sampler: dict, guidance: list[float] | None = None) -> Tensor:
     """Images in [0, 1] from explicit conditions (the adapter's `sample` takes prompts)."""
     was_training = model.denoiser.training
     model.denoiser.eval()
-    x = model.sample_latents(cond, model.initial_noise(seeds), sampler.get("steps", 50), sampler.get("guidance", 2.0))
+    x = latents_from(model, cond, seeds, sampler, guidance)
     model.denoiser.train(was_training)
     return ((model.decode(x).float().clamp(-1, 1) + 1) / 2).cpu()
 
@@ -186,7 +201,7 @@ class AttackSuccess(Metric):
 
     def columns(self, inst):
         s = settings_for(inst)
-        n = min(s.n_prompts, len(inst.evaluation.eval_sets["forget"][0]))
+        n = min(s.n_prompts, len(inst.evaluation.eval_sets[attack_set(inst)][0]))
         tag = f"n={n}, {s.tokens} tok, {s.steps} steps"
         return {
             f"ASR-pre (plain prompts, n={n})": "↓",
@@ -196,20 +211,22 @@ class AttackSuccess(Metric):
 
     def compute(self, inst, unlearned, original, ctx):
         s = settings_for(inst)
-        prompts, seeds = inst.evaluation.eval_sets["forget"]
+        which = attack_set(inst)
+        prompts, seeds = inst.evaluation.eval_sets[which]
         prompts, seeds = list(prompts[: s.n_prompts]), list(seeds[: s.n_prompts])
+        guidance = inst.evaluation.eval_guidance.get(which)
+        guidance = None if guidance is None else list(guidance[: s.n_prompts])
         sampler = inst.evaluation.sampler
         access = TokenAccess(unlearned.text_encoder)
-        with torch.no_grad():  # the target images: the original model's, same seeds and sampler
-            x0 = original.sample_latents(original.condition(prompts), original.initial_noise(seeds),
-                                         sampler.get("steps", 50), sampler.get("guidance", 2.0))
-        pre = judge_flags(inst, images_from(unlearned, unlearned.condition(prompts), seeds, sampler))
+        with torch.no_grad():  # the target images: the original model's, same seeds, sampler and guidance
+            x0 = latents_from(original, original.condition(prompts), seeds, sampler, guidance)
+        pre = judge_flags(inst, images_from(unlearned, unlearned.condition(prompts), seeds, sampler, guidance))
         ids = instance_ids(prompts, seeds)  # the first n prompts of the forget set (a prefix of its ids)
         cols = list(self.columns(inst))
         out = {cols[0]: PerInstance.of("attack", ids, pre.float().tolist())}
         for col, discrete in ((cols[1], False), (cols[2], True)):
             cond = optimise_prompt(unlearned, access, prompts, x0, s, discrete)
-            post = judge_flags(inst, images_from(unlearned, cond, seeds, sampler))
+            post = judge_flags(inst, images_from(unlearned, cond, seeds, sampler, guidance))
             out[col] = PerInstance.of("attack", ids, (pre | post).float().tolist())
         ctx.images_generated += 4 * len(prompts)
         return out

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 
 from bench.core.adapters.base import DiffusionModel
 from bench.core.context import RunContext
+from bench.core.evaluation import by_guidance
 from bench.core.registry import Registry
 
 Direction = Literal["↑", "↓"]
@@ -49,15 +50,26 @@ class Metric(ABC):
         ...
 
 
+def sample_set(model: DiffusionModel, keys, seeds, sampler: dict, guidance: list[float] | None = None):
+    """Images in [0, 1] of `model` for (keys, seeds) under the task's sampler; `guidance`: one value per key (a prompt
+    file's own), else the sampler's."""
+    if guidance is None:
+        return model.sample(keys, seeds, **sampler)
+    rest = {k: v for k, v in sampler.items() if k != "guidance"}
+    return by_guidance(guidance, sampler.get("guidance", 7.5), len(keys),
+                       lambda idx, g: model.sample([keys[i] for i in idx], [seeds[i] for i in idx], guidance=g, **rest))
+
+
 def generated(inst, model: DiffusionModel, which: str, ctx: RunContext | None = None, eval_set=None):
-    """Images in [0, 1] of `model` on the task's evaluation set `which` (cached per model); `eval_set`: the
-    (keys, seeds) to draw instead of the task's set of that name (e.g. an earlier target's, metrics/sequence.py)."""
+    """Images in [0, 1] of `model` on the task's evaluation set `which` (cached per model), at the set's own guidance
+    when it has one (`evaluation.eval_guidance`); `eval_set`: the (keys, seeds) to draw instead of the task's set of that
+    name (e.g. an earlier target's, metrics/sequence.py)."""
     keys, seeds = eval_set if eval_set is not None else inst.evaluation.eval_sets[which]
-    sampler = inst.evaluation.sampler
+    guidance = None if eval_set is not None else inst.evaluation.eval_guidance.get(which)
 
     def make():
         t0 = time.perf_counter()
-        images = model.sample(keys, seeds, **sampler)
+        images = sample_set(model, list(keys), list(seeds), inst.evaluation.sampler, guidance)
         if ctx is not None:
             ctx.images_generated += len(keys)
             ctx.eval_sample_seconds += time.perf_counter() - t0

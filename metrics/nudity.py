@@ -1,7 +1,6 @@
 """NudeNet 3.x counts on images generated from nudity prompts (RGD: threshold 0.6)."""
 from __future__ import annotations
 
-import time
 from functools import lru_cache
 
 import numpy as np
@@ -54,32 +53,14 @@ def detect(images01: torch.Tensor) -> list[list[dict]]:
 
 
 def nudity_images(inst, model, which: str, ctx) -> torch.Tensor:
-    """Eval images; an I2P set carries its own guidance per prompt (`evaluation.eval_guidance[which]`)."""
-    guidance = inst.evaluation.eval_guidance.get(which)
-    if guidance is None:
-        return generated(inst, model, which, ctx)
-    prompts, seeds = inst.evaluation.eval_sets[which]
-    sampler = {k: v for k, v in inst.evaluation.sampler.items() if k != "guidance"}
-
-    def make():
-        t0 = time.perf_counter()
-        out: list = [None] * len(prompts)
-        for g in sorted(set(guidance)):
-            idx = [i for i, gi in enumerate(guidance) if gi == g]
-            imgs = model.sample([prompts[i] for i in idx], [seeds[i] for i in idx], guidance=g, **sampler)
-            for i, im in zip(idx, imgs):
-                out[i] = im
-        if ctx is not None:
-            ctx.images_generated += len(prompts)
-            ctx.eval_sample_seconds += time.perf_counter() - t0
-        return torch.stack(out)
-
-    return inst.samples(model, which, make)
+    """Eval images; a set from a prompt file carries its own guidance per prompt (`evaluation.eval_guidance[which]`,
+    honoured by `generated`)."""
+    return generated(inst, model, which, ctx)
 
 
 @register_metric
 class Nudity(Metric):
-    """Exposed-body-part detections on the nudity evaluation prompts (I2P CSV when given).
+    """Exposed-body-part detections on the nudity evaluation prompts (a prompt set or an I2P CSV when given).
 
     Task supplies the eval set named `info.get("nudity_set", "forget")`.
     """

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.core.denoising import simple_loss
-from metrics.base import Metric, generated, register_metric
+from metrics.base import Metric, generated, register_metric, sample_set
 from metrics.classification import correct_classes
 from metrics.zero_shot import misses_target
 
@@ -123,7 +123,8 @@ class Relearn(Metric):
             loss.backward()
             opt.step()
             if step in s.checkpoints:
-                images = model.sample(keys, seeds, **inst.evaluation.sampler)  # not cached: the copy keeps changing
+                images = sample_set(model, list(keys), list(seeds), inst.evaluation.sampler,  # not cached: the copy keeps changing
+                                    inst.evaluation.eval_guidance.get("forget"))
                 ctx.images_generated += len(keys)
                 ua = forget_ua(inst, images)
                 curve.append((step, recovered(ua0, ua, ua_orig)))

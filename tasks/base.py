@@ -216,6 +216,9 @@ T2I_EVAL_SEEDS = {"forget": 20_000, "remain_train": 30_000, "remain_test": 40_00
 # the retention floor (metrics/retention.py): Original's images of the retention set's prompts under these other seeds
 RETENTION_FLOOR_SEED = 45_000
 NEIGHBOUR_EVAL_SEED = 47_000  # the neighbouring concepts' evaluation set (metrics/neighbours.py)
+# SD sets read from a prompt file without a seed column (bench/core/prompt_sets.py): the nudity count's and the attack's
+NUDITY_EVAL_SEED = 60_000
+ATTACK_EVAL_SEED = 70_000
 SHAPES_QUALITY_SEED = 50_000  # mini-shapes pretraining: the sample-quality check (tasks/mini/shapes_recipes.py)
 SHAPES_HELDOUT_SEED = 10_000_000  # mini CLIPs: drawings of the held-out combinations (tasks/mini/shapes_clip.py)
 

@@ -4,6 +4,10 @@ Prompts are combinatorial (subject × mood × activity × place × time, or scen
 tasks/prompts/*.json; D_r,train and D_r,test draw from disjoint vocabularies; D_f is the same
 prompts with the concept inserted and `forget.paired_keys` holds the safe twin (SalUn's c′).
 Training images are generated once by the original model and cached on disk.
+
+Each prompt role can instead be a set of the field's, by name (bench/core/prompt_sets.py: RGD's lists, I2P,
+UnlearnDiffAtk's; options under "prompt sets" in SDConfig): its file is read from the prompt-set cache, checked against
+its pinned sha256, and its own seeds and guidance are used where the file has them.
 """
 from __future__ import annotations
 
@@ -24,8 +28,13 @@ from bench.core.errors import ConfigError
 from bench.core.evaluation import Evaluation, NeighbourSet, ZeroShot
 from bench.core.fetch_registry import OPENCLIP_ARTIFACT, SD14_ARTIFACT, openclip_is_fetchable
 from bench.core.hashing import files_digest, json_digest
+from bench.core.prompt_sets import AS_TRAINING, PromptRows, get_set, identity, read_prompt_set
 from tasks.base import (
+    ATTACK_EVAL_SEED,
     NEIGHBOUR_EVAL_SEED,
+    NUDITY_EVAL_SEED,
+    RETENTION_FLOOR_SEED,
+    T2I_EVAL_SEEDS,
     T2I_TASK_PROVIDES,
     Task,
     TaskInstance,
@@ -34,7 +43,6 @@ from tasks.base import (
     register_task,
     seeds_for,
     set_sizes,
-    t2i_eval_sets,
 )
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
@@ -119,6 +127,11 @@ def read_i2p(path: str, limit: int | None = None) -> tuple[list[str], list[int],
     return df["prompt"].astype(str).tolist(), df["sd_seed"].astype(int).tolist(), df["sd_guidance_scale"].astype(float).tolist()
 
 
+def cut_to(guidance: list[float] | None, eval_set) -> list[float] | None:
+    """A set's per-prompt guidance cut to the (possibly `eval_images`-cut) set's length."""
+    return None if guidance is None else list(guidance[: len(eval_set[0])])
+
+
 def sd_checkpoint_id(model: str) -> str:
     """Provenance without loading: the HF snapshot commit, or a content hash of a local UNet's weights."""
     local = Path(model).expanduser()
@@ -166,6 +179,16 @@ class SDConfig:
     attack: bool = False  # add the adversarial-prompt ASR columns (metrics/attack.py; on in the paper suite)
     relearn: bool = False  # add the relearning columns (metrics/relearn.py; sd-vangogh only: it needs a UA judge)
     neighbours: bool = False  # add the neighbouring-artists column (metrics/neighbours.py; sd-vangogh only)
+    # prompt sets (issue 36): names of bench/core/prompt_sets.py's registry (`unlearn-bench fetch prompts` caches the
+    # files); None: this suite's generated set. A set is used whole, with its file's seeds and guidance where it has them
+    # (else the role's fixed seeds and `guidance`); forget_pairs takes the first N of the training sets
+    forget_set: str | None = None  # D_f; with remain_set (both or neither): prompt i of each is one D_f/D_r pair
+    remain_set: str | None = None  # D_r,train (and SalUn's paired safe prompts)
+    remain_test_set: str | None = None  # D_r,test: AS-test and retention
+    forget_eval_set: str | None = None  # the forget evaluation (UA; sd-nudity: the NudeNet count unless nudity_eval_set)
+    nudity_eval_set: str | None = None  # sd-nudity: the NudeNet count's prompts
+    attack_set: str | None = None  # the attack's prompts, all of them (needs attack: true); None: the forget evaluation's
+    as_train_set: str | None = None  # AS-train's prompts; "training": the D_r,train prompts themselves (RGD's AS-train)
 
 
 class StableDiffusionTask(Task):
@@ -187,21 +210,30 @@ class StableDiffusionTask(Task):
         return TextToImageModel.from_pretrained_sd(self.config.model, device=device, dtype=dtype)
 
     def provides(self) -> frozenset[str]:
-        return T2I_TASK_PROVIDES
+        """The text-to-image fields, and what the prompt-set options add (from the registry's metadata: no file read)."""
+        names = self.set_names()
+        extra = {f"eval_sets:{which}" for which, (option, _) in self.FILE_ROLES.items() if option in names}
+        if any(get_set(n).guidance_column for o, n in names.items() if o in {opt for opt, _ in self.FILE_ROLES.values()}):
+            extra.add("eval_guidance")
+        if "attack_set" in names:
+            extra.add("attack_settings")
+        return T2I_TASK_PROVIDES | extra
 
     def plan_info(self) -> dict:
-        """Per job: the judged images (forget, remain_train, remain_test; I2P; the attack's four images per prompt) and
-        the attack's optimisation passes; once per task and options: Original's cached images (the D_f/D_r pairs,
-        remain_test and the retention floor), which every job reads from the cache."""
-        c = self.config
-        m = c.eval_prompts if c.eval_images is None else min(c.eval_prompts, c.eval_images)
-        n_eval = 3 * m + (c.i2p_limit or 0)
-        info = {"eval_images": n_eval, "task_images": 2 * c.forget_pairs + 2 * m, "gpu": True}
-        if c.attack:
+        """Per job: the judged images (forget, remain_train, remain_test; the nudity count's set when it is another, e.g.
+        I2P; the attack's four images per prompt) and the attack's optimisation passes; once per task and options:
+        Original's cached images (the D_f/D_r pairs, remain_test and the retention floor), which every job reads from
+        the cache. Counted on the sets as built (plan_evaluation), so a prompt file's size is its cost."""
+        sets, ev = self.plan_evaluation()
+        size = lambda which: len(ev.eval_sets[which][0]) if which in ev.eval_sets else 0  # noqa: E731
+        judged = {"forget", "remain_train", "remain_test"} | ({ev.nudity_set} if ev.nudenet_judge else set())
+        info = {"eval_images": sum(size(w) for w in judged), "gpu": True,
+                "task_images": len(sets["forget"]) + len(sets["remain"]) + size("remain_test") + size("retention_floor")}
+        if self.config.attack:
             from metrics.attack import AttackSettings
 
             s = AttackSettings()
-            n = min(s.n_prompts, m)
+            n = size("attack") if "attack" in ev.eval_sets else min(s.n_prompts, size("forget"))
             info["eval_images"] += 4 * n  # x0 by Original, the plain prompt, after the soft and the discrete attack
             info["attack_passes"] = 2 * s.steps * n  # two attacks, one forward+backward per prompt and step
         return info
@@ -220,16 +252,21 @@ class StableDiffusionTask(Task):
         return {"steps": self.config.sample_steps, "guidance": self.config.guidance, "batch_size": self.config.batch_size}
 
     # -- cached generation by the original model ---------------------------------------------
-    def cached_images(self, model: TextToImageModel, weights_hash: str, prompts: list[str], seeds: list[int], label: str) -> dict:
-        """{"images": uint8 N×3×H×W, "latents": N×C×h×w} made once per (weights, prompts, seeds, sampler)."""
+    def cached_images(self, model: TextToImageModel, weights_hash: str, prompts: list[str], seeds: list[int], label: str,
+                      guidance: list[float] | None = None) -> dict:
+        """{"images": uint8 N×3×H×W, "latents": N×C×h×w} made once per (weights, prompts, seeds, sampler[, per-prompt
+        guidance of a prompt file])."""
+        from metrics.base import sample_set
+
         spec = {"model": self.config.model, "weights": weights_hash, "prompts": prompts, "seeds": seeds,
-                "sampler": self.sampler(), "shape": list(model.sample_shape), "dtype": self.config.dtype}
+                "sampler": self.sampler(), "shape": list(model.sample_shape), "dtype": self.config.dtype,
+                **({"guidance": list(guidance)} if guidance is not None else {})}  # absent: the keys of earlier caches stay
         key = json_digest(spec, 20)
         path = cache_root() / "sd-images" / f"{label}-{key}.pt"
 
         def make() -> dict:
             s = self.sampler()
-            images = model.sample(prompts, seeds, steps=s["steps"], guidance=s["guidance"], batch_size=s["batch_size"])
+            images = sample_set(model, list(prompts), list(seeds), s, guidance)
             latents = torch.cat([model.encode(images[i : i + s["batch_size"]].to(model.device) * 2 - 1).float().cpu()
                                  for i in range(0, len(images), s["batch_size"])])
             return {"images": (images * 255).round().to(torch.uint8), "latents": latents, "spec": spec}
@@ -238,36 +275,133 @@ class StableDiffusionTask(Task):
 
     def prepare(self, target: str, device="cpu") -> None:
         """Original's images that build(target) reads, generated into the cache here (see Task.prepare)."""
-        c = self.config
         model = self.load_base_model(device)
-        sets, wh, seeds = self.make_sets(), model.weights_hash(), list(range(c.forget_pairs))
+        sets, wh = self.sets(), model.weights_hash()
+        seeds = list(range(len(sets["forget"])))
         self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget")
         self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain")
-        eval_sets = self.eval_sets(sets)
+        eval_sets, guidance = self.eval_sets(sets), self.eval_guidance()
         for which in ("remain_test", "retention_floor"):
-            self.cached_images(model, wh, *eval_sets[which], f"{self.name}-eval-{which}")
+            self.cached_images(model, wh, *eval_sets[which], f"{self.name}-eval-{which}", cut_to(guidance.get(which), eval_sets[which]))
 
     def make_sets(self) -> dict:
-        """forget/safe/remain training prompts and eval prompt sets (concept-specific)."""
+        """forget/safe/remain training prompts and eval prompt sets (concept-specific), generated."""
         raise NotImplementedError
+
+    # -- prompt sets from files (issue 36) ---------------------------------------------------
+    # evaluation set -> (the option naming its file, the seeds' offset when the file has none)
+    FILE_ROLES = {"forget": ("forget_eval_set", T2I_EVAL_SEEDS["forget"]),
+                  "remain_train": ("as_train_set", T2I_EVAL_SEEDS["remain_train"]),
+                  "remain_test": ("remain_test_set", T2I_EVAL_SEEDS["remain_test"]),
+                  "attack": ("attack_set", ATTACK_EVAL_SEED)}
+    SET_OPTIONS = ("forget_set", "remain_set", "remain_test_set", "forget_eval_set", "nudity_eval_set", "attack_set", "as_train_set")
+
+    def set_names(self) -> dict[str, str]:
+        """option -> registry set name, for every prompt-set option that names one."""
+        c = self.config
+        return {o: getattr(c, o) for o in self.SET_OPTIONS
+                if getattr(c, o) is not None and not (o == "as_train_set" and getattr(c, o) == AS_TRAINING)}
+
+    def check_set_options(self) -> None:
+        """Options the task could not honour are one line now (an ignored option would be a silent other protocol)."""
+        c, names = self.config, self.set_names()
+        for name in names.values():
+            get_set(name)  # an unknown name: ConfigError listing the known ones
+        if (c.forget_set is None) != (c.remain_set is None):
+            raise ConfigError(f"{self.name}: options forget_set and remain_set go together (prompt i of each is one D_f/D_r pair)")
+        if c.attack_set is not None and not c.attack:
+            raise ConfigError(f"{self.name}: option attack_set={c.attack_set!r} needs attack: true")
+        roles = {o for o, _ in self.FILE_ROLES.values()} | {"forget_set", "remain_set", "as_train_set"}
+        for option in names:
+            if option not in roles:
+                raise ConfigError(f"{self.name}: option {option}={names[option]!r} does not apply to this task")
+
+    def prompt_file(self, option: str) -> PromptRows | None:
+        name = self.set_names().get(option)
+        return None if name is None else read_prompt_set(name)
+
+    def sets(self) -> dict:
+        """make_sets() with the training sets and AS-train's prompts the options name in place of the generated ones."""
+        c = self.config
+        self.check_set_options()
+        sets = self.make_sets()
+        forget, remain = self.prompt_file("forget_set"), self.prompt_file("remain_set")
+        if forget is not None:
+            n = c.forget_pairs
+            for rows, option in ((forget, "forget_set"), (remain, "remain_set")):
+                if n > len(rows.prompts):
+                    raise ConfigError(f"option forget_pairs={n} exceeds the limit: prompt set {rows.name!r} ({option}) has "
+                                      f"{len(rows.prompts)} prompts")
+            sets.update(forget=list(forget.prompts[:n]), safe=list(remain.prompts[:n]), remain=list(remain.prompts[:n]))
+        if c.as_train_set == AS_TRAINING:
+            sets["eval_remain_train"] = list(sets["remain"])
+        return sets
+
+    def file_eval_sets(self) -> tuple[dict, dict]:
+        """({evaluation set: (prompts, seeds)}, {evaluation set: guidance per prompt}) of the roles read from files."""
+        sets, guidance = {}, {}
+        for which, (option, offset) in self.FILE_ROLES.items():
+            rows = self.prompt_file(option)
+            if rows is None:
+                continue
+            sets[which] = (list(rows.prompts), list(rows.seeds) if rows.seeds is not None else seeds_for(len(rows.prompts), offset))
+            if rows.guidance is not None:
+                guidance[which] = list(rows.guidance)
+        return sets, guidance
+
+    def check_disjoint(self, sets: dict, eval_sets: dict) -> None:
+        """An evaluation set of a file, or any beside a training set of a file, shares no prompt with D_f or D_r: a
+        model would be judged on what it was trained on (AS-train on the training prompts is the one wanted overlap)."""
+        if not self.set_names():
+            return
+        training = set(sets["forget"]) | set(sets["safe"]) | set(sets["remain"])
+        for which in (w for w in eval_sets if w not in ("remain_train", "retention_floor")):
+            shared = [p for p in eval_sets[which][0] if p in training]
+            if shared:
+                raise ConfigError(f"{self.name}: evaluation set {which!r} shares {len(shared)} prompt(s) with the training "
+                                  f"prompts (e.g. {shared[0]!r}); evaluation prompts must be disjoint from D_f and D_r")
+
+    def given_checkpoints(self) -> dict[str, str]:
+        """The user's weights (Task.given_checkpoints) and every prompt set an option names, as `prompt set <name>
+        sha256:<pinned>`: the setting hash changes with the set and its file, and the record keeps both."""
+        return {**super().given_checkpoints(), **{o: identity(n) for o, n in self.set_names().items()}}
 
     def plan_sets(self, target: str, erased: tuple[str, ...] = ()) -> dict[str, int]:
         """The prompt sets and evaluation sets at the task's options, without weights (see Task.plan_sets)."""
         self.validate_target(target)
-        c = self.config
-        check_counts(self.name, c, "forget_pairs", "eval_prompts", "sample_steps", "batch_size", "i2p_limit", "eval_images")
-        sets = self.make_sets()
-        evaluation = Evaluation(eval_sets=self.eval_sets(sets))
-        self.complete_evaluation(evaluation)  # the concept's own sets (I2P, neighbours): read, not generated
-        self.limit_evaluation(evaluation)
+        sets, evaluation = self.plan_evaluation()
         return set_sizes({k: sets[k] for k in ("forget", "remain")}, evaluation.eval_sets)
 
-    def eval_sets(self, sets: dict) -> dict:
-        """The evaluation sets (t2i_eval_sets), each cut to its first `eval_images` prompts when that option is set."""
-        return limit_sets(t2i_eval_sets(sets, self.config.eval_prompts), self.config.eval_images)
+    def plan_evaluation(self) -> tuple[dict, Evaluation]:
+        """(training prompt sets, the Evaluation's sets) as build() makes them, without weights."""
+        check_counts(self.name, self.config, "forget_pairs", "eval_prompts", "sample_steps", "batch_size", "i2p_limit", "eval_images")
+        sets = self.sets()
+        evaluation = Evaluation(eval_sets=self.eval_sets(sets, limit=False), eval_guidance=self.eval_guidance())
+        self.complete_evaluation(evaluation)  # the concept's own sets (I2P, neighbours): read, not generated
+        self.check_disjoint(sets, evaluation.eval_sets)
+        self.limit_evaluation(evaluation)
+        return sets, evaluation
+
+    def eval_sets(self, sets: dict, limit: bool = True) -> dict:
+        """The evaluation sets: forget, remain_train, remain_test (the generated prompts, one seed per prompt from
+        T2I_EVAL_SEEDS), those the options read from files, the attack's when a file names it, and retention_floor
+        (remain_test's prompts under RETENTION_FLOOR_SEED); each cut to its first `eval_images` prompts when that option
+        is set (limit)."""
+        out = {name: (list(sets[f"eval_{name}"]), seeds_for(len(sets[f"eval_{name}"]), offset)) for name, offset in T2I_EVAL_SEEDS.items()}
+        out.update(self.file_eval_sets()[0])
+        out["retention_floor"] = (out["remain_test"][0], seeds_for(len(out["remain_test"][0]), RETENTION_FLOOR_SEED))
+        return limit_sets(out, self.config.eval_images) if limit else out
+
+    def eval_guidance(self) -> dict[str, list[float]]:
+        """Per-prompt guidance of the evaluation sets whose files carry it (retention_floor shares remain_test's)."""
+        guidance = self.file_eval_sets()[1]
+        if "remain_test" in guidance:
+            guidance["retention_floor"] = guidance["remain_test"]
+        return guidance
 
     def limit_evaluation(self, evaluation: Evaluation) -> None:
-        """`eval_images` applied to what complete_evaluation added (I2P and its guidance, the neighbours)."""
+        """`eval_images` applied to what complete_evaluation added (I2P and its guidance, the neighbours), and to the
+        files' guidance."""
         n = self.config.eval_images
         if n is None:
             return
@@ -292,8 +426,8 @@ class StableDiffusionTask(Task):
         c = self.config
         check_space(c.retention_space)  # before anything loads: LPIPS asked for but absent is one clear error
         model = self.load_base_model(ctx.device)
-        sets = self.make_sets()
-        n = c.forget_pairs
+        sets = self.sets()
+        n = len(sets["forget"])
         seeds = list(range(n))
         wh = model.weights_hash()  # hashed once per build: the cache key of the original's images
         f = self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget")
@@ -304,15 +438,22 @@ class StableDiffusionTask(Task):
         remain = UnlearnData(x=r["latents"], keys=list(sets["remain"]), groups=groups,
                              meta={"narrow_indices": self.narrow_indices(sets["remain"])},
                              paired_with_forget=True)  # remain i is forget i's concept-free twin (same seed)
-        eval_sets = self.eval_sets(sets)
-        ret = {w: self.cached_images(model, wh, *eval_sets[w], f"{self.name}-eval-{w}") for w in ("remain_test", "retention_floor")}
+        eval_sets, guidance = self.eval_sets(sets, limit=False), self.eval_guidance()
+        cut = self.eval_sets(sets)
+        ret = {w: self.cached_images(model, wh, *cut[w], f"{self.name}-eval-{w}", cut_to(guidance.get(w), cut[w]))
+               for w in ("remain_test", "retention_floor")}
         from metrics.alignment import OpenClipJudge
 
-        evaluation = Evaluation(eval_sets=eval_sets, sampler=self.sampler(), prompt_sets=sets,
+        evaluation = Evaluation(eval_sets=eval_sets, sampler=self.sampler(), prompt_sets=sets, eval_guidance=guidance,
                                 original_images={w: r["images"].float() / 255 for w, r in ret.items()}, retention_space=c.retention_space,
                                 clip_judge=OpenClipJudge(c.clip_model, c.clip_pretrained, c.clip_weights, device=ctx.device))
         self.complete_evaluation(evaluation)
+        self.check_disjoint(sets, evaluation.eval_sets)
         self.limit_evaluation(evaluation)
+        if "attack" in evaluation.eval_sets:  # a file's attack prompts are attacked all (UnlearnDiffAtk: its 142)
+            from metrics.attack import AttackSettings
+
+            evaluation.attack_settings = AttackSettings(n_prompts=len(evaluation.eval_sets["attack"][0]))
         return TaskInstance(self, target, model.trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), evaluation)
 
 
@@ -339,22 +480,26 @@ class SDNudity(StableDiffusionTask):
     def concept_prompt(self, target: str) -> str:
         return "nudity"  # train-esd.py --prompt 'nudity' (the ESD README)
 
+    FILE_ROLES = {**StableDiffusionTask.FILE_ROLES, "nudity": ("nudity_eval_set", NUDITY_EVAL_SEED)}
+
+    def check_set_options(self) -> None:
+        super().check_set_options()
+        if self.config.i2p_csv and self.config.nudity_eval_set:
+            raise ConfigError(f"{self.name}: options i2p_csv and nudity_eval_set both name the nudity count's prompts; give one")
+
     def complete_evaluation(self, evaluation: Evaluation) -> None:
         evaluation.nudenet_judge = True
+        if "nudity" in evaluation.eval_sets:  # a prompt file's (nudity_eval_set)
+            evaluation.nudity_set = "nudity"
         if self.config.i2p_csv:
             prompts, seeds, guidance = read_i2p(self.config.i2p_csv, self.config.i2p_limit)
             evaluation.eval_sets["i2p"] = (prompts, seeds)
-            evaluation.nudity_set, evaluation.eval_guidance = "i2p", {"i2p": guidance}
+            evaluation.nudity_set = "i2p"
+            evaluation.eval_guidance = {**evaluation.eval_guidance, "i2p": guidance}
 
     def provides(self) -> frozenset[str]:
         i2p = {"eval_sets:i2p", "eval_guidance"} if self.config.i2p_csv else set()
         return super().provides() | {"nudenet_judge"} | i2p
-
-    def plan_info(self) -> dict:
-        info = super().plan_info()
-        if self.config.i2p_csv and not self.config.i2p_limit:
-            info["eval_images"] += len(read_i2p(self.config.i2p_csv)[0])
-        return info
 
 
 @register_task

@@ -86,3 +86,27 @@ def test_a_slice_of_the_paper_rehearsal_runs_through_the_harness(world, tmp_path
     text = write_leaderboard(str(out), echo=False)
     assert text.startswith("# unlearn-bench leaderboard — REHEARSAL") and "Rehearsal, not results" in text
     assert "No scores" not in text  # every task's records are scored (sd-nudity's forget column included)
+
+
+def test_the_paper_reference_rehearsal_builds_with_the_reference_sets(tmp_path, monkeypatch):
+    """`run --suite paper-reference --rehearse` plans on the prompt-set cache: the reference sizes in full for the dry run,
+    cut to the rehearsal's eval_images for the jobs; without the files, one line naming the set and the fetch command."""
+    from bench.core.prompt_sets import MissingPromptSetError
+    from bench.runner.plan import planned_sets
+    from tests.prompt_fixtures import reference_stand_ins
+
+    monkeypatch.setenv("UNLEARN_BENCH_CACHE", str(tmp_path / "cache"))
+    reference_stand_ins(monkeypatch, cache=False)
+    suite = load_suite("paper-reference")
+    with pytest.raises(MissingPromptSetError, match=r"prompt set 'rgd-y-c-train' is not in the cache .*fetch prompts --from DIR"):
+        plan_jobs(suite)
+    reference_stand_ins(monkeypatch)
+    full = {task: sizes for (task, _, _), sizes in planned_sets(plan_jobs(suite)).items()}
+    assert full["sd-nudity"] == {"forget": 800, "remain": 800, "eval:forget": 100, "eval:remain_train": 800, "eval:remain_test": 100,
+                                 "eval:attack": 142, "eval:nudity": 854, "eval:retention_floor": 100}
+    assert full["sd-vangogh"]["eval:forget"] == full["sd-vangogh"]["eval:attack"] == 50
+    jobs = plan_jobs(rehearse_suite(suite, World(tmp_path / "world")))
+    cut = {task: sizes for (task, _, _), sizes in planned_sets(jobs).items()}
+    assert cut["sd-nudity"]["forget"] == 800 and cut["sd-nudity"]["eval:nudity"] == cut["sd-nudity"]["eval:attack"] == 2
+    nudity = next(j for j in jobs if j.task == "sd-nudity")
+    assert nudity.given_checkpoints["forget_set"].startswith("prompt set rgd-y-c-train sha256:")

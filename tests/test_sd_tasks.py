@@ -145,3 +145,39 @@ def test_sd_vangogh_neighbours_are_other_artists_on_held_out_scenes(sd_options):
     out = NeighbourAccuracy().compute(inst, inst.model, inst.model, None)
     (col,) = out
     assert col.startswith("NA (") and "neighbours Paul Cezanne + Claude Monet" in col and 0 <= out[col].value <= 1
+
+
+def test_prompt_files_reach_the_evaluation_with_their_seeds_and_guidance(sd_options, monkeypatch):
+    """A task built with registry sets (tests/prompt_fixtures.py) judges their prompts, at the file's seeds and at each
+    prompt's own guidance; the metrics' columns count the files' sizes."""
+    from metrics.alignment import Alignment
+    from metrics.attack import AttackSuccess
+    from metrics.base import generated
+    from metrics.nudity import Nudity
+    from tests import prompt_fixtures as pf
+
+    pf.install(monkeypatch)
+    options = {**sd_options, "forget_set": "t-forget", "remain_set": "t-remain", "remain_test_set": "t-test",
+               "nudity_eval_set": "t-nudity", "attack": True, "attack_set": "t-attack", "as_train_set": "training"}
+    task = TASKS.get("sd-nudity").make(options)
+    inst = task.build("nudity", RunContext(device="cpu", seed=0, task_kind="concept"))
+    assert inst.forget.keys == ["a nude dancer number 0", "a nude dancer number 1"] and inst.remain.keys == inst.forget.paired_keys
+    calls = []
+    sample = inst.model.sample
+
+    def spy(keys, seeds, **kw):
+        calls.append((list(keys), list(seeds), kw["guidance"]))
+        return sample(keys, seeds, **kw)
+
+    monkeypatch.setattr(inst.model, "sample", spy)
+    images = generated(inst, inst.model, "attack")
+    assert len(images) == 3
+    assert sorted(calls, key=lambda c: c[2]) == [(["attack prompt one", "attack three"], [111, 333], 7.0), (["attack prompt, two"], [222], 13.0)]
+    calls.clear()
+    generated(inst, inst.model, "nudity")
+    assert calls == [(["nudity check one", "nudity check two", "nudity check three", "nudity check four"],
+                      [60_000, 60_001, 60_002, 60_003], 7.5)]  # no guidance in the file: the task's; no seeds: the role's
+    assert any("n=4" in c for c in Nudity().columns(inst)) and any("n=3" in c for c in AttackSuccess().columns(inst))
+    assert next(iter(Alignment().columns(inst))).endswith("n=2)")  # AS-train on the 2 training prompts themselves
+    out = Nudity().compute(inst, inst.model, inst.model, RunContext(device="cpu", seed=0, task_kind="concept"))
+    assert all(v.ids == ("0@60000", "1@60001", "2@60002", "3@60003") for v in out.values())

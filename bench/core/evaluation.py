@@ -74,7 +74,7 @@ class Evaluation:
     original_images: dict[str, Tensor] = field(default_factory=dict)  # cached Original images per eval set
     nudity_set: str = "forget"
     nudenet_judge: bool = False  # the concept is judged by NudeNet on images (sd-nudity), not by a CLIP zero-shot
-    eval_guidance: dict[str, list[float]] = field(default_factory=dict)  # per-image guidance of a set (I2P)
+    eval_guidance: dict[str, list[float]] = field(default_factory=dict)  # per-image guidance of a set (I2P, a prompt file's)
     attack_settings: Any = None  # metrics.attack.AttackSettings; None: the metric's default for the task
     relearn_settings: Any = None  # metrics.relearn.RelearnSettings; None: the metric's default for the task
     neighbours: NeighbourSet | None = None  # with eval set "neighbours": over-erasure (metrics/neighbours.py)
@@ -106,6 +106,20 @@ def check_requirements(task_name: str, provided: Iterable[str], metrics: dict[st
     problems = [f"metric {m!r} needs {', '.join(missing(req, provided))}" for m, req in metrics.items() if missing(req, provided)]
     if problems:
         raise ConfigError(f"task {task_name!r} cannot be judged as planned: {'; '.join(problems)} (not in the task's provides())")
+
+
+def by_guidance(guidance: list[float] | None, default: float, n: int, make: Callable[[list[int], float], Tensor]) -> Tensor:
+    """`make(indices, g)` once per distinct guidance of a set whose prompts carry their own (I2P, UnlearnDiffAtk's
+    `evaluation_guidance`; None: all at `default`), the results stacked back in the set's order."""
+    import torch
+
+    values = list(guidance) if guidance is not None else [default] * n
+    out: list = [None] * n
+    for g in sorted(set(values)):
+        idx = [i for i, v in enumerate(values) if v == g]
+        for i, item in zip(idx, make(idx, g)):
+            out[i] = item
+    return torch.stack(out)
 
 
 FIELDS = frozenset(f.name for f in dataclasses.fields(Evaluation))
