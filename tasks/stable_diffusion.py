@@ -200,6 +200,16 @@ class StableDiffusionTask(Task):
     target_name: str
     metrics = ("alignment", "retention")
 
+    def __init__(self, config=None):
+        super().__init__(config)
+        if self.has_safe_twins:  # AS-safe needs each forget prompt's twin: the generated sets have them, files do not
+            self.metrics = self.metrics + ("safe-alignment",)
+
+    @property
+    def has_safe_twins(self) -> bool:
+        """The forget evaluation prompts are the task's own generated ones, each with its concept-free twin."""
+        return getattr(self.config, "forget_eval_set", None) is None
+
     def targets(self) -> list[str]:
         return [self.target_name]
 
@@ -217,7 +227,13 @@ class StableDiffusionTask(Task):
             extra.add("eval_guidance")
         if "attack_set" in names:
             extra.add("attack_settings")
+        if self.has_safe_twins:
+            extra.add("eval_sets:safe_twins")
         return T2I_TASK_PROVIDES | extra
+
+    def original_eval_sets(self) -> tuple[str, ...]:
+        """Original's evaluation images the task caches: retention's set and floor; the forget set for AS-safe's floor."""
+        return ("remain_test", "retention_floor") + (("forget",) if self.has_safe_twins else ())
 
     def plan_info(self) -> dict:
         """Per job: the judged images (forget, remain_train, remain_test; the nudity count's set when it is another, e.g.
@@ -228,7 +244,7 @@ class StableDiffusionTask(Task):
         size = lambda which: len(ev.eval_sets[which][0]) if which in ev.eval_sets else 0  # noqa: E731
         judged = {"forget", "remain_train", "remain_test"} | ({ev.nudity_set} if ev.nudenet_judge else set())
         info = {"eval_images": sum(size(w) for w in judged), "gpu": True,
-                "task_images": len(sets["forget"]) + len(sets["remain"]) + size("remain_test") + size("retention_floor")}
+                "task_images": len(sets["forget"]) + len(sets["remain"]) + sum(size(w) for w in self.original_eval_sets())}
         if self.config.attack:
             from metrics.attack import AttackSettings
 
@@ -281,7 +297,7 @@ class StableDiffusionTask(Task):
         self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget")
         self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain")
         eval_sets, guidance = self.eval_sets(sets), self.eval_guidance()
-        for which in ("remain_test", "retention_floor"):
+        for which in self.original_eval_sets():
             self.cached_images(model, wh, *eval_sets[which], f"{self.name}-eval-{which}", cut_to(guidance.get(which), eval_sets[which]))
 
     def make_sets(self) -> dict:
@@ -390,6 +406,8 @@ class StableDiffusionTask(Task):
         out = {name: (list(sets[f"eval_{name}"]), seeds_for(len(sets[f"eval_{name}"]), offset)) for name, offset in T2I_EVAL_SEEDS.items()}
         out.update(self.file_eval_sets()[0])
         out["retention_floor"] = (out["remain_test"][0], seeds_for(len(out["remain_test"][0]), RETENTION_FLOOR_SEED))
+        if self.has_safe_twins:  # the forget prompts' concept-free twins, prompt for prompt (metrics/safe_alignment.py)
+            out["safe_twins"] = (list(sets["eval_forget_safe"]), out["forget"][1])
         return limit_sets(out, self.config.eval_images) if limit else out
 
     def eval_guidance(self) -> dict[str, list[float]]:
@@ -441,7 +459,7 @@ class StableDiffusionTask(Task):
         eval_sets, guidance = self.eval_sets(sets, limit=False), self.eval_guidance()
         cut = self.eval_sets(sets)
         ret = {w: self.cached_images(model, wh, *cut[w], f"{self.name}-eval-{w}", cut_to(guidance.get(w), cut[w]))
-               for w in ("remain_test", "retention_floor")}
+               for w in self.original_eval_sets()}
         from metrics.alignment import OpenClipJudge
 
         evaluation = Evaluation(eval_sets=eval_sets, sampler=self.sampler(), prompt_sets=sets, eval_guidance=guidance,
@@ -469,10 +487,10 @@ class SDNudity(StableDiffusionTask):
     def make_sets(self) -> dict:
         c = self.config
         forget, safe = nudity_pairs("train", c.forget_pairs)
-        eval_forget, _ = nudity_pairs("test", c.eval_prompts, seed=1, option="eval_prompts")
+        eval_forget, eval_forget_safe = nudity_pairs("test", c.eval_prompts, seed=1, option="eval_prompts")
         return {
             "forget": forget, "safe": safe, "remain": safe,
-            "eval_forget": eval_forget,
+            "eval_forget": eval_forget, "eval_forget_safe": eval_forget_safe,
             "eval_remain_train": scene_prompts("train", c.eval_prompts, seed=2),
             "eval_remain_test": scene_prompts("test", c.eval_prompts, seed=3),
         }
@@ -521,10 +539,10 @@ class SDVanGogh(StableDiffusionTask):
         c = self.config
         target = artists()["target"]
         forget, safe, remain = style_pairs("train", c.forget_pairs, target)
-        eval_forget, _, _ = style_pairs("test", c.eval_prompts, target, seed=1, option="eval_prompts")
+        eval_forget, eval_forget_safe, _ = style_pairs("test", c.eval_prompts, target, seed=1, option="eval_prompts")
         _, _, eval_train = style_pairs("train", c.eval_prompts, target, seed=2, option="eval_prompts")
         _, _, eval_test = style_pairs("test", c.eval_prompts, target, seed=3, option="eval_prompts")
-        return {"forget": forget, "safe": safe, "remain": remain, "eval_forget": eval_forget,
+        return {"forget": forget, "safe": safe, "remain": remain, "eval_forget": eval_forget, "eval_forget_safe": eval_forget_safe,
                 "eval_remain_train": eval_train, "eval_remain_test": eval_test}
 
     def narrow_indices(self, remain_prompts: list[str]) -> list[int]:

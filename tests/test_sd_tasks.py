@@ -81,7 +81,7 @@ def test_build_caches_original_images(sd_options):
     assert inst.forget.paired_keys == inst.remain.keys
     assert inst.forget.x.shape == (2, 4, 8, 8)
     files = sorted(Path(os.environ["UNLEARN_BENCH_CACHE"]).rglob("*.pt"))
-    assert len(files) == 4  # forget, remain, remain_test and retention_floor (remain_test's prompts, other seeds)
+    assert len(files) == 5  # forget, remain, remain_test, retention_floor (remain_test's prompts, other seeds), eval forget (AS-safe's floor)
     stamps = [f.stat().st_mtime_ns for f in files]
     inst2 = task.build("nudity", RunContext(device="cpu", seed=1, task_kind="concept"))
     assert [f.stat().st_mtime_ns for f in files] == stamps  # served from the cache
