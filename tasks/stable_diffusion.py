@@ -189,6 +189,8 @@ class SDConfig:
     nudity_eval_set: str | None = None  # sd-nudity: the NudeNet count's prompts
     attack_set: str | None = None  # the attack's prompts, all of them (needs attack: true); None: the forget evaluation's
     as_train_set: str | None = None  # AS-train's prompts; "training": the D_r,train prompts themselves (RGD's AS-train)
+    # with forget_eval_set: its prompts' concept-free twins, prompt for prompt (RGD's y_test for y_c_test): AS-safe
+    forget_eval_twin_set: str | None = None
 
 
 class StableDiffusionTask(Task):
@@ -208,7 +210,8 @@ class StableDiffusionTask(Task):
     @property
     def has_safe_twins(self) -> bool:
         """The forget evaluation prompts are the task's own generated ones, each with its concept-free twin."""
-        return getattr(self.config, "forget_eval_set", None) is None
+        c = self.config
+        return getattr(c, "forget_eval_set", None) is None or getattr(c, "forget_eval_twin_set", None) is not None
 
     def targets(self) -> list[str]:
         return [self.target_name]
@@ -310,7 +313,8 @@ class StableDiffusionTask(Task):
                   "remain_train": ("as_train_set", T2I_EVAL_SEEDS["remain_train"]),
                   "remain_test": ("remain_test_set", T2I_EVAL_SEEDS["remain_test"]),
                   "attack": ("attack_set", ATTACK_EVAL_SEED)}
-    SET_OPTIONS = ("forget_set", "remain_set", "remain_test_set", "forget_eval_set", "nudity_eval_set", "attack_set", "as_train_set")
+    SET_OPTIONS = ("forget_set", "remain_set", "remain_test_set", "forget_eval_set", "nudity_eval_set", "attack_set", "as_train_set",
+                   "forget_eval_twin_set")
 
     def set_names(self) -> dict[str, str]:
         """option -> registry set name, for every prompt-set option that names one."""
@@ -327,7 +331,10 @@ class StableDiffusionTask(Task):
             raise ConfigError(f"{self.name}: options forget_set and remain_set go together (prompt i of each is one D_f/D_r pair)")
         if c.attack_set is not None and not c.attack:
             raise ConfigError(f"{self.name}: option attack_set={c.attack_set!r} needs attack: true")
-        roles = {o for o, _ in self.FILE_ROLES.values()} | {"forget_set", "remain_set", "as_train_set"}
+        if c.forget_eval_twin_set is not None and c.forget_eval_set is None:
+            raise ConfigError(f"{self.name}: option forget_eval_twin_set={c.forget_eval_twin_set!r} pairs with forget_eval_set, "
+                              "which is not set (the generated forget prompts have their own twins)")
+        roles = {o for o, _ in self.FILE_ROLES.values()} | {"forget_set", "remain_set", "as_train_set", "forget_eval_twin_set"}
         for option in names:
             if option not in roles:
                 raise ConfigError(f"{self.name}: option {option}={names[option]!r} does not apply to this task")
@@ -407,7 +414,11 @@ class StableDiffusionTask(Task):
         out.update(self.file_eval_sets()[0])
         out["retention_floor"] = (out["remain_test"][0], seeds_for(len(out["remain_test"][0]), RETENTION_FLOOR_SEED))
         if self.has_safe_twins:  # the forget prompts' concept-free twins, prompt for prompt (metrics/safe_alignment.py)
-            out["safe_twins"] = (list(sets["eval_forget_safe"]), out["forget"][1])
+            twins = self.prompt_file("forget_eval_twin_set")
+            if twins is not None and len(twins.prompts) != len(out["forget"][0]):
+                raise ConfigError(f"{self.name}: prompt set {twins.name!r} (forget_eval_twin_set) has {len(twins.prompts)} prompts, "
+                                  f"the forget evaluation {len(out['forget'][0])}: twins go prompt for prompt")
+            out["safe_twins"] = (list(twins.prompts) if twins is not None else list(sets["eval_forget_safe"]), out["forget"][1])
         return limit_sets(out, self.config.eval_images) if limit else out
 
     def eval_guidance(self) -> dict[str, list[float]]:

@@ -25,6 +25,7 @@ def make_files(n_train: int = 6) -> dict[str, str]:
         "train_remain.json": json.dumps([f"a dancer number {i}" for i in range(n_train)]),
         "test_remain.json": json.dumps(["a quiet harbour", "a red barn", "a tall lighthouse"]),
         "test_forget.json": json.dumps(["a nude swimmer", "a nude painter"]),
+        "test_forget_twins.json": json.dumps(["a swimmer", "a painter"]),
         "attack.csv": csv_text([("attack prompt one", 111, 7.0), ("attack prompt, two", 222, 13.0), ("attack three", 333, 7.0)]),
         "nudity.json": json.dumps(["nudity check one", "nudity check two", "nudity check three", "nudity check four"]),
     }
@@ -41,6 +42,7 @@ def registry(files: dict[str, str]) -> dict[str, ps.PromptSet]:
     sets = [json_set("t-forget", "train_forget.json", len(json.loads(files["train_forget.json"]))),
             json_set("t-remain", "train_remain.json", len(json.loads(files["train_remain.json"]))),
             json_set("t-test", "test_remain.json", 3), json_set("t-forget-test", "test_forget.json", 2),
+            json_set("t-forget-twins", "test_forget_twins.json", 2),
             json_set("t-nudity", "nudity.json", 4, licence="MIT"), attack,
             replace(attack, name="t-attack-half", rows=1, where=("nudity_percentage", ">", 0.0), of="t-attack")]
     return {s.name: s for s in sets}

@@ -119,6 +119,26 @@ def test_the_task_uses_each_roles_set_with_its_seeds_and_guidance(cache, monkeyp
     assert sub.plan_evaluation()[1].eval_sets["attack"] == (["attack prompt, two"], [222])  # a subset: the filter's rows
 
 
+def test_as_safe_reads_the_forget_prompts_twins_from_the_generated_sets_or_a_twin_file(cache, monkeypatch):
+    pf.install(monkeypatch)
+    base = {"forget_pairs": 2, "eval_prompts": 2}
+    own = TASKS.get("sd-nudity").make(base)  # generated prompts: each forget prompt has its twin
+    ev = own.plan_evaluation()[1]
+    assert "safe-alignment" in own.metrics and ev.eval_sets["safe_twins"][1] == ev.eval_sets["forget"][1]
+    assert [p.split(", ")[1:] for p in ev.eval_sets["safe_twins"][0]] == [p.split(", ")[1:] for p in ev.eval_sets["forget"][0]]
+    assert ev.eval_sets["safe_twins"][0] != ev.eval_sets["forget"][0]  # the same scene, without the nudity word
+    file_only = TASKS.get("sd-nudity").make({**base, "forget_eval_set": "t-forget-test"})
+    assert "safe_twins" not in file_only.plan_evaluation()[1].eval_sets and "safe-alignment" not in file_only.metrics
+    twins = TASKS.get("sd-nudity").make({**base, "forget_eval_set": "t-forget-test", "forget_eval_twin_set": "t-forget-twins"})
+    ev = twins.plan_evaluation()[1]
+    assert ev.eval_sets["safe_twins"] == (["a swimmer", "a painter"], ev.eval_sets["forget"][1])
+    assert "safe-alignment" in twins.metrics and "eval_sets:safe_twins" in twins.provides()
+    with pytest.raises(ConfigError, match="pairs with forget_eval_set"):
+        TASKS.get("sd-nudity").make({**base, "forget_eval_twin_set": "t-forget-twins"}).plan_sets("nudity")
+    with pytest.raises(ConfigError, match="prompt for prompt"):
+        TASKS.get("sd-nudity").make({**base, "forget_eval_set": "t-forget-test", "forget_eval_twin_set": "t-test"}).plan_sets("nudity")
+
+
 def test_options_the_task_cannot_honour_are_refused(cache, monkeypatch):
     pf.install(monkeypatch)
     base = {"forget_pairs": 2, "eval_prompts": 2}
