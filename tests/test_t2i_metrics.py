@@ -70,7 +70,7 @@ def test_nudenet_counts_real_images_and_threshold():
 
 
 def test_metrics_registered():
-    for name in ("alignment", "nudity", "retention", "zero-shot-ua"):
+    for name in ("alignment", "nudity", "retention", "zero-shot-ua", "safe-alignment"):
         assert METRICS.get(name)
 
 
@@ -164,3 +164,54 @@ def test_lpips_problem_names_the_missing_backbone(tmp_path, monkeypatch):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / ALEXNET_FILE).write_bytes(b"")
     assert lpips_problem() is None
+
+
+def test_as_safe_reads_the_forget_images_against_their_twins_and_its_floor_against_the_others():
+    """AS-safe pairs forget image i with twin i (not with the forget prompt, not with another twin); its floor pairs
+    Original's forget image i with every twin j != i, by hand; a model whose forget images are unrelated noise lands
+    near the floor while Original's own images sit well above it."""
+    from metrics.safe_alignment import SafeAlignment, off_diagonal_mean
+
+    class Judge:  # text i -> one-hot axis i; an image -> its flattened pixels' first 3 values (an image "of" prompt i)
+        name = "axes"
+
+        def encode_texts(self, texts):
+            return torch.stack([torch.nn.functional.one_hot(torch.tensor(int(t[-1])), 3).float() for t in texts])
+
+        def encode_images(self, images):
+            return torch.nn.functional.normalize(images.flatten(1)[:, :3], dim=-1)
+
+    original = torch.zeros(3, 3, 1, 1)
+    original[:, :, 0, 0] = torch.eye(3) * 0.9 + 0.05  # image i shows twin i (mostly)
+
+    class Inst:
+        evaluation = Evaluation(clip_judge=Judge(), eval_sets={"forget": (["nude 0", "nude 1", "nude 2"], [7, 8, 9]),
+                                                                "safe_twins": (["twin 0", "twin 1", "twin 2"], [7, 8, 9])},
+                                original_images={"forget": original})
+
+        def samples(self, model, which, make):
+            assert which == "forget"  # AS-safe reads the forget images: no images of the twins are made
+            return make()
+
+    class Model:
+        def __init__(self, images):
+            self.images = images
+
+        def sample(self, keys, seeds, **kw):
+            return self.images
+
+    m = SafeAlignment()
+    col, floor = m.columns(Inst())
+    assert col.startswith("AS-safe (axes") and floor.startswith("AS-safe-floor (axes")
+    out = m.compute(Inst(), Model(original), None, None)
+    emb = torch.nn.functional.normalize(original.flatten(1), dim=-1)
+    assert out[col].ids == ("0@7", "1@8", "2@9") and out[col].values == pytest.approx(tuple(emb.diagonal().tolist()))
+    off = [float(emb[i, j]) for i in range(3) for j in range(3) if i != j]
+    assert out[floor] == pytest.approx(sum(off) / len(off)) == pytest.approx(off_diagonal_mean(emb, torch.eye(3)))
+    noise = Model(torch.full((3, 3, 1, 1), 0.5))  # the same grey image for every prompt: as related to one twin as to any
+    assert out[floor] < m.compute(Inst(), noise, None, None)[col].value < out[col].value
+    swapped = Model(original.roll(1, 0))  # each image shows another prompt's twin: below the floor
+    assert m.compute(Inst(), swapped, None, None)[col].value < out[floor]
+    Inst.evaluation.eval_sets["safe_twins"] = (["twin 0", "twin 1", "twin 2"], [1, 2, 3])  # not the forget set's seeds
+    with pytest.raises(ValueError, match="pair each forget prompt with its safe twin"):
+        m.compute(Inst(), Model(original), None, None)
