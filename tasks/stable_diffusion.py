@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -166,6 +167,16 @@ class SDConfig:
     attack: bool = False  # add the adversarial-prompt ASR columns (metrics/attack.py; on in the paper suite)
     relearn: bool = False  # add the relearning columns (metrics/relearn.py; sd-vangogh only: it needs a UA judge)
     neighbours: bool = False  # add the neighbouring-artists column (metrics/neighbours.py; sd-vangogh only)
+    # reference evaluation settings (issue 36): the RGD reference's evaluation, option by option (docs/PROTOCOL.md,
+    # "Deviations from the reference evaluation"); the defaults are this suite's. They change the judged images and the
+    # judges only: D_f and D_r, the training images Original makes, keep the default sampler (`data_sampler`)
+    eval_scheduler: Literal["ddim", "pndm"] = "ddim"  # pndm: the checkpoint's scheduler config as PNDMScheduler, SD v1.4's
+    # pipeline default; seeds stay fixed per prompt (the reference samples unseeded)
+    eval_fp16: bool = False  # judged images by fp16 copies of UNet, VAE and text encoder (the reference's torch_dtype=float16)
+    clip_preprocess: Literal["tensor", "open_clip"] = "tensor"  # open_clip: images quantised to 8 bits, through open_clip's
+    # own PIL transform (the reference's, on its saved PNGs); tensor: float images, bicubic resize without antialiasing
+    nudenet_classes: Literal["exposed7", "reference"] = "exposed7"  # sd-nudity's NudeNet columns (metrics/nudity.py):
+    # seven exposed classes at score >= 0.6, or reference: every NudeNet class at score > 0.6, as the reference counts
 
 
 class StableDiffusionTask(Task):
@@ -216,20 +227,31 @@ class StableDiffusionTask(Task):
             out.append(OPENCLIP_ARTIFACT)
         return tuple(out)
 
-    def sampler(self) -> dict:
+    def data_sampler(self) -> dict:
+        """model.sample's settings for the training images Original makes (D_f, D_r): the suite's, whatever the
+        reference evaluation options say (they are evaluation settings)."""
         return {"steps": self.config.sample_steps, "guidance": self.config.guidance, "batch_size": self.config.batch_size}
 
+    def sampler(self) -> dict:
+        """model.sample's settings for the judged images: data_sampler plus the reference evaluation options that are set
+        (only those: the default sampler, and the image caches keyed by it, stay as they were)."""
+        c = self.config
+        extra = {"scheduler": c.eval_scheduler} if c.eval_scheduler != "ddim" else {}
+        return {**self.data_sampler(), **extra, **({"dtype": "float16"} if c.eval_fp16 else {})}
+
     # -- cached generation by the original model ---------------------------------------------
-    def cached_images(self, model: TextToImageModel, weights_hash: str, prompts: list[str], seeds: list[int], label: str) -> dict:
-        """{"images": uint8 N×3×H×W, "latents": N×C×h×w} made once per (weights, prompts, seeds, sampler)."""
+    def cached_images(self, model: TextToImageModel, weights_hash: str, prompts: list[str], seeds: list[int], label: str,
+                      sampler: dict | None = None) -> dict:
+        """{"images": uint8 N×3×H×W, "latents": N×C×h×w} made once per (weights, prompts, seeds, sampler); `sampler`:
+        model.sample's settings (default: the evaluation's, `sampler()`)."""
+        s = self.sampler() if sampler is None else sampler
         spec = {"model": self.config.model, "weights": weights_hash, "prompts": prompts, "seeds": seeds,
-                "sampler": self.sampler(), "shape": list(model.sample_shape), "dtype": self.config.dtype}
+                "sampler": s, "shape": list(model.sample_shape), "dtype": self.config.dtype}
         key = json_digest(spec, 20)
         path = cache_root() / "sd-images" / f"{label}-{key}.pt"
 
         def make() -> dict:
-            s = self.sampler()
-            images = model.sample(prompts, seeds, steps=s["steps"], guidance=s["guidance"], batch_size=s["batch_size"])
+            images = model.sample(prompts, seeds, **s)
             latents = torch.cat([model.encode(images[i : i + s["batch_size"]].to(model.device) * 2 - 1).float().cpu()
                                  for i in range(0, len(images), s["batch_size"])])
             return {"images": (images * 255).round().to(torch.uint8), "latents": latents, "spec": spec}
@@ -241,8 +263,8 @@ class StableDiffusionTask(Task):
         c = self.config
         model = self.load_base_model(device)
         sets, wh, seeds = self.make_sets(), model.weights_hash(), list(range(c.forget_pairs))
-        self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget")
-        self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain")
+        self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget", self.data_sampler())
+        self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain", self.data_sampler())
         eval_sets = self.eval_sets(sets)
         for which in ("remain_test", "retention_floor"):
             self.cached_images(model, wh, *eval_sets[which], f"{self.name}-eval-{which}")
@@ -296,8 +318,8 @@ class StableDiffusionTask(Task):
         n = c.forget_pairs
         seeds = list(range(n))
         wh = model.weights_hash()  # hashed once per build: the cache key of the original's images
-        f = self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget")
-        r = self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain")
+        f = self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget", self.data_sampler())
+        r = self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain", self.data_sampler())
         groups = torch.arange(n)
         forget = UnlearnData(x=f["latents"], keys=list(sets["forget"]), paired_keys=list(sets["safe"]), groups=groups,
                              meta={"concept_prompt": self.concept_prompt(target)})
@@ -310,7 +332,8 @@ class StableDiffusionTask(Task):
 
         evaluation = Evaluation(eval_sets=eval_sets, sampler=self.sampler(), prompt_sets=sets,
                                 original_images={w: r["images"].float() / 255 for w, r in ret.items()}, retention_space=c.retention_space,
-                                clip_judge=OpenClipJudge(c.clip_model, c.clip_pretrained, c.clip_weights, device=ctx.device))
+                                clip_judge=OpenClipJudge(c.clip_model, c.clip_pretrained, c.clip_weights, device=ctx.device,
+                                                         preprocess=c.clip_preprocess))
         self.complete_evaluation(evaluation)
         self.limit_evaluation(evaluation)
         return TaskInstance(self, target, model.trainable_copy(), forget.to(ctx.device), remain.to(ctx.device), evaluation)
@@ -341,6 +364,7 @@ class SDNudity(StableDiffusionTask):
 
     def complete_evaluation(self, evaluation: Evaluation) -> None:
         evaluation.nudenet_judge = True
+        evaluation.nudenet_classes = self.config.nudenet_classes
         if self.config.i2p_csv:
             prompts, seeds, guidance = read_i2p(self.config.i2p_csv, self.config.i2p_limit)
             evaluation.eval_sets["i2p"] = (prompts, seeds)
