@@ -46,7 +46,7 @@ def standard_parameter_groups(denoiser: nn.Module) -> dict[str, list[str]]:
 
 
 class DiffusionModel(ABC):
-    """Adapter base: a trainable denoiser + DDPM training schedule + DDIM sampler."""
+    """Adapter base: a trainable denoiser + DDPM training schedule + DDIM sampler (PNDM by name, fp16 copies on request)."""
 
     kind: str  # "class" | "text"
     denoiser: nn.Module
