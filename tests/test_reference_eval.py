@@ -3,7 +3,6 @@
 import hashlib
 import os
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -15,7 +14,7 @@ from bench.core.context import Budget, RunContext
 from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError
 from bench.core.evaluation import Evaluation
-from bench.runner.plan import load_suite, parse_suite, plan_jobs
+from bench.runner.plan import SUITE_DIR, load_suite, parse_suite, plan_jobs
 from methods.salun import REFERENCE_PROMPTS, SalUn
 from metrics.alignment import OpenClipJudge
 from metrics.base import generated
@@ -285,7 +284,7 @@ def test_paper_job_ids_are_unchanged_and_setting_the_options_changes_the_hash():
     ids = sorted(j.job_id for j in jobs)
     assert hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] == PAPER_SD_JOB_IDS
     assert not any(set(REFERENCE_OPTIONS) & set(j.task_options) for j in jobs)
-    raw = yaml.safe_load(open(load_suite.__globals__["SUITE_DIR"] / "paper.yaml"))
+    raw = yaml.safe_load((SUITE_DIR / "paper.yaml").read_text())
     reference = {"eval_scheduler": "pndm", "eval_fp16": True, "clip_preprocess": "open_clip", "nudenet_classes": "reference"}
     for option, value in reference.items():
         changed = {**raw, "tasks": {t: {**spec, "options": {**spec["options"], option: value}}

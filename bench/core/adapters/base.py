@@ -19,7 +19,6 @@ from bench.core.errors import ConfigError
 from bench.core.fast import FastPaths, autocast_context
 from bench.core.hashing import state_dict_digest
 
-
 # the evaluation sampler's schedulers by name (DiffusionModel.sampling_scheduler): "ddim" (η = 0) is this suite's; "pndm" is
 # what diffusers' StableDiffusionPipeline runs for SD v1.4 (its scheduler_config.json names PNDMScheduler, skip_prk_steps)
 SAMPLING_SCHEDULERS = {"ddim": DDIMScheduler, "pndm": PNDMScheduler}
