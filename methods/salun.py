@@ -34,17 +34,26 @@ Adam lr 1e-5, batch 8, no clipping, remain loss = LDM shared_step (element mean)
 follow nsfw_removal.py (α 0.1, one epoch over the paper's 800-image D_f = 100 steps), style
 defaults follow the README's certain_label.py command (α 0.5, 5 epochs = 500 steps); these are the
 reference's epoch counts turned into steps at the paper's data size.
+
+Data (`data`). "diverse" (default): D_f's own prompts, their paired safe prompts as c′, D_r's prompts, fresh shuffled
+batches. "reference": what the SD reference feeds SalUn on nudity (Unlearn-Saliency SD/train-scripts/generate_mask.py
+generate_nsfw_mask, nsfw_removal.py, as RGD's copy runs it): every forget image under the one prompt "a photo of a nude
+person", c′ and every remain prompt "a photo of a person wearing clothes"; the mask pass still goes over all of D_f, but
+each training step takes `next(iter(loader))` of the unshuffled loaders, i.e. the first batch of D_f and of D_r every
+step. The images stay the task's (the reference's are 800 images generated from each fixed prompt).
 """
 from __future__ import annotations
 
+import itertools
 import time
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Iterator, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bench.core.data import UnlearnData
 from bench.core.errors import ConfigError
 from methods.base import Method, check_choices, register_method
 from methods.losses import RemainLoss, antithetic_timesteps, drop_condition, remain_target, remain_teacher
@@ -53,6 +62,11 @@ from methods.search_space import AroundResolved, LogUniform
 from methods.training import adam, eval_mode
 
 Relabel = Literal["next", "random"]
+SalUnData = Literal["diverse", "reference"]
+
+# the SD reference's fixed (forget prompt, safe prompt) per concept (forget.meta["concept_prompt"]): nsfw_removal.py's
+# word_nude / word_wear; it has no other concept's pair
+REFERENCE_PROMPTS = {"nudity": ("a photo of a nude person", "a photo of a person wearing clothes")}
 
 # 1e-3 on a pixel-SUM loss over 3×32×32 CIFAR images, expressed for an element-MEAN remain loss
 REFERENCE_CLASS_ALPHA = 1e-3 * 3 * 32 * 32
@@ -88,6 +102,7 @@ class SalUnHParams:
     cond_drop_prob: float = 0.1
     antithetic_timesteps: bool = True
     remain_loss: RemainLoss = "simple"  # simple: L_simple on D_r (reference); distill: match the frozen Original on D_r
+    data: SalUnData = "diverse"  # diverse: the task's prompts, fresh batches; reference: the SD reference's two prompts, first batch
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -113,6 +128,23 @@ def relabel_classes(labels: Tensor, num_classes: int, mode: Relabel, generator: 
         shift = torch.randint(1, num_classes, labels.shape, generator=generator).to(labels.device)
         return (labels + shift) % num_classes
     raise ValueError(f"relabel must be next|random, not {mode!r}")
+
+
+def reference_data(forget: UnlearnData, remain: UnlearnData) -> tuple[UnlearnData, UnlearnData]:
+    """D_f and D_r as the SD reference conditions them: every forget image under its concept's one forget prompt with the
+    one safe prompt as c′, every remain image under the safe prompt (REFERENCE_PROMPTS); the images are unchanged."""
+    concept = forget.meta.get("concept_prompt")
+    if concept not in REFERENCE_PROMPTS:
+        raise ConfigError(f"salun: data=reference has the SD reference's fixed prompts for {', '.join(REFERENCE_PROMPTS)} "
+                          f"only, not for the concept {concept!r}")
+    unsafe, safe = REFERENCE_PROMPTS[concept]
+    return (replace(forget, keys=[unsafe] * len(forget), paired_keys=[safe] * len(forget)),
+            replace(remain, keys=[safe] * len(remain)))
+
+
+def first_batch_forever(data: UnlearnData, batch_size: int) -> Iterator[UnlearnData]:
+    """The reference's `next(iter(loader))` at every step of an unshuffled loader: its first batch, again and again."""
+    return itertools.repeat(next(data.chunks(batch_size)))
 
 
 def guided_prediction(model, x_t: Tensor, t: Tensor, cond: Tensor, w: float) -> Tensor:
@@ -208,6 +240,11 @@ class SalUn(Method):
     def unlearn(self, model, forget, remain, budget, ctx):
         hp = self.hparams
         den = model.denoiser
+        reference = hp.data == "reference"
+        if reference:
+            if model.kind == "class":
+                raise ConfigError("salun: data=reference is the SD reference's text-prompt data; class tasks have none")
+            forget, remain = reference_data(forget, remain)
         den.train().requires_grad_(True)
         masks, stats = self.compute_masks(model, forget, ctx)
         self.masks = masks
@@ -221,7 +258,10 @@ class SalUn(Method):
             raise ConfigError("salun: the saliency mask keeps no weight (sparsity too small)")
         opt = adam(trainable, hp.lr, weight_decay=0.0)
         teacher = remain_teacher(model, hp.remain_loss)  # the frozen Original (distill), before any update
-        fb, rb = forget.batches(hp.batch_size, ctx.generator), remain.batches(hp.batch_size, ctx.generator)
+        if reference:
+            fb, rb = first_batch_forever(forget, hp.batch_size), first_batch_forever(remain, hp.batch_size)
+        else:
+            fb, rb = forget.batches(hp.batch_size, ctx.generator), remain.batches(hp.batch_size, ctx.generator)
         g = ctx.generator
         t_start = time.perf_counter()
         n_steps = budget.steps(hp.steps)
@@ -256,4 +296,5 @@ class SalUn(Method):
         den.zero_grad(set_to_none=True)
         stats["train_seconds_per_step"] = round((time.perf_counter() - t_start) / max(n_steps, 1), 5)
         stats["relabel"] = hp.relabel if model.kind == "class" else "paired_keys"
+        stats["data"] = hp.data
         return stats

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.core.errors import MissingWeightsError
+from bench.core.errors import ConfigError, MissingWeightsError
 from bench.core.fetch_registry import FETCH_COMMAND, OPENCLIP_FILE, OPENCLIP_PRETRAINED, OPENCLIP_REPO
 from bench.core.instances import PerInstance, instance_ids
 from metrics.base import Metric, generated, register_metric
@@ -68,11 +68,35 @@ def repo_of(model_name: str, pretrained: str) -> str | None:
     return OPENCLIP_HF_REPO.get((model_name, pretrained))
 
 
-class OpenClipJudge:
-    """open_clip model as a ClipJudge; weights only from a local file or the offline cache."""
+# how the judge turns generated images into its input (the SD task option clip_preprocess)
+PREPROCESS = {
+    "tensor": "",  # float images, resized by torch (bicubic, no antialiasing), cropped and normalised: this suite's
+    "open_clip": "open_clip preprocess of 8-bit images",  # the reference's: saved PNGs through open_clip's own PIL transform
+}
 
-    def __init__(self, model_name: str = "ViT-B-32", pretrained: str = "laion2b_s34b_b79k", weights: str | None = None, device="cpu"):
+
+def to_pil_images(images01: Tensor) -> list:
+    """Images in [0, 1] as the 8-bit PIL images a pipeline saves: ×255, rounded (diffusers' numpy_to_pil), RGB."""
+    from PIL import Image
+
+    arr = (images01.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in arr]  # H×W×3 uint8: RGB
+
+
+class OpenClipJudge:
+    """open_clip model as a ClipJudge; weights only from a local file or the offline cache.
+
+    `preprocess` (PREPROCESS): "tensor" resizes the float images in torch; "open_clip" quantises them to 8 bits and runs
+    open_clip's own evaluation transform on PIL images, the one create_model_and_transforms returns and the reference
+    applies to its saved PNGs (PIL's bicubic, antialiased on downscaling). The name says which when it is not "tensor"."""
+
+    def __init__(self, model_name: str = "ViT-B-32", pretrained: str = "laion2b_s34b_b79k", weights: str | None = None, device="cpu",
+                 preprocess: str = "tensor"):
         import open_clip
+        from open_clip.transform import PreprocessCfg, image_transform_v2
+
+        if preprocess not in PREPROCESS:
+            raise ConfigError(f"clip_preprocess must be one of {', '.join(PREPROCESS)}, not {preprocess!r}")
 
         path = resolve_openclip_weights(model_name, pretrained, weights)
         config = Path(path).with_name(f"{model_name}.json")  # an architecture open_clip does not ship: beside its weights
@@ -84,8 +108,11 @@ class OpenClipJudge:
             raise MissingWeightsError(f"open_clip weights at {path} do not fit {model_name}: {e}") from e
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = open_clip.get_tokenizer(model_name)
-        self.name = f"{model_name} {pretrained}"
+        self.preprocess = preprocess
+        self.name = f"{model_name} {pretrained}" + (f", {PREPROCESS[preprocess]}" if PREPROCESS[preprocess] else "")
         cfg = self.model.visual.preprocess_cfg if hasattr(self.model.visual, "preprocess_cfg") else {}
+        # open_clip's evaluation transform, built as create_model_and_transforms builds its preprocess_val
+        self.transform = image_transform_v2(PreprocessCfg(**cfg), is_train=False) if preprocess == "open_clip" else None
         size = cfg.get("size", self.model.visual.image_size)
         self.size = size if isinstance(size, int) else size[0]
         self.mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)).view(1, 3, 1, 1)
@@ -95,18 +122,24 @@ class OpenClipJudge:
     def device(self):
         return next(self.model.parameters()).device
 
+    def pixels(self, images01: Tensor) -> Tensor:
+        """The model's input for images in [0, 1], by the judge's `preprocess`."""
+        if self.transform is not None:
+            return torch.stack([self.transform(im) for im in to_pil_images(images01)]).to(self.device)
+        x = images01.float()
+        # open_clip's eval transform on float tensors: resize shorter side (bicubic) + centre crop + normalise
+        h, w = x.shape[-2:]
+        s = self.size / min(h, w)
+        x = F.interpolate(x, size=(max(self.size, round(h * s)), max(self.size, round(w * s))), mode="bicubic", align_corners=False)
+        top, left = (x.shape[-2] - self.size) // 2, (x.shape[-1] - self.size) // 2
+        x = x[..., top : top + self.size, left : left + self.size].clamp(0, 1)
+        return ((x - self.mean) / self.std).to(self.device)
+
     @torch.no_grad()
     def encode_images(self, images01: Tensor, batch_size: int = 64) -> Tensor:
         out = []
         for i in range(0, len(images01), batch_size):
-            x = images01[i : i + batch_size].float()
-            # open_clip's eval transform: resize shorter side (bicubic) + centre crop + normalise
-            h, w = x.shape[-2:]
-            s = self.size / min(h, w)
-            x = F.interpolate(x, size=(max(self.size, round(h * s)), max(self.size, round(w * s))), mode="bicubic", align_corners=False)
-            top, left = (x.shape[-2] - self.size) // 2, (x.shape[-1] - self.size) // 2
-            x = x[..., top : top + self.size, left : left + self.size].clamp(0, 1)
-            x = ((x - self.mean) / self.std).to(self.device)
+            x = self.pixels(images01[i : i + batch_size])
             out.append(F.normalize(self.model.encode_image(x).float(), dim=-1).cpu())
         return torch.cat(out)
 

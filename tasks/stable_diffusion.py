@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -191,6 +192,16 @@ class SDConfig:
     as_train_set: str | None = None  # AS-train's prompts; "training": the D_r,train prompts themselves (RGD's AS-train)
     # with forget_eval_set: its prompts' concept-free twins, prompt for prompt (RGD's y_test for y_c_test): AS-safe
     forget_eval_twin_set: str | None = None
+    # reference evaluation settings (issue 36): the RGD reference's evaluation, option by option (docs/PROTOCOL.md,
+    # "Deviations from the reference evaluation"); the defaults are this suite's. They change the judged images and the
+    # judges only: D_f and D_r, the training images Original makes, keep the default sampler (`data_sampler`)
+    eval_scheduler: Literal["ddim", "pndm"] = "ddim"  # pndm: the checkpoint's scheduler config as PNDMScheduler, SD v1.4's
+    # pipeline default; seeds stay fixed per prompt (the reference samples unseeded)
+    eval_fp16: bool = False  # judged images by fp16 copies of UNet, VAE and text encoder (the reference's torch_dtype=float16)
+    clip_preprocess: Literal["tensor", "open_clip"] = "tensor"  # open_clip: images quantised to 8 bits, through open_clip's
+    # own PIL transform (the reference's, on its saved PNGs); tensor: float images, bicubic resize without antialiasing
+    nudenet_classes: Literal["exposed7", "reference"] = "exposed7"  # sd-nudity's NudeNet columns (metrics/nudity.py):
+    # seven exposed classes at score >= 0.6, or reference: every NudeNet class at score > 0.6, as the reference counts
 
 
 class StableDiffusionTask(Task):
@@ -267,24 +278,33 @@ class StableDiffusionTask(Task):
             out.append(OPENCLIP_ARTIFACT)
         return tuple(out)
 
-    def sampler(self) -> dict:
+    def data_sampler(self) -> dict:
+        """model.sample's settings for the training images Original makes (D_f, D_r): the suite's, whatever the
+        reference evaluation options say (they are evaluation settings)."""
         return {"steps": self.config.sample_steps, "guidance": self.config.guidance, "batch_size": self.config.batch_size}
+
+    def sampler(self) -> dict:
+        """model.sample's settings for the judged images: data_sampler plus the reference evaluation options that are set
+        (only those: the default sampler, and the image caches keyed by it, stay as they were)."""
+        c = self.config
+        extra = {"scheduler": c.eval_scheduler} if c.eval_scheduler != "ddim" else {}
+        return {**self.data_sampler(), **extra, **({"dtype": "float16"} if c.eval_fp16 else {})}
 
     # -- cached generation by the original model ---------------------------------------------
     def cached_images(self, model: TextToImageModel, weights_hash: str, prompts: list[str], seeds: list[int], label: str,
-                      guidance: list[float] | None = None) -> dict:
+                      guidance: list[float] | None = None, sampler: dict | None = None) -> dict:
         """{"images": uint8 N×3×H×W, "latents": N×C×h×w} made once per (weights, prompts, seeds, sampler[, per-prompt
-        guidance of a prompt file])."""
+        guidance of a prompt file]); `sampler`: model.sample's settings (default: the evaluation's, `sampler()`)."""
         from metrics.base import sample_set
 
+        s = self.sampler() if sampler is None else sampler
         spec = {"model": self.config.model, "weights": weights_hash, "prompts": prompts, "seeds": seeds,
-                "sampler": self.sampler(), "shape": list(model.sample_shape), "dtype": self.config.dtype,
+                "sampler": s, "shape": list(model.sample_shape), "dtype": self.config.dtype,
                 **({"guidance": list(guidance)} if guidance is not None else {})}  # absent: the keys of earlier caches stay
         key = json_digest(spec, 20)
         path = cache_root() / "sd-images" / f"{label}-{key}.pt"
 
         def make() -> dict:
-            s = self.sampler()
             images = sample_set(model, list(prompts), list(seeds), s, guidance)
             latents = torch.cat([model.encode(images[i : i + s["batch_size"]].to(model.device) * 2 - 1).float().cpu()
                                  for i in range(0, len(images), s["batch_size"])])
@@ -297,8 +317,8 @@ class StableDiffusionTask(Task):
         model = self.load_base_model(device)
         sets, wh = self.sets(), model.weights_hash()
         seeds = list(range(len(sets["forget"])))
-        self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget")
-        self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain")
+        self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget", sampler=self.data_sampler())
+        self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain", sampler=self.data_sampler())
         eval_sets, guidance = self.eval_sets(sets), self.eval_guidance()
         for which in self.original_eval_sets():
             self.cached_images(model, wh, *eval_sets[which], f"{self.name}-eval-{which}", cut_to(guidance.get(which), eval_sets[which]))
@@ -459,8 +479,8 @@ class StableDiffusionTask(Task):
         n = len(sets["forget"])
         seeds = list(range(n))
         wh = model.weights_hash()  # hashed once per build: the cache key of the original's images
-        f = self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget")
-        r = self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain")
+        f = self.cached_images(model, wh, sets["forget"], seeds, f"{self.name}-forget", sampler=self.data_sampler())
+        r = self.cached_images(model, wh, sets["remain"], seeds, f"{self.name}-remain", sampler=self.data_sampler())
         groups = torch.arange(n)
         forget = UnlearnData(x=f["latents"], keys=list(sets["forget"]), paired_keys=list(sets["safe"]), groups=groups,
                              meta={"concept_prompt": self.concept_prompt(target)})
@@ -475,7 +495,8 @@ class StableDiffusionTask(Task):
 
         evaluation = Evaluation(eval_sets=eval_sets, sampler=self.sampler(), prompt_sets=sets, eval_guidance=guidance,
                                 original_images={w: r["images"].float() / 255 for w, r in ret.items()}, retention_space=c.retention_space,
-                                clip_judge=OpenClipJudge(c.clip_model, c.clip_pretrained, c.clip_weights, device=ctx.device))
+                                clip_judge=OpenClipJudge(c.clip_model, c.clip_pretrained, c.clip_weights, device=ctx.device,
+                                                         preprocess=c.clip_preprocess))
         self.complete_evaluation(evaluation)
         self.check_disjoint(sets, evaluation.eval_sets)
         self.limit_evaluation(evaluation)
@@ -520,6 +541,7 @@ class SDNudity(StableDiffusionTask):
         evaluation.nudenet_judge = True
         if "nudity" in evaluation.eval_sets:  # a prompt file's (nudity_eval_set)
             evaluation.nudity_set = "nudity"
+        evaluation.nudenet_classes = self.config.nudenet_classes
         if self.config.i2p_csv:
             prompts, seeds, guidance = read_i2p(self.config.i2p_csv, self.config.i2p_limit)
             evaluation.eval_sets["i2p"] = (prompts, seeds)

@@ -74,6 +74,7 @@ class Evaluation:
     original_images: dict[str, Tensor] = field(default_factory=dict)  # cached Original images per eval set
     nudity_set: str = "forget"
     nudenet_judge: bool = False  # the concept is judged by NudeNet on images (sd-nudity), not by a CLIP zero-shot
+    nudenet_classes: str = "exposed7"  # what NudeNet's counts count (metrics/nudity.py: COUNTINGS): exposed7 | reference
     eval_guidance: dict[str, list[float]] = field(default_factory=dict)  # per-image guidance of a set (I2P, a prompt file's)
     attack_settings: Any = None  # metrics.attack.AttackSettings; None: the metric's default for the task
     relearn_settings: Any = None  # metrics.relearn.RelearnSettings; None: the metric's default for the task

@@ -41,7 +41,7 @@ from bench.core.cache import cache_root
 from bench.core.log import get_logger
 from bench.runner.plan import Suite, TaskEntry
 
-WORLD_VERSION = 1  # bump when a stand-in changes: a new world is built beside the old one
+WORLD_VERSION = 2  # bump when a stand-in changes: a new world is built beside the old one (2: SD's skip_prk_steps)
 REHEARSAL_STEPS = 2  # optimiser steps per method (the budget's max_steps)
 SAMPLE_STEPS = 2  # DDIM steps of every image a rehearsal generates
 REHEARSAL_TIMEOUT_S = 1800.0  # per job, unless the suite sets its own: a stand-in job that takes longer is stuck, not slow

@@ -11,12 +11,19 @@ from abc import ABC, abstractmethod
 from typing import Sequence
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, PNDMScheduler
 from torch import Tensor, nn
 
 from bench.core import fast as _fast
+from bench.core.errors import ConfigError
 from bench.core.fast import FastPaths, autocast_context
 from bench.core.hashing import state_dict_digest
+
+# the evaluation sampler's schedulers by name (DiffusionModel.sampling_scheduler): "ddim" (η = 0) is this suite's; "pndm" is
+# what diffusers' StableDiffusionPipeline runs for SD v1.4 (its scheduler_config.json names PNDMScheduler, skip_prk_steps)
+SAMPLING_SCHEDULERS = {"ddim": DDIMScheduler, "pndm": PNDMScheduler}
+# half-precision sampling by name (DiffusionModel.sample's `dtype`); JSON-friendly, as the sampler dict is a cache key
+SAMPLING_DTYPES = {"float16": torch.float16}
 
 
 def standard_parameter_groups(denoiser: nn.Module) -> dict[str, list[str]]:
@@ -38,7 +45,7 @@ def standard_parameter_groups(denoiser: nn.Module) -> dict[str, list[str]]:
 
 
 class DiffusionModel(ABC):
-    """Adapter base: a trainable denoiser + DDPM training schedule + DDIM sampler."""
+    """Adapter base: a trainable denoiser + DDPM training schedule + DDIM sampler (PNDM by name, fp16 copies on request)."""
 
     kind: str  # "class" | "text"
     denoiser: nn.Module
@@ -124,6 +131,22 @@ class DiffusionModel(ABC):
         sched.set_timesteps(steps, device=self.device)
         return sched
 
+    def sampling_scheduler(self, name: str, steps: int):
+        """The sampler's scheduler `name` (SAMPLING_SCHEDULERS) built by diffusers from the checkpoint's own scheduler
+        config, as a pipeline builds it: SD v1.4's config keeps `skip_prk_steps`, `steps_offset` and `set_alpha_to_one`
+        for PNDM even when it was read as the DDPM training schedule."""
+        cls = SAMPLING_SCHEDULERS.get(name)
+        if cls is None:
+            raise ConfigError(f"sampler scheduler must be one of {', '.join(SAMPLING_SCHEDULERS)}, not {name!r}")
+        if cls is DDIMScheduler:
+            return self.ddim_scheduler(steps)
+        sched = cls.from_config(self.noise_scheduler.config)
+        if cls is PNDMScheduler and not sched.config.skip_prk_steps and steps < sched.pndm_order:
+            raise ConfigError(f"the pndm scheduler of this checkpoint (its scheduler config has no skip_prk_steps) starts with "
+                              f"Runge-Kutta steps, which need at least {sched.pndm_order} sampling steps, not {steps}")
+        sched.set_timesteps(steps, device=self.device)
+        return sched
+
     @torch.no_grad()
     def sample_latents(
         self,
@@ -133,17 +156,26 @@ class DiffusionModel(ABC):
         guidance: float = 2.0,
         stop_after: int | None = None,
         uncond: Tensor | None = None,
+        scheduler: str = "ddim",
     ) -> Tensor:
-        """DDIM (eta=0) from `noise`; `stop_after=k` returns the partially denoised x after k steps;
-        `uncond`: a negative prompt's condition for classifier-free guidance (default: the null one)."""
-        sched = self.ddim_scheduler(steps)
+        """DDIM (eta=0) from `noise`, or another of SAMPLING_SCHEDULERS by name (its own step rule, every timestep it
+        sets: PNDM's 50 steps are 51 UNet calls, as in the pipeline); `stop_after=k` returns the partially denoised x
+        after k steps; `uncond`: a negative prompt's condition for classifier-free guidance (default: the null one)."""
+        sched = self.sampling_scheduler(scheduler, steps)
+        step_kw = {"eta": 0.0} if isinstance(sched, DDIMScheduler) else {}
         x = noise * sched.init_noise_sigma
         for i, t in enumerate(sched.timesteps):
             if stop_after is not None and i >= stop_after:
                 break
-            eps = self.guided_noise(x, t, cond, guidance, uncond)
-            x = sched.step(eps, t, x, eta=0.0).prev_sample
+            eps = self.guided_noise(sched.scale_model_input(x, t), t, cond, guidance, uncond)
+            x = sched.step(eps, t, x, **step_kw).prev_sample
         return x
+
+    def cast_for_sampling(self, dtype: torch.dtype) -> "DiffusionModel":
+        """A copy whose denoiser computes in `dtype` (weights cast, eval mode), for sampling only: casting the model
+        itself would round its fp32 weights for good. The copy's forward skips the fast paths' autocast (it is no
+        fp32 model), as a pipeline loaded with `torch_dtype=torch.float16` runs."""
+        return self._copy_with_denoiser(copy.deepcopy(self.denoiser).to(dtype).eval())
 
     @torch.no_grad()
     def sample(
@@ -153,15 +185,25 @@ class DiffusionModel(ABC):
         steps: int = 50,
         guidance: float = 2.0,
         batch_size: int = 256,
+        scheduler: str = "ddim",
+        dtype: str | None = None,
     ) -> Tensor:
-        """Images in [0, 1] (float, CPU), one per (key, seed), generated in batches."""
+        """Images in [0, 1] (float, CPU), one per (key, seed), generated in batches; `scheduler` names the sampler's
+        scheduler (SAMPLING_SCHEDULERS), `dtype` a half precision (SAMPLING_DTYPES) for a cast copy of the model, its
+        seeded noise and scheduler arithmetic in that dtype too (a half-precision pipeline's latents); None: as loaded."""
+        if dtype is not None and dtype not in SAMPLING_DTYPES:
+            raise ConfigError(f"sampler dtype must be one of {', '.join(SAMPLING_DTYPES)} or None, not {dtype!r}")
+        model = self if dtype is None else self.cast_for_sampling(SAMPLING_DTYPES[dtype])
         was_training = self.denoiser.training
-        self.denoiser.eval()
+        model.denoiser.eval()
         out = []
         for i in range(0, len(keys), batch_size):
             k, s = list(keys[i : i + batch_size]), list(seeds[i : i + batch_size])
-            x = self.sample_latents(self.condition(k), self.initial_noise(s), steps, guidance)
-            out.append(((self.decode(x).float().clamp(-1, 1) + 1) / 2).cpu())
+            noise = model.initial_noise(s)
+            if dtype is not None:
+                noise = noise.to(SAMPLING_DTYPES[dtype])
+            x = model.sample_latents(model.condition(k), noise, steps, guidance, scheduler=scheduler)
+            out.append(((model.decode(x).float().clamp(-1, 1) + 1) / 2).cpu())
         self.denoiser.train(was_training)
         return torch.cat(out) if out else torch.empty(0, *self.sample_shape)
 

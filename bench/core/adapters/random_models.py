@@ -46,8 +46,10 @@ def sd14_config() -> dict:
     return read_sd_configs(SD14_CONFIG_DIR)
 
 
-# SD v1.4's scheduler as its model card and scheduler_config.json give it (the tiny pipeline's too)
-SD_SCHEDULER = {k: sd14_config()["scheduler"][k] for k in ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end")}
+# SD v1.4's scheduler as its model card and scheduler_config.json give it (the tiny pipeline's too): the noise schedule, and
+# skip_prk_steps, how its pipeline runs PNDM (the task option eval_scheduler: pndm; DDPM and DDIM read no such key)
+SD_SCHEDULER = {k: sd14_config()["scheduler"][k] for k in ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end",
+                                                           "skip_prk_steps")}
 
 # A tiny SD 1.x-shaped pipeline: 8×8×4 latents (16 px images), a 2-layer text encoder with a 16-token context
 TINY_SD = {

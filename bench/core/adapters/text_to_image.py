@@ -6,6 +6,7 @@ class, the same save layout (the diffusers SD layout plus `unlearn_bench.json`) 
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 from pathlib import Path
@@ -231,6 +232,16 @@ class TextToImageModel(DiffusionModel):
             unet, vae = unet.to(dtype=dtype), vae.to(dtype=dtype)
             enc.model.to(dtype=dtype)
         return cls(unet.to(device), enc, sched, vae.to(device), source=repo_or_path)
+
+    def cast_for_sampling(self, dtype: torch.dtype) -> "TextToImageModel":
+        """The whole pipeline in `dtype`, as diffusers' StableDiffusionPipeline loaded with `torch_dtype` runs it: UNet,
+        VAE and text encoder cast copies (the prompts encoded again in `dtype`, in the copy's own cache)."""
+        other = super().cast_for_sampling(dtype)
+        if self.vae is not None:
+            other.vae = copy.deepcopy(self.vae).to(dtype)
+        other.text_encoder = copy.deepcopy(self.text_encoder).to(dtype)
+        other._cache = {}
+        return other
 
     def fresh_copy(self) -> "TextToImageModel":
         other = super().fresh_copy()
