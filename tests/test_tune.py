@@ -1,4 +1,5 @@
 """`unlearn-bench tune`: search spaces, held-out validation targets, the tuned suite, and resume."""
+import dataclasses
 import math
 
 import pytest
@@ -184,3 +185,19 @@ def test_report_from_records_numbers_trials_in_start_order_and_scores_against_or
     assert math.isnan(res.trials[2].score) and len(res.trials) == 3 and res.best.hparams == {"lr": 1e-4}
     capped = results_from_records(suite, te, me, {"steps": 100}, {"lr": LogUniform(1e-5, 1e-3)}, ["1"], tmp_path, TuneSettings(trials=1, validation_targets=1))
     assert len(capped.trials) == 1
+    # the tuned suite's method code is what the chosen point's jobs ran (their records), not the code of today
+    from bench.runner.method_code import method_code_hash
+    from bench.runner.tune import MIXED_CODE, chosen_method_codes
+
+    assert chosen_method_codes([res], tmp_path) == {"finetune": method_code_hash("finetune")}  # records without it: today's
+    for rec, code in ((_trial_record("finetune", "1", {"steps": 100, "lr": 1e-4}, 1.0, 1.0, "t1"), "c0de"),):
+        write_record(tmp_path, {**rec, "method_code": code})
+    assert chosen_method_codes([res], tmp_path) == {"finetune": "c0de"}
+    other = dataclasses.replace(res, task="mini-shapes-style", trials=[dataclasses.replace(t, job_ids=list(t.job_ids)) for t in res.trials])
+    write_record(tmp_path, {**_trial_record("finetune", "1", {"steps": 100, "lr": 1e-4}, 1.0, 1.0, "t1"), "method_code": "c0de",
+                            "job_id": "x", "task": "mini-shapes-style"})
+    other.best.job_ids[:] = ["x"]
+    assert chosen_method_codes([res, other], tmp_path) == {"finetune": "c0de"}
+    write_record(tmp_path, {**_trial_record("finetune", "1", {"steps": 100, "lr": 1e-4}, 1.0, 1.0, "t1"), "method_code": "beef",
+                            "job_id": "x", "task": "mini-shapes-style"})
+    assert chosen_method_codes([res, other], tmp_path) == {"finetune": MIXED_CODE}  # two codes behind one label's choices

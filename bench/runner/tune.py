@@ -336,7 +336,29 @@ def tune_suite(suite: Suite, out_dir, settings: TuneSettings, tasks=None, method
     return results
 
 
-def tuned_suite(suite: Suite, results: list[TuneResult], settings: TuneSettings, name: str | None = None) -> dict:
+MIXED_CODE = "mixed"  # a method whose chosen points ran on different code (never any job's hash: always stale)
+
+
+def chosen_method_codes(results: list[TuneResult], out_dir) -> dict[str, str]:
+    """label -> the method code hash its chosen points' trial jobs ran with (read from their records: the code the
+    selection saw, not today's), MIXED_CODE when they differ between its jobs or tasks, today's hash when no record
+    says (trials run before records carried it, or no out_dir)."""
+    codes: dict[str, set] = {}
+    for r in results:
+        best = r.best
+        for job_id in (best.job_ids if best and out_dir is not None else []):
+            path = record_path(Path(out_dir), job_id)
+            if path.exists():
+                codes.setdefault(r.label, set()).add(read_record(path).method_code)
+    out = {}
+    for r in results:
+        seen = codes.get(r.label, set()) - {None}
+        out[r.label] = (next(iter(seen)) if len(seen) == 1 else MIXED_CODE) if seen else method_code_hash(r.method)
+    return out
+
+
+def tuned_suite(suite: Suite, results: list[TuneResult], settings: TuneSettings, name: str | None = None,
+                method_codes: dict[str, str] | None = None) -> dict:
     """The suite as YAML data with each tuned method's chosen values in `hparams_by_task`, those tasks
     listed under the entry's `tuned`, and the budget under `tuning` (the leaderboard shows both)."""
 
@@ -363,7 +385,7 @@ def tuned_suite(suite: Suite, results: list[TuneResult], settings: TuneSettings,
               "tuned_from": suite.name,
               # what the points were selected under: a row whose record differs is marked stale by the leaderboard
               "rule": DEFAULT_RULE, "protocol_version": PROTOCOL_VERSION,
-              "method_code": {label: method_code_hash(method_of[label]) for label in labels}}
+              "method_code": {label: (method_codes or {}).get(label) or method_code_hash(method_of[label]) for label in labels}}
     return {"name": name or suite.name, "description": suite.description, "seeds": list(suite.seeds), "tasks": tasks,
             "hparams_source": suite.hparams_source, "tuning": tuning, "methods": methods,
             **({"budget": suite.budget} if suite.budget else {}), **({"timeout_s": suite.timeout_s} if suite.timeout_s else {})}
@@ -496,7 +518,7 @@ def write_outputs(suite: Suite, results: list[TuneResult], settings: TuneSetting
     header = (f"# Tuned by `unlearn-bench tune --suite {suite.name} --trials {settings.trials} --validation-targets "
               f"{settings.validation_targets} --seed {settings.seed}{f' --name {name}' if name else ''}` on {stamp} "
               f"(git {git_revision()}); report: TUNING.md\n")
-    data = tuned_suite(suite, results, settings, name)
+    data = tuned_suite(suite, results, settings, name, chosen_method_codes(results, out_dir))
     (out_dir / f"tuned-{suite.name}.yaml").write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     (out_dir / "TUNING.md").write_text(report_markdown(suite, results, settings, transfer) + "\n")
     plot_trials(results, out_dir)
