@@ -261,3 +261,29 @@ def test_without_originals_job_a_score_is_taken_against_originals_fixed_values()
     got = bs.scores(job, {UA: 0.1, AS: 0.31}, cols)
     assert np.allclose(got, score_array(bs.column(job, UA), 0.1, bs.column(job, AS), 0.31, 1.0), equal_nan=True)
     assert np.isnan(bs.scores(job, {}, cols)).all()  # no Original values: no score
+
+
+def test_resampled_scores_read_as_safe_against_originals_and_its_floor():
+    """Under the safe rule each resample's K takes K_s from the job's resampled AS-safe against Original's (same draw)
+    and Original's floor: a job whose forget images are noise (AS-safe at the floor) scores 0 in every resample, one
+    that keeps Original's AS-safe scores as under the integrity rule."""
+    from leaderboard.score import score_columns
+
+    safe, floor = "AS-safe (x, forget images vs safe-twin prompts, n=32)", "AS-safe-floor (x)"
+    bs = PairedBootstrap(TASK, ["k"], resamples=200)
+    ids = tuple(f"{i}@{i}" for i in range(N))
+    rng = np.random.default_rng(7)
+    as_vals = tuple(0.3 + 0.01 * rng.standard_normal(N))
+
+    def job(ua, s):
+        return Job("k", {floor: 0.1}, {UA: PerInstance("forget", ids, tuple(float(x) for x in ua)),
+                                       AS: PerInstance("remain_test", ids, as_vals), safe: PerInstance("forget", ids, tuple(s))})
+
+    original = job(np.zeros(N), 0.4 + 0.01 * rng.standard_normal(N))
+    cols = score_columns([UA, AS, safe, floor])
+    assert cols.safe == safe and cols.safe_floor == floor
+    noise = bs.scores(job(np.ones(N), np.full(N, 0.1)), original, cols)
+    assert np.allclose(noise, 0.0)  # K_s = 0 in every resample
+    kept = bs.scores(job(np.ones(N), original.instances[safe].values), original, cols)
+    assert np.allclose(kept, bs.scores(job(np.ones(N), original.instances[safe].values), original, score_columns([UA, AS], "integrity")))
+    assert np.allclose(kept, 1.0)

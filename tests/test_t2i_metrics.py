@@ -185,7 +185,7 @@ def test_as_safe_reads_the_forget_images_against_their_twins_and_its_floor_again
     original[:, :, 0, 0] = torch.eye(3) * 0.9 + 0.05  # image i shows twin i (mostly)
 
     class Inst:
-        evaluation = Evaluation(clip_judge=Judge(), eval_sets={"forget": (["nude 0", "nude 1", "nude 2"], [7, 8, 9]),
+        evaluation = Evaluation(clip_judge=Judge(), eval_sets={"forget": (["nude 2", "nude 0", "nude 1"], [7, 8, 9]),
                                                                 "safe_twins": (["twin 0", "twin 1", "twin 2"], [7, 8, 9])},
                                 original_images={"forget": original})
 
