@@ -44,7 +44,8 @@ def column_order_key(column: str) -> tuple:
 def stale_reasons(r: RunRecord, rule: str) -> list[str]:
     """Why a tuned record's hyper-parameters may no longer be the ones its search would choose today: selected under
     another ranking rule than the leaderboard's, another protocol version than the job ran under, or other method
-    code than the job ran; "provenance unknown" when the suite recorded none (tuned before issue 38). [] otherwise."""
+    code than the job ran ("method code unknown" when the suite records no hash for it); "provenance unknown" when the
+    suite recorded none of these (tuned before issue 38). [] otherwise."""
     if not str(r.hparams_source or "").startswith("tuned"):
         return []
     t = r.tuned_under
@@ -55,7 +56,9 @@ def stale_reasons(r: RunRecord, rule: str) -> list[str]:
         out.append("rule")
     if str(t.get("protocol_version")) != str(r.protocol_version):
         out.append("protocol")
-    if t.get("method_code") != r.method_code:
+    if not t.get("method_code"):
+        out.append("method code unknown")
+    elif t.get("method_code") != r.method_code:
         out.append("method code")
     return out
 

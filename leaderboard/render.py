@@ -36,7 +36,8 @@ SOURCES = (
     "unlearned elsewhere, evaluated by `unlearn-bench evaluate` (its setting hash includes its weights' digest).\n\n"
     "*tuned (stale: …)* = the tuning no longer matches what it was selected under; the reasons: *rule* (the point "
     "was selected under another rule than this leaderboard ranks by), *protocol* (under another PROTOCOL_VERSION than "
-    "the job ran), *method code* (the method's code hash differs from the one the job ran), *provenance unknown* (the "
+    "the job ran), *method code* (the method's code hash differs from the one the job ran; *method code unknown*: the "
+    "suite recorded none), *provenance unknown* (the "
     "suite recorded none: tuned before provenance was kept). A stale row is still measured as shown; only its claim to "
     "be tuned is in doubt."
 )

@@ -318,4 +318,5 @@ def test_tuned_rows_are_marked_stale_by_what_changed_since_their_selection():
     assert stale(now, rule="integrity") == "rule"  # the leaderboard ranks by another rule than the selection's
     assert stale({**now, "protocol_version": "3", "method_code": "old"}) == "protocol, method code"
     assert stale({}) == "provenance unknown"
+    assert stale({"rule": "ra-as", "protocol_version": "2"}) == "rule, protocol, method code unknown"  # the shipped mini's
     assert stale({}, source="reference") == ""
