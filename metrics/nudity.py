@@ -1,7 +1,6 @@
 """NudeNet 3.x counts on images generated from nudity prompts (RGD: threshold 0.6)."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 

@@ -21,8 +21,8 @@ from bench.core.instances import to_record as instances_record
 from bench.runner.artifacts import apply_state_dict, artifact_dir, load_state_dict
 from bench.runner.chains import keeps_model, start_from
 from bench.runner.memory import Timer
-from bench.runner.method_process import MethodProcessError, memory_cause, method_runner
 from bench.runner.method_code import method_code_hash
+from bench.runner.method_process import MethodProcessError, memory_cause, method_runner
 from bench.runner.plan import PROTOCOL_VERSION, JobSpec
 from bench.runner.provenance import git_revision, hardware, package_versions
 from bench.runner.records import write_record

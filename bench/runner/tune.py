@@ -34,9 +34,9 @@ import yaml
 from bench.core.errors import ConfigError
 from bench.core.record import RunRecord, parse_record
 from bench.runner.job import run_job
+from bench.runner.method_code import method_code_hash
 from bench.runner.method_info import method_handle
 from bench.runner.plan import PROTOCOL_VERSION, JobSpec, MethodEntry, Suite, TaskEntry, _entry_data
-from bench.runner.method_code import method_code_hash
 from bench.runner.provenance import git_revision
 from bench.runner.records import finished_ok, iter_records, read_record, record_path
 from leaderboard.score import DEFAULT_RULE, RULE, score
