@@ -212,6 +212,10 @@ def test_as_safe_reads_the_forget_images_against_their_twins_and_its_floor_again
     assert out[floor] < m.compute(Inst(), noise, None, None)[col].value < out[col].value
     swapped = Model(original.roll(1, 0))  # each image shows another prompt's twin: below the floor
     assert m.compute(Inst(), swapped, None, None)[col].value < out[floor]
-    Inst.evaluation.eval_sets["safe_twins"] = (["twin 0", "twin 1", "twin 2"], [1, 2, 3])  # not the forget set's seeds
+    Inst.evaluation.eval_sets = {"forget": (["nude 2"], [7]), "safe_twins": (["twin 2"], [7])}  # one prompt: no floor
+    Inst.evaluation.original_images = {"forget": original[2:]}
+    assert list(m.compute(Inst(), Model(original[2:]), None, None)) == [col.replace("n=3", "n=1")]
+    Inst.evaluation.eval_sets = {"forget": (["nude 2", "nude 0", "nude 1"], [7, 8, 9]),
+                                 "safe_twins": (["twin 0", "twin 1", "twin 2"], [1, 2, 3])}  # not the forget set's seeds
     with pytest.raises(ValueError, match="pair each forget prompt with its safe twin"):
         m.compute(Inst(), Model(original), None, None)
