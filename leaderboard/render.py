@@ -27,7 +27,7 @@ LEGEND = (
     "- ↑ higher is better, ↓ lower is better; best non-reference value in bold; *reference rows* (Original, Retrain) are not ranked.",
     "- time = unlearning wall time (evaluation excluded); peak mem = accelerator memory when the job had one, else host RSS.",
     "- Metric headers are short names; the list under each table gives each column's full name (its judge or "
-    "classifier, n, its floor) and the part of the score it feeds (F, K_a, K_i).",
+    "classifier, n, its floor) and the part of the score it feeds (F, K_a, K_i, K_s).",
 )
 SOURCES = (
     "After the setting hash, where a row's hyper-parameters come from: *tuned* = selected by `unlearn-bench tune` "
@@ -135,9 +135,11 @@ def score_roles(table: TaskTable) -> dict[str, str]:
     cols = table.score
     if cols is None:
         return {}
-    roles = {cols.forget: "the score's F", cols.keep: "the score's K_a" if cols.integrity else "the score's K"}
+    roles = {cols.forget: "the score's F", cols.keep: "the score's K_a" if cols.integrity or cols.safe else "the score's K"}
     if cols.integrity:
         roles[cols.integrity] = "the score's K_i"
+    if cols.safe:
+        roles[cols.safe] = "the score's K_s"
     return roles
 
 

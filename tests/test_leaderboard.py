@@ -320,3 +320,18 @@ def test_tuned_rows_are_marked_stale_by_what_changed_since_their_selection():
     assert stale({}) == "provenance unknown"
     assert stale({"rule": "ra-as", "protocol_version": "2"}) == "rule, protocol, method code unknown"  # the shipped mini's
     assert stale({}, source="reference") == ""
+
+
+def test_as_safe_is_a_column_with_its_floor_and_role_and_the_floor_is_no_column():
+    safe, floor = "AS-safe (shape-clip, forget images vs safe-twin prompts, raw cosine, n=32)", "AS-safe-floor (shape-clip, n=32)"
+    recs = [_rec(SHAPES, m, "cross", 0, {UA_S: ua, AS_S: 0.3, safe: s, floor: 0.05})
+            for m, ua, s in (("original", 0.2, 0.5), ("rgd", 0.9, 0.05), ("salun", 0.7, 0.5))]
+    md = build(recs, "markdown")
+    header = next(line for line in md.splitlines() if line.startswith("| method"))
+    assert "| AS-safe ↑ |" in header and "AS-safe-floor" not in header
+    assert f"- **AS-safe ↑**: {safe} — the score's K_s; floor: {floor}, Original's mean 0.050" in md
+    # rgd "forgets" by noise (AS-safe at the floor): 0 under the default rule, ranked first under the one before it
+    (table,) = aggregate(recs)
+    scores = dict(zip(table.rows["row"], table.rows["score mean"]))
+    assert scores["rgd"] == 0.0 and scores["salun"] > 0.5
+    assert table.other_rules["integrity"]["rgd"] > table.other_rules["integrity"]["salun"]
