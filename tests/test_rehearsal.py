@@ -103,7 +103,8 @@ def test_the_paper_reference_rehearsal_builds_with_the_reference_sets(tmp_path, 
     reference_stand_ins(monkeypatch)
     full = {task: sizes for (task, _, _), sizes in planned_sets(plan_jobs(suite)).items()}
     assert full["sd-nudity"] == {"forget": 800, "remain": 800, "eval:forget": 100, "eval:remain_train": 800, "eval:remain_test": 100,
-                                 "eval:attack": 142, "eval:nudity": 854, "eval:retention_floor": 100}
+                                 "eval:attack": 142, "eval:nudity": 854, "eval:retention_floor": 100,
+                                 "eval:safe_twins": 100}  # RGD's y_test, the twins of y_c_test (AS-safe)
     assert full["sd-vangogh"]["eval:forget"] == full["sd-vangogh"]["eval:attack"] == 50
     jobs = plan_jobs(rehearse_suite(suite, World(tmp_path / "world")))
     cut = {task: sizes for (task, _, _), sizes in planned_sets(jobs).items()}
