@@ -201,3 +201,19 @@ def test_report_from_records_numbers_trials_in_start_order_and_scores_against_or
     write_record(tmp_path, {**_trial_record("finetune", "1", {"steps": 100, "lr": 1e-4}, 1.0, 1.0, "t1"), "method_code": "beef",
                             "job_id": "x", "task": "mini-shapes-style"})
     assert chosen_method_codes([res, other], tmp_path) == {"finetune": MIXED_CODE}  # two codes behind one label's choices
+
+
+def test_a_submitted_methods_code_hash_is_its_shipped_text_not_a_path_on_the_worker(tmp_path):
+    from bench.runner.job import base_record
+    from bench.runner.method_code import method_code_hash
+    from bench.runner.plan import JobSpec
+    from bench.runner.plugins import MethodSource
+
+    path = tmp_path / "m.py"
+    path.write_text("# a method\n")
+    spec = JobSpec("s", "mini-digits-class", {}, "0", f"{path}:M", "m", {}, 0, {})
+    shipped = MethodSource(str(path), "M", "# a method\n")
+    assert base_record(spec, {spec.method: shipped})["method_code"] == method_code_hash(f"{path}:M") == shipped.sha256[:12]
+    path.write_text("# another file under the same name on this machine\n")  # a worker never reads it
+    assert base_record(spec, {spec.method: shipped})["method_code"] == shipped.sha256[:12]
+    assert base_record(JobSpec("s", "mini-digits-class", {}, "0", "rgd", "rgd", {}, 0, {}))["method_code"] == method_code_hash("rgd")

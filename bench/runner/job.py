@@ -21,7 +21,7 @@ from bench.core.instances import to_record as instances_record
 from bench.runner.artifacts import apply_state_dict, artifact_dir, load_state_dict
 from bench.runner.chains import keeps_model, start_from
 from bench.runner.memory import Timer
-from bench.runner.method_code import method_code_hash
+from bench.runner.method_code import CODE_HASH_CHARS, method_code_hash
 from bench.runner.method_process import MethodProcessError, memory_cause, method_runner
 from bench.runner.plan import PROTOCOL_VERSION, JobSpec
 from bench.runner.provenance import git_revision, hardware, package_versions
@@ -40,13 +40,17 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def base_record(spec: JobSpec) -> dict:
+def base_record(spec: JobSpec, sources=None) -> dict:
+    """The record's fields every outcome shares; `sources`: method files shipped by the driver, whose text (not a
+    path on this machine) gives a submitted method's code hash."""
+    shipped = (sources or {}).get(spec.method)
     return {
         "job_id": spec.job_id,
         "setting_hash": spec.setting_hash,
         **spec.to_dict(),
         "protocol_version": PROTOCOL_VERSION,
-        "method_code": method_code_hash(spec.method),  # what a tuned point's provenance is compared with (stale marks)
+        # what a tuned point's provenance is compared with (stale marks)
+        "method_code": shipped.sha256[:CODE_HASH_CHARS] if shipped is not None else method_code_hash(spec.method),
         "versions": package_versions(),
         "git": git_revision(),
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -214,7 +218,7 @@ def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=
 
     if threads:
         torch.set_num_threads(threads)
-    record = base_record(spec)
+    record = base_record(spec, sources)
     t0 = time.perf_counter()
     try:
         source = (sources or {}).get(spec.method)

@@ -3,7 +3,8 @@
 A built-in or installed method: its module and every module of the same top-level package it reads from
 (methods/graddiff.py reads methods/losses.py, methods/training.py, ...), by source text. A change to a helper
 the method uses changes its hash; a change to another method does not. A submitted file (`FILE.py[:Name]`):
-the file's bytes, read here, never imported in the harness (bench/runner/method_info.py).
+the file's text, read on the driver and never imported in the harness (bench/runner/method_info.py); a worker
+hashes the text the driver shipped (bench/runner/job.py: base_record), never a path of its own machine.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def method_code_hash(method: str) -> str:
     digest = hashlib.sha256()
     try:
         if is_file_reference(method):
-            digest.update(Path(method.split(":")[0]).read_bytes())
+            digest.update(Path(method.split(":")[0]).read_text().encode())  # as MethodSource.sha256 hashes a shipped file
             return digest.hexdigest()[:CODE_HASH_CHARS]
         from methods.base import METHODS
 
