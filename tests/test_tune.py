@@ -217,3 +217,23 @@ def test_a_submitted_methods_code_hash_is_its_shipped_text_not_a_path_on_the_wor
     path.write_text("# another file under the same name on this machine\n")  # a worker never reads it
     assert base_record(spec, {spec.method: shipped})["method_code"] == shipped.sha256[:12]
     assert base_record(JobSpec("s", "mini-digits-class", {}, "0", "rgd", "rgd", {}, 0, {}))["method_code"] == method_code_hash("rgd")
+
+
+def test_best_so_far_and_whether_the_search_flattened_by_hand():
+    from bench.runner.tune import Trial, best_so_far, flattened, report_markdown
+
+    scores = [0.2, math.nan, 0.1, 0.5, 0.4, 0.5, 0.505, 0.3, 0.45]
+    trials = [Trial(i, {"lr": 1e-4}, s) for i, s in enumerate(scores)]
+    assert best_so_far(trials) == [0.2, 0.2, 0.2, 0.5, 0.5, 0.5, 0.505, 0.505, 0.505]  # a failed trial gains nothing
+    assert all(a <= b for a, b in zip(best_so_far(trials), best_so_far(trials)[1:]))
+    assert flattened(best_so_far(trials)) == (True, pytest.approx(0.005))  # the last third (trials 7-9) gained 0.005
+    rising = best_so_far(trials[:8] + [Trial(8, {}, 0.9)])
+    assert flattened(rising) == (False, pytest.approx(0.4))
+    assert math.isnan(best_so_far([Trial(0, {}, math.nan)])[0])
+    te = TaskEntry("mini-digits-class", ("0",))
+    suite = Suite("s", [te], [MethodEntry("original", "original")], [0])
+    full = TuneResult("mini-digits-class", "rgd", "rgd", {}, ["1"], trials)
+    cut = TuneResult("mini-digits-class", "rg", "rg", {}, ["1"], trials[:4])
+    md = report_markdown(suite, [full, cut], TuneSettings(trials=9, validation_targets=1))
+    assert "| rgd | 0.20 | 0.20 | 0.20 | 0.50 | 0.50 | 0.50 | 0.51 | 0.51 | 0.51 | flat |" in md
+    assert "| rg | 0.20 | 0.20 | 0.20 | 0.50 |  |  |  |  |  | incomplete (4 of 9 trials) |" in md

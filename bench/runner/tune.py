@@ -466,7 +466,10 @@ def report_markdown(suite: Suite, results: list[TuneResult], settings: TuneSetti
             curve = best_so_far(r.trials)
             flat, gain = flattened(curve)
             cells = [_fmt(x) for x in curve] + [""] * (settings.trials - len(curve))
-            verdict = "not run" if not curve else ("flat" if flat else f"still rising (+{gain:.2f})")
+            if not curve or len(curve) < settings.trials:  # a search cut off (resumable): no verdict on its tail yet
+                verdict = f"incomplete ({len(curve)} of {settings.trials} trials)"
+            else:
+                verdict = "flat" if flat else f"still rising (+{gain:.2f})"
             lines.append(f"| {r.label} | " + " | ".join(cells) + f" | {verdict} |")
         lines += ["", "Per trial and validation target (mean over its seeds):", "",
                   "| method | trial | " + " | ".join(f"`{t}`" for t in targets) + " |", "|---|---:|" + "---:|" * len(targets)]
