@@ -253,18 +253,7 @@ def fork_server_state(device: torch.device) -> dict:
 
 
 # -- the report ----------------------------------------------------------------------------------------
-def fmt(x, nd: int = 2) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        return f"{x:,.{nd}f}"
-    return str(x)
-
-
-def table(headers: list[str], rows: list[list]) -> str:
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(fmt(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
+from speed import fmt, table  # noqa: E402 - the speed benchmark's markdown cells and tables (benchmarks/speed.py)
 
 
 def versions() -> str:
