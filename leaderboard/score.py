@@ -195,24 +195,25 @@ def keep_ratio_array(value, original):
     return np.where(np.isfinite(k) & np.isfinite(ko) & (ko > 0), kr, np.nan)
 
 
-def integrity_keep_array(value, original, floor):
-    """Where a ↓ integrity value lies between Original's (1) and the floor (0), clipped to [0, 1]; nan when
-    the floor is not above Original's value (no room to measure) or a value is missing."""
-    d, do, z = _arrays(value, original, floor)
+def _share_kept(d, do, z):
+    """Where a ↓ value d lies between Original's do (1) and the floor z (0), clipped to [0, 1]; nan when the floor is
+    not above Original's value (no room to measure) or a value is missing. An ↑ value is the same with signs flipped."""
     with np.errstate(invalid="ignore", divide="ignore"):
         room = z - do
         q = np.clip((z - d) / np.where(room > 0, room, 1.0), 0.0, 1.0)
     return np.where(np.isfinite(d) & np.isfinite(do) & np.isfinite(z) & (room > 0), q, np.nan)
 
 
+def integrity_keep_array(value, original, floor):
+    """K_i: where a ↓ integrity value lies between Original's (1) and the floor (0) (see _share_kept)."""
+    return _share_kept(*_arrays(value, original, floor))
+
+
 def safe_keep_array(value, original, floor):
-    """Where an ↑ value lies between its floor (0) and Original's value (1), clipped to [0, 1]; nan when
-    Original is not above the floor (no room to measure) or a value is missing."""
+    """K_s: where an ↑ value (AS-safe) lies between its floor (0) and Original's value (1); nan when Original is not
+    above the floor or a value is missing (_share_kept on the negated values)."""
     s, so, z = _arrays(value, original, floor)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        room = so - z
-        q = np.clip((s - z) / np.where(room > 0, room, 1.0), 0.0, 1.0)
-    return np.where(np.isfinite(s) & np.isfinite(so) & np.isfinite(z) & (room > 0), q, np.nan)
+    return _share_kept(-s, -so, -z)
 
 
 def harmonic_array(f, k):
