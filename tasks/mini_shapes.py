@@ -79,6 +79,11 @@ def without_shape(spec: shapes.ShapeSpec) -> str:
     return shapes.caption(spec).replace(f" {spec.shape} ", " shape ", 1)
 
 
+def without_style(spec: shapes.ShapeSpec) -> str:
+    """The style-free twin of a caption: the same shape, colour and background, plain."""
+    return shapes.caption(shapes.ShapeSpec(spec.shape, spec.colour, spec.background))
+
+
 def concept_sets(target: str, n_train: int, n_eval: int, erased: tuple[str, ...] = ()) -> dict:
     """`erased` (a sequence's earlier shapes) are no remain shape: the model is no longer asked to keep them."""
     others = [s for s in shapes.SHAPES if s != target and s not in erased]
@@ -125,11 +130,11 @@ def style_sets(target: str, n_train: int, n_eval: int, erased: tuple[str, ...] =
     eval_forget = _pick(_specs("test", shapes.SHAPES, [target]), n_eval, f"style-eval-{target}")
     return {
         "forget": [shapes.caption(s) for s in forget],
-        "safe": [shapes.caption(shapes.ShapeSpec(s.shape, s.colour, s.background)) for s in forget],
+        "safe": [without_style(s) for s in forget],
         "remain": [shapes.caption(s) for s in remain_of(forget)],
         "narrow": [i for i, s in enumerate(remain_of(forget)) if s.style == "plain"],  # one style only
         "eval_forget": [shapes.caption(s) for s in eval_forget],
-        "eval_forget_safe": [shapes.caption(shapes.ShapeSpec(s.shape, s.colour, s.background)) for s in eval_forget],
+        "eval_forget_safe": [without_style(s) for s in eval_forget],
         "eval_remain_train": [shapes.caption(s) for s in remain_of(rtrain)],
         "eval_remain_test": [shapes.caption(s) for s in remain_of(rtest)],
     }
