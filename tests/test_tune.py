@@ -213,9 +213,9 @@ def test_a_submitted_methods_code_hash_is_its_shipped_text_not_a_path_on_the_wor
     path.write_text("# a method\n")
     spec = JobSpec("s", "mini-digits-class", {}, "0", f"{path}:M", "m", {}, 0, {})
     shipped = MethodSource(str(path), "M", "# a method\n")
-    assert base_record(spec, {spec.method: shipped})["method_code"] == method_code_hash(f"{path}:M") == shipped.sha256[:12]
+    assert base_record(spec, shipped)["method_code"] == method_code_hash(f"{path}:M") == shipped.sha256[:12]
     path.write_text("# another file under the same name on this machine\n")  # a worker never reads it
-    assert base_record(spec, {spec.method: shipped})["method_code"] == shipped.sha256[:12]
+    assert base_record(spec, shipped)["method_code"] == shipped.sha256[:12]
     assert base_record(JobSpec("s", "mini-digits-class", {}, "0", "rgd", "rgd", {}, 0, {}))["method_code"] == method_code_hash("rgd")
 
 

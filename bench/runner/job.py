@@ -40,10 +40,9 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def base_record(spec: JobSpec, sources=None) -> dict:
-    """The record's fields every outcome shares; `sources`: method files shipped by the driver, whose text (not a
-    path on this machine) gives a submitted method's code hash."""
-    shipped = (sources or {}).get(spec.method)
+def base_record(spec: JobSpec, shipped=None) -> dict:
+    """The record's fields every outcome shares; `shipped`: the method file the driver shipped (a MethodSource), whose
+    text (not a path on this machine) gives a submitted method's code hash."""
     return {
         "job_id": spec.job_id,
         "setting_hash": spec.setting_hash,
@@ -218,10 +217,10 @@ def run_job(spec: JobSpec, out_dir=None, threads: int | None = None, fast_paths=
 
     if threads:
         torch.set_num_threads(threads)
-    record = base_record(spec, sources)
+    source = (sources or {}).get(spec.method)
+    record = base_record(spec, source)
     t0 = time.perf_counter()
     try:
-        source = (sources or {}).get(spec.method)
         if source is not None:
             record["method_source"] = {"path": source.path, "sha256": source.sha256}
         deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
